@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { convertCommand } from "./commands/convert.js";
+import { catCommand, lsCommand, tocCommand, verifyCommand } from "./commands/read.js";
+import { describeError, isUserError } from "./errors.js";
+import { installSignalCleanup } from "./output.js";
+
+function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+const program = new Command("seekable")
+  .description("Convert container image layers to eStargz and read them lazily")
+  .option("--debug", "print stack traces on errors")
+  .exitOverride()
+  .configureOutput({ outputError: (s, write) => write(s.replace(/^error: /, "seekable: ")) });
+
+program
+  .command("convert")
+  .description("convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout)")
+  .argument("<in>", "input layer: .tar or .tar.gz (sniffed), - for stdin")
+  .argument("<out>", "output eStargz blob, - for stdout")
+  .option("--chunk-size <bytes>", "payload bytes per chunk", intArg("--chunk-size", 1), 4 << 20)
+  .option("--level <n>", "gzip level 1-9 (default 6: see README for the measured trade-off)", intArg("--level", 1, 9), 6)
+  .option("--prioritized-files <file>", "paths (one a line, access order) to put before the prefetch landmark")
+  .option("--allow-missing-prioritized", "warn instead of failing when a prioritized path is not in the layer")
+  .addOption(new Option("--threads <n>", "compression threads (output is identical for any value)").argParser(intArg("--threads", 1, 256)))
+  .option("--json", "machine-readable report on stdout")
+  .action((input: string, output: string, o) => convertCommand(input, output, o));
+
+program
+  .command("verify")
+  .description("check footer, TOC, every chunk digest and every file digest")
+  .argument("<blob>", "eStargz or stargz blob")
+  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .option("--json", "machine-readable output")
+  .action((blob: string, o) => verifyCommand(blob, o));
+
+program
+  .command("ls")
+  .description("list entries (name, type, size, mode, owner, mtime, link)")
+  .argument("<blob>", "eStargz or stargz blob")
+  .argument("[path]", "a directory to list or a file to show")
+  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .option("--json", "machine-readable output")
+  .action((blob: string, path: string | undefined, o) => lsCommand(blob, path, o));
+
+program
+  .command("cat")
+  .description("write files' contents to stdout, fetching only their chunks")
+  .argument("<blob>", "eStargz or stargz blob")
+  .argument("<path...>", "files to print, in order")
+  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .action((blob: string, paths: string[], o) => catCommand(blob, paths, o));
+
+program
+  .command("toc")
+  .description("print the TOC JSON exactly as stored")
+  .argument("<blob>", "eStargz or stargz blob")
+  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .action((blob: string, o) => tocCommand(blob, o));
+
+installSignalCleanup();
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0); // reader went away (e.g. `| head`)
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0 ? 0 : 2;
+  } else {
+    const args = program.args;
+    const input = args[1] && args[1] !== "-" ? args[1] : undefined;
+    process.stderr.write(`seekable: ${describeError(e, input)}\n`);
+    if (program.opts().debug || !isUserError(e)) {
+      if (program.opts().debug) process.stderr.write(`${(e as Error)?.stack}\n`);
+    }
+    process.exitCode = 1;
+  }
+}

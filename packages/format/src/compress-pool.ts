@@ -1,0 +1,115 @@
+import { Worker } from "node:worker_threads";
+
+export interface BatchRequest {
+  seq: number;
+  level: number;
+  buffer: ArrayBuffer;
+  lengths: number[];
+  /** Per segment: bytes at its start that form a chunk to digest (0: none). */
+  chunkLengths: number[];
+}
+
+export interface BatchResult {
+  seq: number;
+  buffer: ArrayBuffer;
+  lengths: number[];
+  chunkDigests: string[];
+  error?: string;
+}
+
+type Deliver = (seq: number, result: BatchResult) => Promise<void>;
+
+/**
+ * Worker threads that compress batches of segments. Results are delivered strictly in
+ * submission order, one at a time, so the caller can write them and assign offsets.
+ * `submit` waits while too much work is in flight: memory stays bounded.
+ */
+export class CompressPool {
+  private readonly workers: { w: Worker; outstanding: number }[] = [];
+  private readonly done = new Map<number, BatchResult>();
+  private nextSeq = 0;
+  private nextDeliver = 0;
+  private inFlight = 0;
+  private delivering = false;
+  private failure: Error | undefined;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    threads: number,
+    private readonly level: number,
+    private readonly deliver: Deliver,
+    private readonly maxInFlight = Math.max(4, threads * 3),
+  ) {
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(new URL("./compress-worker.js", import.meta.url));
+      const slot = { w, outstanding: 0 };
+      w.on("message", (res: BatchResult) => {
+        slot.outstanding--;
+        if (res.error) this.fail(new Error(`compression failed: ${res.error}`));
+        else {
+          this.done.set(res.seq, res);
+          void this.pump();
+        }
+      });
+      w.on("error", (e) => this.fail(e));
+      this.workers.push(slot);
+    }
+  }
+
+  async submit(buffer: Uint8Array, lengths: number[], chunkLengths: number[]): Promise<void> {
+    while (this.inFlight >= this.maxInFlight && !this.failure) await this.wait();
+    if (this.failure) throw this.failure;
+    const seq = this.nextSeq++;
+    this.inFlight++;
+    const slot = this.workers.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+    slot.outstanding++;
+    const req: BatchRequest = { seq, level: this.level, buffer: buffer.buffer as ArrayBuffer, lengths, chunkLengths };
+    slot.w.postMessage(req, [req.buffer]);
+  }
+
+  /** Waits until every submitted batch has been delivered. */
+  async drain(): Promise<void> {
+    while (this.nextDeliver < this.nextSeq && !this.failure) await this.wait();
+    if (this.failure) throw this.failure;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((s) => s.w.terminate()));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      for (;;) {
+        const res = this.done.get(this.nextDeliver);
+        if (!res || this.failure) break;
+        this.done.delete(this.nextDeliver);
+        await this.deliver(this.nextDeliver, res);
+        this.nextDeliver++;
+        this.inFlight--;
+        this.wake();
+      }
+    } catch (e) {
+      this.fail(e as Error);
+    } finally {
+      this.delivering = false;
+    }
+    if (this.done.has(this.nextDeliver) && !this.failure) void this.pump();
+  }
+
+  private fail(e: Error): void {
+    if (!this.failure) this.failure = e;
+    this.wake();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

@@ -1,0 +1,369 @@
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { type ChunkRef, inflateChunk, verifyChunk } from "./chunk.js";
+import { FormatError, NotFoundError, VerificationError } from "./errors.js";
+import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
+import { TOC_TAR_NAME } from "./landmark.js";
+import type { ByteRange, RangeSource } from "./range-source.js";
+import { cleanEntryName } from "./tar-header.js";
+import { parseToc, sha256Digest, type Toc, type TocEntry } from "./toc.js";
+
+export interface OpenOptions {
+  /** Expected TOC digest (sha256:...), e.g. from the layer annotation. */
+  tocDigest?: string;
+  /** Bytes read from the end of the blob at open; the TOC is usually inside. */
+  tailSize?: number;
+  signal?: AbortSignal;
+}
+
+/** A file system node built from the TOC (the reference's initFields). */
+export interface Node {
+  /** Cleaned path, "" for the root. */
+  path: string;
+  type: Exclude<TocEntry["type"], "chunk">;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  userName: string;
+  groupName: string;
+  modtime: string;
+  linkName: string;
+  devMajor: number;
+  devMinor: number;
+  xattrs: Record<string, string>;
+  digest: string;
+  numLink: number;
+  chunks: ChunkRef[];
+  children?: Map<string, Node>;
+  /** For hardlinks: the node holding the content. */
+  target?: Node;
+  /** The TOC entry (absent for implicit directories). */
+  entry?: TocEntry;
+}
+
+const DEFAULT_TAIL = 64 * 1024;
+const MAX_TOC_BYTES = 512 << 20;
+
+/** Reads an eStargz (or legacy stargz) blob through a RangeSource, verifying every byte. */
+export class LayerReader {
+  readonly root: Node;
+  private readonly nodes = new Map<string, Node>();
+
+  private constructor(
+    readonly source: RangeSource,
+    readonly footer: Footer,
+    readonly tocBytes: Uint8Array,
+    readonly tocDigest: string,
+    readonly toc: Toc,
+  ) {
+    this.root = newNode("", "dir");
+    this.root.mode = 0o755;
+    this.nodes.set("", this.root);
+    this.build();
+  }
+
+  /** Footer, then TOC: one read when the TOC fits in the tail, else a second for the rest. */
+  static async open(source: RangeSource, opts: OpenOptions = {}): Promise<LayerReader> {
+    const size = source.size;
+    if (size < 47) throw new FormatError(`blob of ${size} bytes is too small for an eStargz footer`);
+    const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
+    const tailStart = size - tailLen;
+    const [tail] = await source.read([{ offset: tailStart, length: tailLen }], opts.signal);
+    const footer = parseFooter(tail);
+    const tocEnd = size - footer.footerSize;
+    if (footer.tocOffset >= tocEnd) throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
+    let member: Uint8Array;
+    if (footer.tocOffset >= tailStart) {
+      member = tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart);
+    } else {
+      if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new FormatError(`TOC of ${tocEnd - footer.tocOffset} bytes is too large`);
+      const [head] = await source.read([{ offset: footer.tocOffset, length: tailStart - footer.tocOffset }], opts.signal);
+      member = Buffer.concat([head, tail.subarray(0, tocEnd - tailStart)]);
+    }
+    const tocBytes = extractTocJson(member);
+    const tocDigest = sha256Digest(tocBytes);
+    if (opts.tocDigest && opts.tocDigest !== tocDigest) {
+      throw new VerificationError(`TOC digest ${tocDigest} does not match the expected ${opts.tocDigest}`);
+    }
+    return new LayerReader(source, footer, tocBytes, tocDigest, parseToc(tocBytes));
+  }
+
+  get legacy(): boolean {
+    return this.footer.legacy;
+  }
+
+  /** The node at `path`, or undefined. Hardlinks are returned as such (see `resolve`). */
+  lookup(path: string): Node | undefined {
+    return this.nodes.get(cleanEntryName(path));
+  }
+
+  /** Follows a hardlink to the node holding the content. */
+  resolve(node: Node): Node {
+    return node.target ?? node;
+  }
+
+  readdir(path: string): Node[] {
+    const n = this.lookup(path);
+    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file or directory`);
+    if (n.type !== "dir") throw new FormatError(`${JSON.stringify(path)}: not a directory`);
+    return [...(n.children?.values() ?? [])];
+  }
+
+  /** Every node, parents before children, in TOC order. */
+  *walk(): Generator<Node> {
+    for (const n of this.nodes.values()) yield n;
+  }
+
+  /** Reads [offset, offset+length) of a regular file, touching only the chunks covering it. */
+  async read(path: string, offset = 0, length?: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const node = this.regular(path);
+    const end = Math.min(node.size, length === undefined ? node.size : offset + length);
+    if (offset >= end) return new Uint8Array(0);
+    const out = Buffer.allocUnsafe(end - offset);
+    for await (const { data, fileOffset } of this.chunksOf(node, offset, end, signal)) {
+      const from = Math.max(offset, fileOffset);
+      const to = Math.min(end, fileOffset + data.length);
+      out.set(data.subarray(from - fileOffset, to - fileOffset), from - offset);
+    }
+    return out;
+  }
+
+  /** Streams a whole file, verified chunk by chunk, with bounded memory. */
+  async *stream(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const node = this.regular(path);
+    for await (const { data } of this.chunksOf(node, 0, node.size, signal)) yield data;
+  }
+
+  /** Checks every chunk digest and every file digest. Returns counts. */
+  async verify(signal?: AbortSignal): Promise<{ files: number; chunks: number; bytes: number }> {
+    let files = 0;
+    let chunks = 0;
+    let bytes = 0;
+    for (const n of this.nodes.values()) {
+      if (n.type !== "reg" || n.target) continue;
+      files++;
+      if (n.size === 0) {
+        if (n.digest && n.digest !== sha256Digest(new Uint8Array(0))) throw new VerificationError(`${n.path}: empty file with a non-empty digest`);
+        continue;
+      }
+      for await (const { data } of this.chunksOf(n, 0, n.size, signal)) {
+        chunks++;
+        bytes += data.length;
+      }
+    }
+    return { files, chunks, bytes };
+  }
+
+  private regular(path: string): Node {
+    const n = this.lookup(path);
+    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
+    const r = this.resolve(n);
+    if (r.type !== "reg") throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
+    return r;
+  }
+
+  /**
+   * Yields the verified chunks covering [start, end) in order, fetching a window of
+   * chunks per source.read call. A legacy file without chunk digests is read whole and
+   * checked against its file digest before anything is yielded.
+   */
+  private async *chunksOf(node: Node, start: number, end: number, signal?: AbortSignal): AsyncGenerator<{ data: Uint8Array; fileOffset: number }> {
+    const all = node.chunks;
+    const needWhole = all.some((c) => !c.chunkDigest);
+    const wanted = needWhole ? all : all.filter((c) => c.chunkOffset < end && c.chunkOffset + c.chunkSize > start);
+    const fileHash = needWhole || (start === 0 && end === node.size) ? createHash("sha256") : undefined;
+    const held: { data: Uint8Array; fileOffset: number }[] = [];
+    const WINDOW = 16 << 20;
+    for (let i = 0; i < wanted.length; ) {
+      let j = i;
+      let bytes = 0;
+      while (j < wanted.length && (j === i || bytes + (wanted[j].nextOffset - wanted[j].offset) <= WINDOW)) {
+        bytes += wanted[j].nextOffset - wanted[j].offset;
+        j++;
+      }
+      const group = wanted.slice(i, j);
+      const ranges: ByteRange[] = group.map((c) => ({ offset: c.offset, length: c.nextOffset - c.offset }));
+      const bufs = await this.source.read(ranges, signal);
+      for (let k = 0; k < group.length; k++) {
+        const data = inflateChunk(bufs[k], group[k]);
+        verifyChunk(data, group[k], node.path);
+        fileHash?.update(data);
+        const item = { data, fileOffset: group[k].chunkOffset };
+        if (needWhole) held.push(item);
+        else yield item;
+      }
+      i = j;
+    }
+    if (fileHash && node.digest) {
+      const got = `sha256:${fileHash.digest("hex")}`;
+      if (got !== node.digest) throw new VerificationError(`${node.path}: content does not match its digest (got ${got}, TOC says ${node.digest})`);
+    } else if (needWhole && !node.digest) {
+      throw new VerificationError(`${node.path}: no digest to verify the content against`);
+    }
+    for (const item of held) {
+      if (item.fileOffset < end && item.fileOffset + item.data.length > start) yield item;
+    }
+  }
+
+  private build(): void {
+    const entries = this.toc.entries;
+    const unames = new Map<number, string>();
+    const gnames = new Map<number, string>();
+    let lastReg: Node | undefined;
+    const hardlinks: Node[] = [];
+    const refs = new Map<TocEntry, ChunkRef>();
+    for (const e of entries) {
+      if (e.type === "chunk") {
+        if (!lastReg) throw new FormatError(`TOC chunk entry ${JSON.stringify(e.name)} has no regular file before it`);
+        const ref = chunkRef(e, lastReg.size);
+        lastReg.chunks.push(ref);
+        refs.set(e, ref);
+        continue;
+      }
+      const path = cleanEntryName(e.name);
+      if (path === TOC_TAR_NAME) continue;
+      const n = this.ensure(path, e.type);
+      if (e.userName) unames.set(e.uid ?? 0, e.userName);
+      if (e.groupName) gnames.set(e.gid ?? 0, e.groupName);
+      Object.assign(n, {
+        type: e.type,
+        entry: e,
+        size: e.type === "reg" ? (e.size ?? 0) : 0,
+        mode: e.mode ?? 0,
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        userName: e.userName || unames.get(e.uid ?? 0) || "",
+        groupName: e.groupName || gnames.get(e.gid ?? 0) || "",
+        modtime: e.modtime ?? "",
+        linkName: e.linkName ?? "",
+        devMajor: e.devMajor ?? 0,
+        devMinor: e.devMinor ?? 0,
+        xattrs: e.xattrs ?? {},
+        digest: e.digest ?? "",
+        chunks: [],
+      });
+      if (e.type === "dir" && !n.children) n.children = new Map();
+      if (e.type !== "dir") n.children = undefined;
+      if (e.type === "reg") {
+        lastReg = n;
+        if (n.size > 0) {
+          const ref = chunkRef(e, n.size);
+          n.chunks.push(ref);
+          refs.set(e, ref);
+        }
+      }
+      if (e.type === "hardlink") hardlinks.push(n);
+    }
+    // nextOffset: scanning backwards, each payload's range ends where the next member starts.
+    let last = this.footer.tocOffset;
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i];
+      const ref = refs.get(e);
+      if (ref) ref.nextOffset = last;
+      if (e.offset && !e.innerOffset) last = e.offset;
+    }
+    for (const n of this.nodes.values()) {
+      if (n.type !== "reg" || n.size === 0) continue;
+      validateChunks(n, this.footer.tocOffset);
+    }
+    for (const h of hardlinks) {
+      let t = this.nodes.get(cleanEntryName(h.linkName));
+      for (let depth = 0; t?.type === "hardlink" && depth < 64; depth++) t = t.target ?? this.nodes.get(cleanEntryName(t.linkName));
+      if (!t || t.type === "hardlink") throw new FormatError(`hardlink ${JSON.stringify(h.path)} points to missing ${JSON.stringify(h.linkName)}`);
+      h.target = t;
+      t.numLink++;
+    }
+  }
+
+  private ensure(path: string, type: Node["type"]): Node {
+    let n = this.nodes.get(path);
+    if (n) {
+      if (n.type === "dir" && type !== "dir" && n.children && n.children.size > 0) {
+        throw new FormatError(`TOC entry ${JSON.stringify(path)} replaces a non-empty directory`);
+      }
+      return n;
+    }
+    const slash = path.lastIndexOf("/");
+    const parentPath = slash < 0 ? "" : path.slice(0, slash);
+    let parent = this.nodes.get(parentPath);
+    if (!parent) {
+      parent = this.ensure(parentPath, "dir");
+      parent.mode = parent.entry ? parent.mode : 0o755;
+    }
+    if (parent.type !== "dir") throw new FormatError(`TOC entry ${JSON.stringify(path)} is under a non-directory`);
+    n = newNode(path, type);
+    if (type === "dir") n.mode = 0o755;
+    parent.children ??= new Map();
+    parent.children.set(path.slice(slash + 1), n);
+    this.nodes.set(path, n);
+    return n;
+  }
+}
+
+function newNode(path: string, type: Node["type"]): Node {
+  return {
+    path,
+    type,
+    size: 0,
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    userName: "",
+    groupName: "",
+    modtime: "",
+    linkName: "",
+    devMajor: 0,
+    devMinor: 0,
+    xattrs: {},
+    digest: "",
+    numLink: 1,
+    chunks: [],
+    children: type === "dir" ? new Map() : undefined,
+  };
+}
+
+function chunkRef(e: TocEntry, fileSize: number): ChunkRef {
+  const chunkOffset = e.chunkOffset ?? 0;
+  return {
+    offset: e.offset ?? 0,
+    nextOffset: 0,
+    innerOffset: e.innerOffset ?? 0,
+    chunkOffset,
+    chunkSize: e.chunkSize || fileSize - chunkOffset,
+    chunkDigest: e.chunkDigest || undefined,
+  };
+}
+
+/** Chunks must tile the file exactly and point inside the blob's payload area. */
+function validateChunks(n: Node, tocOffset: number): void {
+  let pos = 0;
+  for (const c of n.chunks) {
+    if (c.chunkOffset !== pos) throw new FormatError(`${n.path}: chunks do not tile the file (gap or overlap at ${pos})`);
+    if (c.chunkSize <= 0) throw new FormatError(`${n.path}: chunk at ${pos} is empty`);
+    if (c.offset <= 0 || c.offset >= tocOffset || c.nextOffset <= c.offset) {
+      throw new FormatError(`${n.path}: chunk at ${pos} has an invalid blob offset ${c.offset}`);
+    }
+    pos += c.chunkSize;
+  }
+  if (pos !== n.size) throw new FormatError(`${n.path}: chunks cover ${pos} bytes of ${n.size}`);
+}
+
+/** The TOC member: one gzip member holding a tar entry "stargz.index.json". */
+function extractTocJson(member: Uint8Array): Uint8Array {
+  let tar: Buffer;
+  try {
+    tar = gunzipSync(member, { maxOutputLength: MAX_TOC_BYTES });
+  } catch (e) {
+    throw new FormatError(`TOC is not valid gzip (${(e as Error).message})`);
+  }
+  if (tar.length < 512) throw new FormatError("TOC member holds no tar header");
+  const name = tar.toString("latin1", 0, 100).replace(/\0.*$/s, "");
+  if (name !== TOC_TAR_NAME) throw new FormatError(`TOC member starts with ${JSON.stringify(name)}, not ${TOC_TAR_NAME}`);
+  const sizeField = tar.subarray(124, 136);
+  let size: number;
+  if (sizeField[0] & 0x80) size = Number(sizeField.readBigUInt64BE(4));
+  else size = Number.parseInt(sizeField.toString("latin1").replace(/[\0 ].*$/s, "").trim() || "0", 8);
+  if (!Number.isSafeInteger(size) || 512 + size > tar.length) throw new FormatError("TOC tar entry is truncated");
+  return tar.subarray(512, 512 + size);
+}

@@ -1,0 +1,215 @@
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import tarStream from "tar-stream";
+import { FormatError } from "./errors.js";
+import { type TarHeader, type TarType, cleanEntryName } from "./tar-header.js";
+
+// tar-stream decodes PAX values as UTF-8 and masks the mode to 0o7777. The reference keeps
+// raw bytes (binary xattr values, non-UTF-8 names) and the raw mode, so we decode PAX as
+// latin1 byte strings and re-read the mode field. Patched once, on tar-stream's own module.
+const require = createRequire(import.meta.url);
+const headersPath = join(dirname(require.resolve("tar-stream")), "headers.js");
+// biome-ignore lint/suspicious/noExplicitAny: patching a CommonJS module object
+const tarHeaders = require(headersPath) as any;
+if (!tarHeaders.__seekablePatched) {
+  tarHeaders.__seekablePatched = true;
+  tarHeaders.decodePax = (buf: Buffer): Record<string, string> => {
+    const result: Record<string, string> = {};
+    let p = 0;
+    while (p < buf.length) {
+      let i = p;
+      while (i < buf.length && buf[i] !== 0x20) i++;
+      const len = Number.parseInt(buf.toString("latin1", p, i), 10);
+      if (!len || p + len > buf.length) break;
+      const rec = buf.toString("latin1", i + 1, p + len - 1);
+      const eq = rec.indexOf("=");
+      if (eq === -1) break;
+      result[rec.slice(0, eq)] = rec.slice(eq + 1);
+      p += len;
+    }
+    return result;
+  };
+  const origDecode = tarHeaders.decode;
+  tarHeaders.decode = (buf: Buffer, enc: string, allowUnknown: boolean) => {
+    const h = origDecode(buf, enc, allowUnknown);
+    if (h && buf[100] !== 0x80) {
+      const raw = Number.parseInt(buf.toString("latin1", 100, 108).replace(/[\0 ].*$/s, "").trim() || "0", 8);
+      if (Number.isFinite(raw)) h.mode = raw;
+    }
+    return h;
+  };
+}
+
+export type InputKind = "gzip" | "tar";
+
+/** The first bytes tell gzip from tar; zstd and the rest are refused with a clear error. */
+export function sniff(head: Uint8Array): InputKind {
+  if (head.length === 0) throw new FormatError("empty input (not a tar or tar.gz)");
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
+    throw new FormatError("zstd-compressed input is not supported (decompress it first)");
+  }
+  if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString("latin1") === "ustar") return "tar";
+  // A v7 tar has no magic: accept it if the header checksum is right.
+  if (head.length >= 512 && v7ChecksumOK(head)) return "tar";
+  throw new FormatError("not a tar or tar.gz (unrecognized magic bytes)");
+}
+
+function v7ChecksumOK(b: Uint8Array): boolean {
+  const field = Buffer.from(b.subarray(148, 156)).toString("latin1").replace(/[\0 ]+$/, "").trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i];
+  return sum === Number.parseInt(field, 8);
+}
+
+export interface InputEntry {
+  header: TarHeader;
+  /** Cleaned name (the reference's cleanEntryName), for duplicate detection and lookups. */
+  clean: string;
+  body: AsyncIterable<Uint8Array>;
+}
+
+/** Decompresses (when gzip) and parses a tar stream into entries with Go-style headers. */
+export async function* readTarEntries(source: Readable): AsyncGenerator<InputEntry> {
+  const head = await peek(source, 512);
+  const kind = sniff(head.bytes);
+  let stream: Readable = head.stream;
+  if (kind === "gzip") {
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    stream.on("error", (e) => gunzip.destroy(e));
+    stream = stream.pipe(gunzip);
+  }
+  const extract = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<typeof tarStream.extract>[0]);
+  stream.on("error", (e) => extract.destroy(e));
+  stream.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      const header = toHeader(entry.header as Parameters<typeof toHeader>[0]);
+      yield { header, clean: cleanEntryName(header.name), body: entry as AsyncIterable<Uint8Array> };
+      entry.resume(); // drain whatever the consumer left
+    }
+  } catch (e) {
+    throw wrapInputError(e);
+  } finally {
+    source.destroy();
+  }
+}
+
+function wrapInputError(e: unknown): Error {
+  if (e instanceof FormatError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const msg = err?.message ?? String(e);
+  if (err?.code === "Z_BUF_ERROR" || /unexpected end/i.test(msg)) return new FormatError(`truncated input (${msg})`);
+  if (err?.code?.startsWith?.("Z_") || /incorrect header check|invalid (block|distance|stored|code)|too many length/i.test(msg)) {
+    return new FormatError(`corrupted gzip data (${msg})`);
+  }
+  if (/tar|header/i.test(msg)) return new FormatError(`invalid tar (${msg})`);
+  return err instanceof Error ? err : new Error(msg);
+}
+
+const TYPES: Record<string, TarType> = {
+  file: "0",
+  "contiguous-file": "0",
+  link: "1",
+  symlink: "2",
+  "character-device": "3",
+  "block-device": "4",
+  directory: "5",
+  fifo: "6",
+};
+
+const BASIC_PAX = new Set(["path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"]);
+
+function toHeader(h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null }): TarHeader {
+  const type = TYPES[h.type ?? "file"];
+  if (!type) throw new FormatError(`unsupported input tar entry type "${h.type}" for ${JSON.stringify(h.name)}`);
+  const pax = h.pax ?? undefined;
+  const mtimeMs = h.mtime ? h.mtime.getTime() : 0;
+  const header: TarHeader = {
+    name: h.name,
+    type,
+    mode: h.mode ?? 0,
+    uid: h.uid ?? 0,
+    gid: h.gid ?? 0,
+    size: type === "0" ? (h.size ?? 0) : 0,
+    mtimeSec: Math.floor(mtimeMs / 1000),
+    mtimeNsec: 0,
+    linkname: h.linkname ?? "",
+    uname: h.uname ?? "",
+    gname: h.gname ?? "",
+    devmajor: h.devmajor ?? 0,
+    devminor: h.devminor ?? 0,
+    xattrs: new Map(),
+    paxExtra: new Map(),
+    keepSubsecond: false,
+  };
+  if (pax) {
+    header.keepSubsecond = true;
+    const int = (k: string): number | undefined => {
+      if (pax[k] === undefined) return undefined;
+      const n = Number(pax[k]);
+      if (!Number.isSafeInteger(n) || n < 0) throw new FormatError(`invalid PAX ${k} ${JSON.stringify(pax[k])} for ${JSON.stringify(h.name)}`);
+      return n;
+    };
+    header.uid = int("uid") ?? header.uid;
+    header.gid = int("gid") ?? header.gid;
+    if (pax.uname !== undefined) header.uname = pax.uname;
+    if (pax.gname !== undefined) header.gname = pax.gname;
+    if (pax.mtime !== undefined) [header.mtimeSec, header.mtimeNsec] = parsePaxTime(pax.mtime, h.name);
+    for (const k of ["atime", "ctime"]) {
+      if (pax[k] !== undefined) {
+        const [s, ns] = parsePaxTime(pax[k], h.name);
+        header.paxExtra.set(k, formatTime(s, ns));
+      }
+    }
+    for (const [k, v] of Object.entries(pax) as [string, string][]) {
+      if (k.startsWith("SCHILY.xattr.")) header.xattrs.set(k.slice(13), v);
+      else if (k.startsWith("GNU.sparse.")) throw new FormatError(`sparse files are not supported: ${JSON.stringify(h.name)}`);
+      else if (!BASIC_PAX.has(k)) header.paxExtra.set(k, v);
+    }
+  }
+  return header;
+}
+
+function formatTime(s: number, ns: number): string {
+  if (ns === 0) return String(s);
+  return `${s}.${String(ns).padStart(9, "0")}`.replace(/0+$/, "");
+}
+
+/** Go's parsePAXTime: seconds, optional fraction (at most 9 digits kept). */
+export function parsePaxTime(v: string, name: string): [number, number] {
+  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v);
+  if (!m) throw new FormatError(`invalid PAX time ${JSON.stringify(v)} for ${JSON.stringify(name)}`);
+  let sec = Number(m[2]);
+  let nsec = Number(((m[3] ?? "") + "000000000").slice(0, 9));
+  if (m[1] === "-") {
+    sec = -sec;
+    if (nsec !== 0) {
+      sec -= 1;
+      nsec = 1e9 - nsec;
+    }
+  }
+  return [sec, nsec];
+}
+
+/** Reads at least `n` bytes (or to EOF) and gives back a stream that replays them. */
+async function peek(source: Readable, n: number): Promise<{ bytes: Uint8Array; stream: Readable }> {
+  const chunks: Buffer[] = [];
+  let len = 0;
+  for await (const c of source.iterator({ destroyOnReturn: false })) {
+    chunks.push(c as Buffer);
+    len += (c as Buffer).length;
+    if (len >= n) break;
+  }
+  const bytes = Buffer.concat(chunks);
+  const { PassThrough } = await import("node:stream");
+  const pt = new PassThrough({ highWaterMark: 1 << 20 });
+  pt.write(bytes);
+  source.on("error", (e) => pt.destroy(e));
+  if (source.readableEnded) pt.end();
+  else source.pipe(pt);
+  return { bytes, stream: pt };
+}
