@@ -15,7 +15,8 @@ export function describeError(e: unknown, input?: string): string {
   else if (err?.code === "EPIPE") msg = "output closed";
   else msg = err?.message ?? String(e);
   msg = msg.replace(/\s*\n\s*/g, " ");
-  if (input && !msg.startsWith(input) && !(err?.code === "ENOENT" || err?.code === "EACCES")) msg = `${input}: ${msg}`;
+  if (input && !msg.startsWith(input) && !(err?.code === "ENOENT" || err?.code === "EACCES"))
+    msg = `${input}: ${msg}`;
   return msg;
 }
 

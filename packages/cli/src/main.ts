@@ -23,14 +23,32 @@ const program = new Command("seekable")
 
 program
   .command("convert")
-  .description("convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout)")
+  .description(
+    "convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout)",
+  )
   .argument("<in>", "input layer: .tar or .tar.gz (sniffed), - for stdin")
   .argument("<out>", "output eStargz blob, - for stdout")
   .option("--chunk-size <bytes>", "payload bytes per chunk", intArg("--chunk-size", 1), 4 << 20)
-  .option("--level <n>", "gzip level 1-9 (default 6: see README for the measured trade-off)", intArg("--level", 1, 9), 6)
-  .option("--prioritized-files <file>", "paths (one a line, access order) to put before the prefetch landmark")
-  .option("--allow-missing-prioritized", "warn instead of failing when a prioritized path is not in the layer")
-  .addOption(new Option("--threads <n>", "compression threads (output is identical for any value)").argParser(intArg("--threads", 1, 256)))
+  .option(
+    "--level <n>",
+    "gzip level 1-9 (default 6: see README for the measured trade-off)",
+    intArg("--level", 1, 9),
+    6,
+  )
+  .option(
+    "--prioritized-files <file>",
+    "paths (one a line, access order) to put before the prefetch landmark",
+  )
+  .option(
+    "--allow-missing-prioritized",
+    "warn instead of failing when a prioritized path is not in the layer",
+  )
+  .addOption(
+    new Option(
+      "--threads <n>",
+      "compression threads (output is identical for any value)",
+    ).argParser(intArg("--threads", 1, 256)),
+  )
   .option("--json", "machine-readable report on stdout")
   .action((input: string, output: string, o) => convertCommand(input, output, o));
 
@@ -75,7 +93,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) {
-    process.exitCode = e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0 ? 0 : 2;
+    process.exitCode =
+      e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0
+        ? 0
+        : 2;
   } else {
     const args = program.args;
     const input = args[1] && args[1] !== "-" ? args[1] : undefined;

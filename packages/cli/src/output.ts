@@ -9,7 +9,9 @@ const cleanups = new Set<() => Promise<void>>();
 export function installSignalCleanup(): void {
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(sig, () => {
-      void Promise.allSettled([...cleanups].map((f) => f())).then(() => process.exit(sig === "SIGINT" ? 130 : 143));
+      void Promise.allSettled([...cleanups].map((f) => f())).then(() =>
+        process.exit(sig === "SIGINT" ? 130 : 143),
+      );
     });
   }
 }
@@ -25,7 +27,10 @@ export class AtomicFileSink implements ResettableSink {
   private readonly cleanup = () => this.discard();
 
   static async create(path: string): Promise<AtomicFileSink> {
-    const tmp = join(dirname(path), `.${basename(path)}.seekable-${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
+    const tmp = join(
+      dirname(path),
+      `.${basename(path)}.seekable-${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+    );
     const handle = await open(tmp, "wx");
     const sink = new AtomicFileSink(handle, tmp, path);
     cleanups.add(sink.cleanup);

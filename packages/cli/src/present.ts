@@ -1,7 +1,11 @@
 import type { Node } from "@seekable/format";
 
 /** Human output is aligned "key  value" lines; --json is one JSON document. */
-export function printRecord(record: Record<string, unknown>, json: boolean, out: NodeJS.WritableStream = process.stdout): void {
+export function printRecord(
+  record: Record<string, unknown>,
+  json: boolean,
+  out: NodeJS.WritableStream = process.stdout,
+): void {
   if (json) {
     out.write(`${JSON.stringify(record)}\n`);
     return;
@@ -32,15 +36,36 @@ export function nodeRecord(n: Node): Record<string, unknown> {
   return r;
 }
 
-const TYPE_CHAR: Record<string, string> = { dir: "d", reg: "-", symlink: "l", hardlink: "h", char: "c", block: "b", fifo: "p" };
+const TYPE_CHAR: Record<string, string> = {
+  dir: "d",
+  reg: "-",
+  symlink: "l",
+  hardlink: "h",
+  char: "c",
+  block: "b",
+  fifo: "p",
+};
 
 /** An `ls -l`-like line. */
 export function lsLine(n: Node): string {
   const perm = n.mode & 0o777;
-  const rwx = [6, 3, 0].map((s) => ((perm >> s) & 4 ? "r" : "-") + ((perm >> s) & 2 ? "w" : "-") + ((perm >> s) & 1 ? "x" : "-")).join("");
+  const rwx = [6, 3, 0]
+    .map(
+      (s) =>
+        ((perm >> s) & 4 ? "r" : "-") +
+        ((perm >> s) & 2 ? "w" : "-") +
+        ((perm >> s) & 1 ? "x" : "-"),
+    )
+    .join("");
   const owner = `${n.userName || n.uid}/${n.groupName || n.gid}`;
-  const size = n.type === "char" || n.type === "block" ? `${n.devMajor},${n.devMinor}` : String(n.size);
+  const size =
+    n.type === "char" || n.type === "block" ? `${n.devMajor},${n.devMinor}` : String(n.size);
   const name = n.path === "" ? "/" : n.path + (n.type === "dir" ? "/" : "");
-  const link = n.type === "symlink" ? ` -> ${n.linkName}` : n.type === "hardlink" ? ` link to ${n.linkName}` : "";
+  const link =
+    n.type === "symlink"
+      ? ` -> ${n.linkName}`
+      : n.type === "hardlink"
+        ? ` link to ${n.linkName}`
+        : "";
   return `${TYPE_CHAR[n.type]}${rwx} ${owner.padEnd(12)} ${size.padStart(10)} ${(n.modtime || "-").padEnd(20)} ${name}${link}`;
 }

@@ -36,19 +36,29 @@ export function inflateChunk(compressed: Uint8Array, ref: ChunkRef): Uint8Array 
   const want = ref.innerOffset + ref.chunkSize;
   let out: Uint8Array | undefined;
   if (zlibSync) {
-    const inf = new zlibSync.Inflate({ chunkSize: Math.min(Math.max(want + 1024, 64 * 1024), 64 << 20), windowBits: 31 });
-    inf.push(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength), zlibSync.Z_SYNC_FLUSH);
+    const inf = new zlibSync.Inflate({
+      chunkSize: Math.min(Math.max(want + 1024, 64 * 1024), 64 << 20),
+      windowBits: 31,
+    });
+    inf.push(
+      Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength),
+      zlibSync.Z_SYNC_FLUSH,
+    );
     if (inf.err === zlibSync.Z_OK || inf.err === zlibSync.Z_STREAM_END) out = inf.result as Buffer;
   }
   if (!out || out.length < want) {
     try {
       out = gunzipSync(compressed, { maxOutputLength: Math.max(want + (1 << 20), 1 << 26) });
     } catch (e) {
-      throw new FormatError(`chunk at offset ${ref.offset}: corrupted gzip data (${(e as Error).message})`);
+      throw new FormatError(
+        `chunk at offset ${ref.offset}: corrupted gzip data (${(e as Error).message})`,
+      );
     }
   }
   if (out.length < want) {
-    throw new FormatError(`chunk at offset ${ref.offset}: member holds ${out.length} bytes, TOC says ${want}`);
+    throw new FormatError(
+      `chunk at offset ${ref.offset}: member holds ${out.length} bytes, TOC says ${want}`,
+    );
   }
   return out.subarray(ref.innerOffset, want);
 }
@@ -57,6 +67,8 @@ export function verifyChunk(data: Uint8Array, ref: ChunkRef, name: string): void
   if (!ref.chunkDigest) return;
   const got = `sha256:${createHash("sha256").update(data).digest("hex")}`;
   if (got !== ref.chunkDigest) {
-    throw new VerificationError(`${name}: chunk at file offset ${ref.chunkOffset} does not match its digest (got ${got}, TOC says ${ref.chunkDigest})`);
+    throw new VerificationError(
+      `${name}: chunk at file offset ${ref.chunkOffset} does not match its digest (got ${got}, TOC says ${ref.chunkDigest})`,
+    );
   }
 }

@@ -63,7 +63,13 @@ export class CompressPool {
     this.inFlight++;
     const slot = this.workers.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
     slot.outstanding++;
-    const req: BatchRequest = { seq, level: this.level, buffer: buffer.buffer as ArrayBuffer, lengths, chunkLengths };
+    const req: BatchRequest = {
+      seq,
+      level: this.level,
+      buffer: buffer.buffer as ArrayBuffer,
+      lengths,
+      chunkLengths,
+    };
     slot.w.postMessage(req, [req.buffer]);
   }
 

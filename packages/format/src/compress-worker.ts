@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
-import { gzipMember } from "./gzip-member.js";
 import type { BatchRequest, BatchResult } from "./compress-pool.js";
+import { gzipMember } from "./gzip-member.js";
 
 // Compresses a batch of segments into gzip members and hashes each segment's leading chunk.
 parentPort?.on("message", (req: BatchRequest) => {

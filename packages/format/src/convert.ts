@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { FormatError } from "./errors.js";
-import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME, isLandmark } from "./landmark.js";
+import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName, type TarHeader } from "./tar-header.js";
 import { type InputEntry, readTarEntries } from "./tar-input.js";
 import { type ByteSink, LayerWriter, type WriteResult, type WriterOptions } from "./writer.js";
@@ -45,7 +45,11 @@ const dropped = (clean: string): boolean => isLandmark(clean) || clean === TOC_T
  * Without prioritized files and with a resettable sink it is one streaming pass; a duplicate
  * name (rare) restarts with an index pass. Bodies are streamed, never held whole.
  */
-export async function convertLayer(input: LayerInput, sink: ResettableSink, opts: ConvertOptions = {}): Promise<ConvertResult> {
+export async function convertLayer(
+  input: LayerInput,
+  sink: ResettableSink,
+  opts: ConvertOptions = {},
+): Promise<ConvertResult> {
   const prioritized = opts.prioritizedFiles ?? [];
   if (prioritized.length === 0 && sink.reset) {
     try {
@@ -77,7 +81,11 @@ export async function convertLayer(input: LayerInput, sink: ResettableSink, opts
   }
 }
 
-async function streamingPass(input: LayerInput, sink: ByteSink, opts: WriterOptions): Promise<WriteResult> {
+async function streamingPass(
+  input: LayerInput,
+  sink: ByteSink,
+  opts: WriterOptions,
+): Promise<WriteResult> {
   const writer = new LayerWriter(sink, opts);
   try {
     await writer.addLandmark(NO_PREFETCH_LANDMARK);
@@ -155,7 +163,8 @@ export function planOrder(index: IndexEntry[], prioritized: string[], allowMissi
       move(p, 0);
     } catch (e) {
       if (!(e instanceof NotInLayer)) throw e;
-      if (!allowMissing) throw new FormatError(`prioritized file ${JSON.stringify(p)} is not in the layer`);
+      if (!allowMissing)
+        throw new FormatError(`prioritized file ${JSON.stringify(p)} is not in the layer`);
       missed.push(p);
     }
   }
@@ -188,7 +197,14 @@ async function emitMoved(input: LayerInput, writer: LayerWriter, moved: number[]
     for (const idx of moved) {
       const s = saved.get(idx) as { header: TarHeader; offset: number };
       const size = s.header.type === "0" ? s.header.size : 0;
-      const body = size > 0 ? createReadStream(spoolPath, { start: s.offset, end: s.offset + size - 1, highWaterMark: 1 << 20 }) : undefined;
+      const body =
+        size > 0
+          ? createReadStream(spoolPath, {
+              start: s.offset,
+              end: s.offset + size - 1,
+              highWaterMark: 1 << 20,
+            })
+          : undefined;
       await writer.add(s.header, body);
     }
   } finally {

@@ -66,25 +66,33 @@ export class LayerReader {
   /** Footer, then TOC: one read when the TOC fits in the tail, else a second for the rest. */
   static async open(source: RangeSource, opts: OpenOptions = {}): Promise<LayerReader> {
     const size = source.size;
-    if (size < 47) throw new FormatError(`blob of ${size} bytes is too small for an eStargz footer`);
+    if (size < 47)
+      throw new FormatError(`blob of ${size} bytes is too small for an eStargz footer`);
     const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
     const tailStart = size - tailLen;
     const [tail] = await source.read([{ offset: tailStart, length: tailLen }], opts.signal);
     const footer = parseFooter(tail);
     const tocEnd = size - footer.footerSize;
-    if (footer.tocOffset >= tocEnd) throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
+    if (footer.tocOffset >= tocEnd)
+      throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
     let member: Uint8Array;
     if (footer.tocOffset >= tailStart) {
       member = tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart);
     } else {
-      if (tocEnd - footer.tocOffset > MAX_TOC_BYTES) throw new FormatError(`TOC of ${tocEnd - footer.tocOffset} bytes is too large`);
-      const [head] = await source.read([{ offset: footer.tocOffset, length: tailStart - footer.tocOffset }], opts.signal);
+      if (tocEnd - footer.tocOffset > MAX_TOC_BYTES)
+        throw new FormatError(`TOC of ${tocEnd - footer.tocOffset} bytes is too large`);
+      const [head] = await source.read(
+        [{ offset: footer.tocOffset, length: tailStart - footer.tocOffset }],
+        opts.signal,
+      );
       member = Buffer.concat([head, tail.subarray(0, tocEnd - tailStart)]);
     }
     const tocBytes = extractTocJson(member);
     const tocDigest = sha256Digest(tocBytes);
     if (opts.tocDigest && opts.tocDigest !== tocDigest) {
-      throw new VerificationError(`TOC digest ${tocDigest} does not match the expected ${opts.tocDigest}`);
+      throw new VerificationError(
+        `TOC digest ${tocDigest} does not match the expected ${opts.tocDigest}`,
+      );
     }
     return new LayerReader(source, footer, tocBytes, tocDigest, parseToc(tocBytes));
   }
@@ -144,7 +152,8 @@ export class LayerReader {
       if (n.type !== "reg" || n.target) continue;
       files++;
       if (n.size === 0) {
-        if (n.digest && n.digest !== sha256Digest(new Uint8Array(0))) throw new VerificationError(`${n.path}: empty file with a non-empty digest`);
+        if (n.digest && n.digest !== sha256Digest(new Uint8Array(0)))
+          throw new VerificationError(`${n.path}: empty file with a non-empty digest`);
         continue;
       }
       for await (const { data } of this.chunksOf(n, 0, n.size, signal)) {
@@ -159,7 +168,8 @@ export class LayerReader {
     const n = this.lookup(path);
     if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
     const r = this.resolve(n);
-    if (r.type !== "reg") throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
+    if (r.type !== "reg")
+      throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
     return r;
   }
 
@@ -168,22 +178,36 @@ export class LayerReader {
    * chunks per source.read call. A legacy file without chunk digests is read whole and
    * checked against its file digest before anything is yielded.
    */
-  private async *chunksOf(node: Node, start: number, end: number, signal?: AbortSignal): AsyncGenerator<{ data: Uint8Array; fileOffset: number }> {
+  private async *chunksOf(
+    node: Node,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): AsyncGenerator<{ data: Uint8Array; fileOffset: number }> {
     const all = node.chunks;
     const needWhole = all.some((c) => !c.chunkDigest);
-    const wanted = needWhole ? all : all.filter((c) => c.chunkOffset < end && c.chunkOffset + c.chunkSize > start);
-    const fileHash = needWhole || (start === 0 && end === node.size) ? createHash("sha256") : undefined;
+    const wanted = needWhole
+      ? all
+      : all.filter((c) => c.chunkOffset < end && c.chunkOffset + c.chunkSize > start);
+    const fileHash =
+      needWhole || (start === 0 && end === node.size) ? createHash("sha256") : undefined;
     const held: { data: Uint8Array; fileOffset: number }[] = [];
     const WINDOW = 16 << 20;
     for (let i = 0; i < wanted.length; ) {
       let j = i;
       let bytes = 0;
-      while (j < wanted.length && (j === i || bytes + (wanted[j].nextOffset - wanted[j].offset) <= WINDOW)) {
+      while (
+        j < wanted.length &&
+        (j === i || bytes + (wanted[j].nextOffset - wanted[j].offset) <= WINDOW)
+      ) {
         bytes += wanted[j].nextOffset - wanted[j].offset;
         j++;
       }
       const group = wanted.slice(i, j);
-      const ranges: ByteRange[] = group.map((c) => ({ offset: c.offset, length: c.nextOffset - c.offset }));
+      const ranges: ByteRange[] = group.map((c) => ({
+        offset: c.offset,
+        length: c.nextOffset - c.offset,
+      }));
       const bufs = await this.source.read(ranges, signal);
       for (let k = 0; k < group.length; k++) {
         const data = inflateChunk(bufs[k], group[k]);
@@ -197,7 +221,10 @@ export class LayerReader {
     }
     if (fileHash && node.digest) {
       const got = `sha256:${fileHash.digest("hex")}`;
-      if (got !== node.digest) throw new VerificationError(`${node.path}: content does not match its digest (got ${got}, TOC says ${node.digest})`);
+      if (got !== node.digest)
+        throw new VerificationError(
+          `${node.path}: content does not match its digest (got ${got}, TOC says ${node.digest})`,
+        );
     } else if (needWhole && !node.digest) {
       throw new VerificationError(`${node.path}: no digest to verify the content against`);
     }
@@ -215,7 +242,10 @@ export class LayerReader {
     const refs = new Map<TocEntry, ChunkRef>();
     for (const e of entries) {
       if (e.type === "chunk") {
-        if (!lastReg) throw new FormatError(`TOC chunk entry ${JSON.stringify(e.name)} has no regular file before it`);
+        if (!lastReg)
+          throw new FormatError(
+            `TOC chunk entry ${JSON.stringify(e.name)} has no regular file before it`,
+          );
         const ref = chunkRef(e, lastReg.size);
         lastReg.chunks.push(ref);
         refs.set(e, ref);
@@ -269,8 +299,12 @@ export class LayerReader {
     }
     for (const h of hardlinks) {
       let t = this.nodes.get(cleanEntryName(h.linkName));
-      for (let depth = 0; t?.type === "hardlink" && depth < 64; depth++) t = t.target ?? this.nodes.get(cleanEntryName(t.linkName));
-      if (!t || t.type === "hardlink") throw new FormatError(`hardlink ${JSON.stringify(h.path)} points to missing ${JSON.stringify(h.linkName)}`);
+      for (let depth = 0; t?.type === "hardlink" && depth < 64; depth++)
+        t = t.target ?? this.nodes.get(cleanEntryName(t.linkName));
+      if (!t || t.type === "hardlink")
+        throw new FormatError(
+          `hardlink ${JSON.stringify(h.path)} points to missing ${JSON.stringify(h.linkName)}`,
+        );
       h.target = t;
       t.numLink++;
     }
@@ -291,7 +325,8 @@ export class LayerReader {
       parent = this.ensure(parentPath, "dir");
       parent.mode = parent.entry ? parent.mode : 0o755;
     }
-    if (parent.type !== "dir") throw new FormatError(`TOC entry ${JSON.stringify(path)} is under a non-directory`);
+    if (parent.type !== "dir")
+      throw new FormatError(`TOC entry ${JSON.stringify(path)} is under a non-directory`);
     n = newNode(path, type);
     if (type === "dir") n.mode = 0o755;
     parent.children ??= new Map();
@@ -339,7 +374,8 @@ function chunkRef(e: TocEntry, fileSize: number): ChunkRef {
 function validateChunks(n: Node, tocOffset: number): void {
   let pos = 0;
   for (const c of n.chunks) {
-    if (c.chunkOffset !== pos) throw new FormatError(`${n.path}: chunks do not tile the file (gap or overlap at ${pos})`);
+    if (c.chunkOffset !== pos)
+      throw new FormatError(`${n.path}: chunks do not tile the file (gap or overlap at ${pos})`);
     if (c.chunkSize <= 0) throw new FormatError(`${n.path}: chunk at ${pos} is empty`);
     if (c.offset <= 0 || c.offset >= tocOffset || c.nextOffset <= c.offset) {
       throw new FormatError(`${n.path}: chunk at ${pos} has an invalid blob offset ${c.offset}`);
@@ -359,11 +395,20 @@ function extractTocJson(member: Uint8Array): Uint8Array {
   }
   if (tar.length < 512) throw new FormatError("TOC member holds no tar header");
   const name = tar.toString("latin1", 0, 100).replace(/\0.*$/s, "");
-  if (name !== TOC_TAR_NAME) throw new FormatError(`TOC member starts with ${JSON.stringify(name)}, not ${TOC_TAR_NAME}`);
+  if (name !== TOC_TAR_NAME)
+    throw new FormatError(`TOC member starts with ${JSON.stringify(name)}, not ${TOC_TAR_NAME}`);
   const sizeField = tar.subarray(124, 136);
   let size: number;
   if (sizeField[0] & 0x80) size = Number(sizeField.readBigUInt64BE(4));
-  else size = Number.parseInt(sizeField.toString("latin1").replace(/[\0 ].*$/s, "").trim() || "0", 8);
-  if (!Number.isSafeInteger(size) || 512 + size > tar.length) throw new FormatError("TOC tar entry is truncated");
+  else
+    size = Number.parseInt(
+      sizeField
+        .toString("latin1")
+        .replace(/[\0 ].*$/s, "")
+        .trim() || "0",
+      8,
+    );
+  if (!Number.isSafeInteger(size) || 512 + size > tar.length)
+    throw new FormatError("TOC tar entry is truncated");
   return tar.subarray(512, 512 + size);
 }

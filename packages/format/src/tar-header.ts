@@ -55,8 +55,19 @@ export function emptyHeader(name: string, type: TarType): TarHeader {
   };
 }
 
-const isASCII = (s: string): boolean => /^[\x00-\x7f]*$/.test(s);
-const toASCII = (s: string): string => s.replace(/[\x00\x80-\xff]/g, "");
+const isASCII = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
+};
+/** Go's toASCII: drops NUL and every non-ASCII byte. */
+const toASCII = (s: string): string => {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0 && c < 0x80) out += s[i];
+  }
+  return out;
+};
 const fitsOctal = (width: number, x: number): boolean =>
   x >= 0 && (width >= 22 || x < 2 ** ((width - 1) * 3));
 

@@ -4,7 +4,7 @@ import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tarStream from "tar-stream";
 import { FormatError } from "./errors.js";
-import { type TarHeader, type TarType, cleanEntryName } from "./tar-header.js";
+import { cleanEntryName, type TarHeader, type TarType } from "./tar-header.js";
 
 // tar-stream decodes PAX values as UTF-8 and masks the mode to 0o7777. The reference keeps
 // raw bytes (binary xattr values, non-UTF-8 names) and the raw mode, so we decode PAX as
@@ -35,7 +35,13 @@ if (!tarHeaders.__seekablePatched) {
   tarHeaders.decode = (buf: Buffer, enc: string, allowUnknown: boolean) => {
     const h = origDecode(buf, enc, allowUnknown);
     if (h && buf[100] !== 0x80) {
-      const raw = Number.parseInt(buf.toString("latin1", 100, 108).replace(/[\0 ].*$/s, "").trim() || "0", 8);
+      const raw = Number.parseInt(
+        buf
+          .toString("latin1", 100, 108)
+          .replace(/[\0 ].*$/s, "")
+          .trim() || "0",
+        8,
+      );
       if (Number.isFinite(raw)) h.mode = raw;
     }
     return h;
@@ -51,14 +57,18 @@ export function sniff(head: Uint8Array): InputKind {
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
     throw new FormatError("zstd-compressed input is not supported (decompress it first)");
   }
-  if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString("latin1") === "ustar") return "tar";
+  if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString("latin1") === "ustar")
+    return "tar";
   // A v7 tar has no magic: accept it if the header checksum is right.
   if (head.length >= 512 && v7ChecksumOK(head)) return "tar";
   throw new FormatError("not a tar or tar.gz (unrecognized magic bytes)");
 }
 
 function v7ChecksumOK(b: Uint8Array): boolean {
-  const field = Buffer.from(b.subarray(148, 156)).toString("latin1").replace(/[\0 ]+$/, "").trim();
+  const field = Buffer.from(b.subarray(148, 156))
+    .toString("latin1")
+    .replace(/[\0 ]+$/, "")
+    .trim();
   if (!/^[0-7]+$/.test(field)) return false;
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i];
@@ -82,13 +92,19 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
     stream.on("error", (e) => gunzip.destroy(e));
     stream = stream.pipe(gunzip);
   }
-  const extract = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<typeof tarStream.extract>[0]);
+  const extract = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<
+    typeof tarStream.extract
+  >[0]);
   stream.on("error", (e) => extract.destroy(e));
   stream.pipe(extract);
   try {
     for await (const entry of extract) {
       const header = toHeader(entry.header as Parameters<typeof toHeader>[0]);
-      yield { header, clean: cleanEntryName(header.name), body: entry as AsyncIterable<Uint8Array> };
+      yield {
+        header,
+        clean: cleanEntryName(header.name),
+        body: entry as AsyncIterable<Uint8Array>,
+      };
       entry.resume(); // drain whatever the consumer left
     }
   } catch (e) {
@@ -102,8 +118,12 @@ function wrapInputError(e: unknown): Error {
   if (e instanceof FormatError) return e;
   const err = e as NodeJS.ErrnoException;
   const msg = err?.message ?? String(e);
-  if (err?.code === "Z_BUF_ERROR" || /unexpected end/i.test(msg)) return new FormatError(`truncated input (${msg})`);
-  if (err?.code?.startsWith?.("Z_") || /incorrect header check|invalid (block|distance|stored|code)|too many length/i.test(msg)) {
+  if (err?.code === "Z_BUF_ERROR" || /unexpected end/i.test(msg))
+    return new FormatError(`truncated input (${msg})`);
+  if (
+    err?.code?.startsWith?.("Z_") ||
+    /incorrect header check|invalid (block|distance|stored|code)|too many length/i.test(msg)
+  ) {
     return new FormatError(`corrupted gzip data (${msg})`);
   }
   if (/tar|header/i.test(msg)) return new FormatError(`invalid tar (${msg})`);
@@ -121,11 +141,27 @@ const TYPES: Record<string, TarType> = {
   fifo: "6",
 };
 
-const BASIC_PAX = new Set(["path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"]);
+const BASIC_PAX = new Set([
+  "path",
+  "linkpath",
+  "size",
+  "uid",
+  "gid",
+  "uname",
+  "gname",
+  "mtime",
+  "atime",
+  "ctime",
+]);
 
-function toHeader(h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null }): TarHeader {
+function toHeader(
+  h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null },
+): TarHeader {
   const type = TYPES[h.type ?? "file"];
-  if (!type) throw new FormatError(`unsupported input tar entry type "${h.type}" for ${JSON.stringify(h.name)}`);
+  if (!type)
+    throw new FormatError(
+      `unsupported input tar entry type "${h.type}" for ${JSON.stringify(h.name)}`,
+    );
   const pax = h.pax ?? undefined;
   const mtimeMs = h.mtime ? h.mtime.getTime() : 0;
   const header: TarHeader = {
@@ -151,14 +187,18 @@ function toHeader(h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, stri
     const int = (k: string): number | undefined => {
       if (pax[k] === undefined) return undefined;
       const n = Number(pax[k]);
-      if (!Number.isSafeInteger(n) || n < 0) throw new FormatError(`invalid PAX ${k} ${JSON.stringify(pax[k])} for ${JSON.stringify(h.name)}`);
+      if (!Number.isSafeInteger(n) || n < 0)
+        throw new FormatError(
+          `invalid PAX ${k} ${JSON.stringify(pax[k])} for ${JSON.stringify(h.name)}`,
+        );
       return n;
     };
     header.uid = int("uid") ?? header.uid;
     header.gid = int("gid") ?? header.gid;
     if (pax.uname !== undefined) header.uname = pax.uname;
     if (pax.gname !== undefined) header.gname = pax.gname;
-    if (pax.mtime !== undefined) [header.mtimeSec, header.mtimeNsec] = parsePaxTime(pax.mtime, h.name);
+    if (pax.mtime !== undefined)
+      [header.mtimeSec, header.mtimeNsec] = parsePaxTime(pax.mtime, h.name);
     for (const k of ["atime", "ctime"]) {
       if (pax[k] !== undefined) {
         const [s, ns] = parsePaxTime(pax[k], h.name);
@@ -167,7 +207,8 @@ function toHeader(h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, stri
     }
     for (const [k, v] of Object.entries(pax) as [string, string][]) {
       if (k.startsWith("SCHILY.xattr.")) header.xattrs.set(k.slice(13), v);
-      else if (k.startsWith("GNU.sparse.")) throw new FormatError(`sparse files are not supported: ${JSON.stringify(h.name)}`);
+      else if (k.startsWith("GNU.sparse."))
+        throw new FormatError(`sparse files are not supported: ${JSON.stringify(h.name)}`);
       else if (!BASIC_PAX.has(k)) header.paxExtra.set(k, v);
     }
   }
@@ -182,9 +223,10 @@ function formatTime(s: number, ns: number): string {
 /** Go's parsePAXTime: seconds, optional fraction (at most 9 digits kept). */
 export function parsePaxTime(v: string, name: string): [number, number] {
   const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v);
-  if (!m) throw new FormatError(`invalid PAX time ${JSON.stringify(v)} for ${JSON.stringify(name)}`);
+  if (!m)
+    throw new FormatError(`invalid PAX time ${JSON.stringify(v)} for ${JSON.stringify(name)}`);
   let sec = Number(m[2]);
-  let nsec = Number(((m[3] ?? "") + "000000000").slice(0, 9));
+  let nsec = Number(`${m[3] ?? ""}000000000`.slice(0, 9));
   if (m[1] === "-") {
     sec = -sec;
     if (nsec !== 0) {

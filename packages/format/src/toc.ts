@@ -2,8 +2,25 @@ import { createHash } from "node:crypto";
 import { FormatError } from "./errors.js";
 import { goQuote } from "./go-json.js";
 
-export type EntryType = "dir" | "reg" | "symlink" | "hardlink" | "char" | "block" | "fifo" | "chunk";
-const ENTRY_TYPES = new Set<string>(["dir", "reg", "symlink", "hardlink", "char", "block", "fifo", "chunk"]);
+export type EntryType =
+  | "dir"
+  | "reg"
+  | "symlink"
+  | "hardlink"
+  | "char"
+  | "block"
+  | "fifo"
+  | "chunk";
+const ENTRY_TYPES = new Set<string>([
+  "dir",
+  "reg",
+  "symlink",
+  "hardlink",
+  "char",
+  "block",
+  "fifo",
+  "chunk",
+]);
 
 /** One TOC entry, with the reference's JSON keys. Absent keys mean Go's zero value. */
 export interface TocEntry {
@@ -35,10 +52,37 @@ export interface Toc {
 }
 
 // Go struct field order of estargz.TOCEntry; everything but name and type is omitempty.
-const NUMBER_KEYS = new Set(["size", "mode", "uid", "gid", "offset", "innerOffset", "devMajor", "devMinor", "chunkOffset", "chunkSize"]);
+const NUMBER_KEYS = new Set([
+  "size",
+  "mode",
+  "uid",
+  "gid",
+  "offset",
+  "innerOffset",
+  "devMajor",
+  "devMinor",
+  "chunkOffset",
+  "chunkSize",
+]);
 const KEY_ORDER = [
-  "name", "type", "size", "modtime", "linkName", "mode", "uid", "gid", "userName", "groupName",
-  "offset", "innerOffset", "devMajor", "devMinor", "xattrs", "digest", "chunkOffset", "chunkSize",
+  "name",
+  "type",
+  "size",
+  "modtime",
+  "linkName",
+  "mode",
+  "uid",
+  "gid",
+  "userName",
+  "groupName",
+  "offset",
+  "innerOffset",
+  "devMajor",
+  "devMinor",
+  "xattrs",
+  "digest",
+  "chunkOffset",
+  "chunkSize",
   "chunkDigest",
 ] as const;
 
@@ -47,7 +91,7 @@ const KEY_ORDER = [
  * Strings in `toc` are byte strings (see go-json.ts); the result is the exact file bytes.
  */
 export function serializeToc(toc: Toc): Buffer {
-  const parts: string[] = ["{\n\t\"version\": ", String(toc.version), ",\n\t\"entries\": "];
+  const parts: string[] = ['{\n\t"version": ', String(toc.version), ',\n\t"entries": '];
   if (toc.entries.length === 0) parts.push("[]");
   else {
     parts.push("[\n");
@@ -96,10 +140,11 @@ export function parseToc(json: Uint8Array): Toc {
   }
   if (typeof raw !== "object" || raw === null) throw new FormatError("TOC is not a JSON object");
   const r = raw as { version?: unknown; entries?: unknown };
-  if (r.version !== 1) throw new FormatError(`unsupported TOC version ${JSON.stringify(r.version)}`);
+  if (r.version !== 1)
+    throw new FormatError(`unsupported TOC version ${JSON.stringify(r.version)}`);
   const entries = r.entries === null || r.entries === undefined ? [] : r.entries;
   if (!Array.isArray(entries)) throw new FormatError("TOC entries is not an array");
-  entries.forEach((e, i) => validateEntry(e, i));
+  for (let i = 0; i < entries.length; i++) validateEntry(entries[i], i);
   return { version: 1, entries: entries as TocEntry[] };
 }
 
@@ -110,19 +155,23 @@ function validateEntry(e: unknown, i: number): void {
   if (typeof e !== "object" || e === null) bad("not an object");
   const x = e as Record<string, unknown>;
   if (typeof x.name !== "string") bad("name is not a string");
-  if (typeof x.type !== "string" || !ENTRY_TYPES.has(x.type)) bad(`unknown type ${JSON.stringify(x.type)}`);
+  if (typeof x.type !== "string" || !ENTRY_TYPES.has(x.type))
+    bad(`unknown type ${JSON.stringify(x.type)}`);
   for (const k of NUMBER_KEYS) {
     const v = x[k];
-    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) bad(`${k} is not a non-negative integer`);
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0))
+      bad(`${k} is not a non-negative integer`);
   }
   for (const k of ["modtime", "linkName", "userName", "groupName", "digest", "chunkDigest"]) {
     if (x[k] !== undefined && typeof x[k] !== "string") bad(`${k} is not a string`);
   }
   for (const k of ["digest", "chunkDigest"]) {
-    if (x[k] !== undefined && x[k] !== "" && !/^sha256:[0-9a-f]{64}$/.test(x[k] as string)) bad(`${k} is not a sha256 digest`);
+    if (x[k] !== undefined && x[k] !== "" && !/^sha256:[0-9a-f]{64}$/.test(x[k] as string))
+      bad(`${k} is not a sha256 digest`);
   }
   if (x.xattrs !== undefined && x.xattrs !== null) {
     if (typeof x.xattrs !== "object") bad("xattrs is not an object");
-    for (const v of Object.values(x.xattrs as object)) if (typeof v !== "string") bad("xattr value is not base64");
+    for (const v of Object.values(x.xattrs as object))
+      if (typeof v !== "string") bad("xattr value is not base64");
   }
 }

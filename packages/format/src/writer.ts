@@ -93,8 +93,10 @@ export class LayerWriter {
   ) {
     this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.level = opts.level ?? DEFAULT_LEVEL;
-    if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1) throw new FormatError("chunk size must be a positive integer");
-    if (!Number.isInteger(this.level) || this.level < 1 || this.level > 9) throw new FormatError("compression level must be 1-9");
+    if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < 1)
+      throw new FormatError("chunk size must be a positive integer");
+    if (!Number.isInteger(this.level) || this.level < 1 || this.level > 9)
+      throw new FormatError("compression level must be 1-9");
     const threads = Math.max(1, opts.threads ?? availableParallelism());
     this.pool = new CompressPool(threads, this.level, (seq, res) => this.deliver(seq, res));
   }
@@ -118,7 +120,8 @@ export class LayerWriter {
     }
     if (header.xattrs.size > 0) {
       ent.xattrs = {};
-      for (const [k, v] of header.xattrs) ent.xattrs[k] = Buffer.from(v, "latin1").toString("base64");
+      for (const [k, v] of header.xattrs)
+        ent.xattrs[k] = Buffer.from(v, "latin1").toString("base64");
     }
     this.append(encodeHeader(header));
     if (type !== "reg") {
@@ -134,7 +137,11 @@ export class LayerWriter {
     await this.addPayload(ent, header, body);
   }
 
-  private async addPayload(first: TocEntry, header: TarHeader, body?: AsyncIterable<Uint8Array>): Promise<void> {
+  private async addPayload(
+    first: TocEntry,
+    header: TarHeader,
+    body?: AsyncIterable<Uint8Array>,
+  ): Promise<void> {
     const total = header.size;
     const multi = total > this.chunkSize;
     const fileHash: Hash | undefined = multi ? createHash("sha256") : undefined;
@@ -157,7 +164,8 @@ export class LayerWriter {
       while (need > 0) {
         if (!pending || pending.length === 0) {
           const r = it ? await it.next() : { done: true as const, value: undefined };
-          if (r.done) throw new FormatError(`tar entry ${JSON.stringify(header.name)} is truncated`);
+          if (r.done)
+            throw new FormatError(`tar entry ${JSON.stringify(header.name)} is truncated`);
           pending = r.value;
           continue;
         }
@@ -179,9 +187,12 @@ export class LayerWriter {
   async addLandmark(name: string): Promise<void> {
     const h = emptyHeader(name, "0");
     h.size = LANDMARK_CONTENTS.length;
-    await this.add(h, (async function* () {
-      yield LANDMARK_CONTENTS;
-    })());
+    await this.add(
+      h,
+      (async function* () {
+        yield LANDMARK_CONTENTS;
+      })(),
+    );
   }
 
   /** Flushes everything, appends the TOC member and the footer. */
@@ -199,7 +210,11 @@ export class LayerWriter {
     const tocDigest = sha256Digest(tocJson);
     const h = emptyHeader(TOC_TAR_NAME, "0");
     h.size = tocJson.length;
-    const tocTar = Buffer.concat([encodeHeader(h), tocJson, Buffer.alloc(padding(tocJson.length) + 2 * BLOCK)]);
+    const tocTar = Buffer.concat([
+      encodeHeader(h),
+      tocJson,
+      Buffer.alloc(padding(tocJson.length) + 2 * BLOCK),
+    ]);
     this.diffHash.update(tocTar);
     this.uncompressed += tocTar.length;
     const tocOffset = this.written;
@@ -236,7 +251,8 @@ export class LayerWriter {
     this.seg = { pieces: [], length: 0, chunkLength: 0 };
     this.batch.push(s);
     this.batchBytes += s.length;
-    if (this.batchBytes >= BATCH_BYTES || this.batch.length >= BATCH_SEGMENTS) await this.flushBatch();
+    if (this.batchBytes >= BATCH_BYTES || this.batch.length >= BATCH_SEGMENTS)
+      await this.flushBatch();
   }
 
   private async flushBatch(): Promise<void> {
@@ -262,7 +278,10 @@ export class LayerWriter {
     );
   }
 
-  private async deliver(seq: number, res: { buffer: ArrayBuffer; lengths: number[]; chunkDigests: string[] }): Promise<void> {
+  private async deliver(
+    seq: number,
+    res: { buffer: ArrayBuffer; lengths: number[]; chunkDigests: string[] },
+  ): Promise<void> {
     const segs = this.batches.get(seq);
     if (!segs) throw new Error(`unknown batch ${seq}`);
     this.batches.delete(seq);

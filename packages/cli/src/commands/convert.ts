@@ -17,8 +17,14 @@ export interface ConvertFlags {
   json?: boolean;
 }
 
-export async function convertCommand(input: string, output: string, flags: ConvertFlags): Promise<void> {
-  const prioritized = flags.prioritizedFiles ? await readPriorityList(flags.prioritizedFiles) : undefined;
+export async function convertCommand(
+  input: string,
+  output: string,
+  flags: ConvertFlags,
+): Promise<void> {
+  const prioritized = flags.prioritizedFiles
+    ? await readPriorityList(flags.prioritizedFiles)
+    : undefined;
   let spoolDir: string | undefined;
   let unregister: (() => void) | undefined;
   let inPath = input;
@@ -54,7 +60,10 @@ export async function convertCommand(input: string, output: string, flags: Conve
         throw e;
       }
     }
-    for (const m of result.missedPrioritized) process.stderr.write(`seekable: warning: prioritized file ${JSON.stringify(m)} is not in the layer\n`);
+    for (const m of result.missedPrioritized)
+      process.stderr.write(
+        `seekable: warning: prioritized file ${JSON.stringify(m)} is not in the layer\n`,
+      );
     const record = {
       digest: result.digest,
       size: result.size,

@@ -8,7 +8,11 @@ export interface ReadFlags {
   tocDigest?: string;
 }
 
-export async function lsCommand(blob: string, path: string | undefined, flags: ReadFlags): Promise<void> {
+export async function lsCommand(
+  blob: string,
+  path: string | undefined,
+  flags: ReadFlags,
+): Promise<void> {
   const r = await openBlob(blob, flags);
   let nodes: Node[];
   if (path === undefined) nodes = [...r.walk()].filter((n) => n.path !== "");
@@ -31,7 +35,8 @@ export async function catCommand(blob: string, paths: string[], flags: ReadFlags
   }
   for (const p of paths) {
     for await (const chunk of r.stream(p)) {
-      if (!process.stdout.write(chunk)) await new Promise<void>((res) => process.stdout.once("drain", () => res()));
+      if (!process.stdout.write(chunk))
+        await new Promise<void>((res) => process.stdout.once("drain", () => res()));
     }
   }
 }
