@@ -3,6 +3,13 @@ import { FormatError } from "@seekable/format";
 /** A failure of the operation that the user must see as one line (exit 1). */
 export class CliError extends Error {
   override readonly name = "CliError";
+  /** `standalone`: the message names its subject itself; no input prefix is added. */
+  constructor(
+    message: string,
+    readonly standalone = false,
+  ) {
+    super(message);
+  }
 }
 
 /** One line naming the input and the cause; stack only with --debug. */
@@ -15,7 +22,12 @@ export function describeError(e: unknown, input?: string): string {
   else if (err?.code === "EPIPE") msg = "output closed";
   else msg = err?.message ?? String(e);
   msg = msg.replace(/\s*\n\s*/g, " ");
-  if (input && !msg.startsWith(input) && !(err?.code === "ENOENT" || err?.code === "EACCES"))
+  if (
+    input &&
+    !(e instanceof CliError && e.standalone) &&
+    !msg.startsWith(input) &&
+    !(err?.code === "ENOENT" || err?.code === "EACCES")
+  )
     msg = `${input}: ${msg}`;
   return msg;
 }

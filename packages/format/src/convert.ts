@@ -7,7 +7,7 @@ import { finished } from "node:stream/promises";
 import { FormatError } from "./errors.js";
 import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName, type TarHeader } from "./tar-header.js";
-import { type InputEntry, readTarEntries } from "./tar-input.js";
+import { type InputEntry, readTarEntries, wrapInputError } from "./tar-input.js";
 import { type ByteSink, LayerWriter, type WriteResult, type WriterOptions } from "./writer.js";
 
 /** A layer that can be read more than once (a file; stdin is spooled to one first). */
@@ -49,6 +49,18 @@ export async function convertLayer(
   input: LayerInput,
   sink: ResettableSink,
   opts: ConvertOptions = {},
+): Promise<ConvertResult> {
+  try {
+    return await convertPasses(input, sink, opts);
+  } catch (e) {
+    throw wrapInputError(e);
+  }
+}
+
+async function convertPasses(
+  input: LayerInput,
+  sink: ResettableSink,
+  opts: ConvertOptions,
 ): Promise<ConvertResult> {
   const prioritized = opts.prioritizedFiles ?? [];
   if (prioritized.length === 0 && sink.reset) {

@@ -114,7 +114,8 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
   }
 }
 
-function wrapInputError(e: unknown): Error {
+/** Maps zlib and tar-stream errors to FormatErrors that say what is wrong with the input. */
+export function wrapInputError(e: unknown): Error {
   if (e instanceof FormatError) return e;
   const err = e as NodeJS.ErrnoException;
   const msg = err?.message ?? String(e);

@@ -51,7 +51,11 @@ export async function convertCommand(
     if (output === "-") {
       result = await convertLayer(fileInput(inPath), stdoutSink, opts);
     } else {
-      const sink = await AtomicFileSink.create(output);
+      const sink = await AtomicFileSink.create(output).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") throw new CliError(`${output}: directory does not exist`, true);
+        if (e.code === "EACCES") throw new CliError(`${output}: permission denied`, true);
+        throw e;
+      });
       try {
         result = await convertLayer(fileInput(inPath), sink, opts);
         await sink.commit();

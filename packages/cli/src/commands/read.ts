@@ -18,7 +18,7 @@ export async function lsCommand(
   if (path === undefined) nodes = [...r.walk()].filter((n) => n.path !== "");
   else {
     const n = r.lookup(path);
-    if (!n) throw new CliError(`${path}: no such file or directory in ${blob}`);
+    if (!n) throw new CliError(`${path}: no such file or directory in the layer`);
     nodes = n.type === "dir" ? r.readdir(path) : [n];
   }
   if (flags.json) {
@@ -31,7 +31,7 @@ export async function lsCommand(
 export async function catCommand(blob: string, paths: string[], flags: ReadFlags): Promise<void> {
   const r = await openBlob(blob, flags);
   for (const p of paths) {
-    if (!r.lookup(p)) throw new CliError(`${p}: no such file in ${blob}`);
+    if (!r.lookup(p)) throw new CliError(`${p}: no such file in the layer`);
   }
   for (const p of paths) {
     for await (const chunk of r.stream(p)) {

@@ -1,0 +1,2 @@
+import { serializeToc, parseToc } from "@seekable/format";
+import { writeFileSync } from "node:fs";

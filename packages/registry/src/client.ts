@@ -1,0 +1,227 @@
+import type { Readable } from "node:stream";
+import { Agent, type Dispatcher, interceptors } from "undici";
+import { Authenticator } from "./auth.js";
+import { type Body, discardBody, readErrorBody } from "./body.js";
+import { type Credentials, type CredentialSource, dockerConfigCredentials } from "./credentials.js";
+import { RegistryError } from "./errors.js";
+import { httpError } from "./http-error.js";
+import { isLoopbackHost, registryHost } from "./reference.js";
+import { classifyNetworkError, DEFAULT_RETRY, type RetryPolicy, withRetries } from "./retry.js";
+import { countRequest, newStats, type RegistryStats } from "./stats.js";
+import { parseWwwAuthenticate } from "./www-authenticate.js";
+
+export interface Timeouts {
+  /** TCP/TLS connect (default 10 s). */
+  connectMs: number;
+  /** From request sent to response headers (default 30 s). */
+  headersMs: number;
+  /** Longest silence while a body streams (default 30 s). */
+  bodyMs: number;
+}
+
+export interface RegistryClientOptions {
+  /**
+   * Explicit credentials for every registry, or a lookup. Default: ~/.docker/config.json
+   * (or $DOCKER_CONFIG), then anonymous.
+   */
+  credentials?: Credentials | CredentialSource;
+  /**
+   * true: plain HTTP everywhere; a list: plain HTTP for those registries; false: HTTPS even
+   * on loopback. Default: plain HTTP for localhost and 127.0.0.0/8 only.
+   */
+  plainHttp?: boolean | readonly string[];
+  timeouts?: Partial<Timeouts>;
+  retry?: Partial<RetryPolicy>;
+  /** Keep-alive connections per origin (default 16): many small range requests in parallel. */
+  connections?: number;
+  maxRedirections?: number;
+  userAgent?: string;
+  /** Use this dispatcher instead of a private keep-alive Agent (it is not closed by close()). */
+  dispatcher?: Dispatcher;
+}
+
+/** One HTTP exchange with a registry, before auth and retries. */
+export interface RegistryRequest {
+  method: "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE";
+  registry: string;
+  /** Path and query below the registry's origin, or an absolute URL (upload locations). */
+  path: string;
+  /** Token scopes the request needs. */
+  scopes: string[];
+  /** What error messages name: a reference or URL. */
+  subject: string;
+  headers?: Record<string, string>;
+  /** Buffers can be re-sent after a 401 or a failure; streams cannot. */
+  body?: Uint8Array | string | Readable | null;
+  signal?: AbortSignal;
+  /** Extra counters (e.g. one blob source's), besides the client's. */
+  stats?: RegistryStats;
+  /** Statuses the handler wants to see; any other becomes a RegistryError. Default 2xx. */
+  expect?: readonly number[];
+  /** Retry on retryable failures (default true); false for non-idempotent uploads. */
+  retry?: boolean;
+  timeouts?: Partial<Timeouts>;
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Body;
+  /** The URL the request was sent to (before any redirect). */
+  url: URL;
+}
+
+/** What a registry host has shown it cannot do, remembered for the client's lifetime. */
+export interface HostQuirks {
+  /** false after a 400/501 or a 200 to a multi-range request. */
+  multiRange?: boolean;
+}
+
+/**
+ * An OCI distribution client: one keep-alive connection pool, auth state and per-host quirks
+ * shared by every operation. Operations live in manifest.ts, blob.ts and upload.ts; this
+ * class holds the pieces they share and the request loop (auth, redirects, retries).
+ */
+export class RegistryClient {
+  readonly stats: RegistryStats = newStats();
+  readonly timeouts: Timeouts;
+  readonly retryPolicy: RetryPolicy;
+  readonly auth: Authenticator;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownAgent: Agent | undefined;
+  private readonly quirks = new Map<string, HostQuirks>();
+  private readonly userAgent: string;
+
+  constructor(private readonly options: RegistryClientOptions = {}) {
+    this.timeouts = { connectMs: 10_000, headersMs: 30_000, bodyMs: 30_000, ...options.timeouts };
+    this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
+    this.userAgent = options.userAgent ?? "seekable/0.1";
+    let base = options.dispatcher;
+    if (!base) {
+      this.ownAgent = new Agent({
+        connections: options.connections ?? 16,
+        keepAliveTimeout: 30_000,
+        connect: { timeout: this.timeouts.connectMs },
+      });
+      base = this.ownAgent;
+    }
+    // Redirects (blob GETs to object storage) keep Range; undici drops Authorization
+    // whenever the origin changes.
+    this.dispatcher = base.compose(interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }));
+    const creds = options.credentials;
+    const source: CredentialSource =
+      creds === undefined ? dockerConfigCredentials() : typeof creds === "function" ? creds : async () => creds;
+    this.auth = new Authenticator(source, {
+      dispatcher: this.dispatcher,
+      headersTimeout: this.timeouts.headersMs,
+      bodyTimeout: this.timeouts.bodyMs,
+      userAgent: this.userAgent,
+      stats: [this.stats],
+    });
+  }
+
+  /** "http" or "https" for a registry name. */
+  scheme(registry: string): "http" | "https" {
+    const p = this.options.plainHttp;
+    if (p === true) return "http";
+    if (p === false) return "https";
+    if (Array.isArray(p) && p.includes(registry)) return "http";
+    return isLoopbackHost(registry) ? "http" : "https";
+  }
+
+  /** The base URL of a registry's API ("https://registry-1.docker.io"). */
+  origin(registry: string): string {
+    return `${this.scheme(registry)}://${registryHost(registry)}`;
+  }
+
+  /** Mutable record of what this registry cannot do. */
+  hostQuirks(registry: string): HostQuirks {
+    let q = this.quirks.get(registry);
+    if (!q) {
+      q = {};
+      this.quirks.set(registry, q);
+    }
+    return q;
+  }
+
+  /**
+   * Sends a request and hands an expected response to `handle`, with auth, redirects and
+   * retries (429 with Retry-After, 5xx but 501, resets, timeouts, and retryable errors
+   * thrown by the handler such as a truncated body). The handler must consume or discard
+   * the body.
+   */
+  async call<T>(req: RegistryRequest, handle: (res: RegistryResponse) => Promise<T>): Promise<T> {
+    const policy = req.retry === false ? { ...this.retryPolicy, attempts: 1 } : this.retryPolicy;
+    const sinks = [this.stats, req.stats];
+    return withRetries(policy, req.signal, async () => {
+      const { res, note } = await this.exchange(req);
+      const ok = req.expect ? req.expect.includes(res.status) : res.status >= 200 && res.status < 300;
+      if (!ok) throw await httpError(req.subject, { statusCode: res.status, headers: res.headers, body: res.body }, sinks, note);
+      try {
+        return await handle(res);
+      } catch (e) {
+        discardBody(res.body);
+        if (req.signal?.aborted) throw req.signal.reason;
+        throw classifyNetworkError(req.subject, e);
+      }
+    });
+  }
+
+  /** One send, repeated at most twice to answer auth challenges. */
+  private async exchange(req: RegistryRequest): Promise<{ res: RegistryResponse; note?: string }> {
+    const url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(req.path, this.origin(req.registry));
+    const replayable = req.body === undefined || req.body === null || typeof req.body === "string" || req.body instanceof Uint8Array;
+    const t = { ...this.timeouts, ...req.timeouts };
+    for (let round = 0; ; round++) {
+      const authorization = await this.auth.authorization(req.registry, req.scopes, req.subject, req.signal);
+      const headers: Record<string, string> = { "user-agent": this.userAgent, ...req.headers };
+      if (authorization) headers.authorization = authorization;
+      let raw: Dispatcher.ResponseData;
+      try {
+        raw = await this.dispatcher.request({
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: req.method,
+          headers,
+          body: req.body ?? null,
+          signal: req.signal,
+          headersTimeout: t.headersMs,
+          bodyTimeout: t.bodyMs,
+        });
+      } catch (e) {
+        if (req.signal?.aborted) throw req.signal.reason;
+        throw classifyNetworkError(req.subject, e);
+      }
+      countRequest([this.stats, req.stats]);
+      const res: RegistryResponse = { status: raw.statusCode, headers: raw.headers, body: raw.body, url };
+      if (res.status !== 401 || round >= 2) return { res };
+      const outcome = await this.auth.challenge(
+        req.registry,
+        req.scopes,
+        parseWwwAuthenticate(res.headers["www-authenticate"]),
+        authorization,
+        req.subject,
+        req.signal,
+      );
+      if (!outcome.retry || !replayable) return { res, note: outcome.note };
+      await readErrorBody(res.body, [this.stats, req.stats]); // small: read it so the connection stays open
+    }
+  }
+
+  /** Closes idle connections; in-flight requests fail. */
+  async close(): Promise<void> {
+    await this.ownAgent?.close();
+  }
+}
+
+/** A header as one string (undici gives arrays for repeated headers). */
+export function header(res: { headers: Record<string, string | string[] | undefined> }, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function requireHeader(res: RegistryResponse, name: string, subject: string): string {
+  const v = header(res, name);
+  if (v === undefined) throw new RegistryError(subject, `response has no ${name} header`, { kind: "protocol" });
+  return v;
+}

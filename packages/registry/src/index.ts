@@ -1,1 +1,0 @@
-export const REGISTRY_PACKAGE = "@seekable/registry";

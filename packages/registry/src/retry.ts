@@ -1,0 +1,143 @@
+import { RegistryError } from "./errors.js";
+
+export interface RetryPolicy {
+  /** Total attempts including the first (default 5). */
+  attempts: number;
+  /** First backoff delay (default 100 ms); doubles per attempt. */
+  minDelayMs: number;
+  /** Backoff cap (default 10 s). */
+  maxDelayMs: number;
+  /** Longest Retry-After honoured; a longer one fails at once rather than stalling (default 60 s). */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  attempts: 5,
+  minDelayMs: 100,
+  maxDelayMs: 10_000,
+  maxRetryAfterMs: 60_000,
+};
+
+/** 429 and 5xx are worth another try, except 501 (the server will never do it). */
+export function isRetryableStatus(status: number): boolean {
+  return status === 429 || (status >= 500 && status <= 599 && status !== 501);
+}
+
+// Connection-level failures after which a fresh attempt may work.
+const RETRYABLE_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_RES_CONTENT_LENGTH_MISMATCH",
+]);
+
+export function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string") return code;
+  const cause = (e as { cause?: unknown } | undefined)?.cause;
+  return cause !== undefined && cause !== e ? errorCode(cause) : undefined;
+}
+
+/** Turns a transport error into a RegistryError with a short cause and a retry verdict. */
+export function classifyNetworkError(subject: string, e: unknown): RegistryError {
+  if (e instanceof RegistryError) return e;
+  const code = errorCode(e);
+  const message = (e as Error | undefined)?.message ?? String(e);
+  const retryable = code !== undefined && RETRYABLE_CODES.has(code);
+  const reason = (() => {
+    switch (code) {
+      case "UND_ERR_HEADERS_TIMEOUT":
+        return "timed out waiting for response headers";
+      case "UND_ERR_BODY_TIMEOUT":
+        return "timed out waiting for response body";
+      case "UND_ERR_CONNECT_TIMEOUT":
+        return "timed out connecting";
+      case "UND_ERR_RES_CONTENT_LENGTH_MISMATCH":
+        return "body shorter than promised (connection closed early)";
+      case "UND_ERR_SOCKET":
+        return `connection closed (${message})`;
+      case "ECONNRESET":
+        return "connection reset";
+      case "ECONNREFUSED":
+        return "connection refused";
+      case "ENOTFOUND":
+        return "host not found";
+      default:
+        return message;
+    }
+  })();
+  const kind = code?.includes("TIMEOUT") || code === "ETIMEDOUT" ? "timeout" : "network";
+  return new RegistryError(subject, reason, { kind, code, retryable, cause: e });
+}
+
+/** Retry-After as delta seconds or an HTTP date; undefined when absent or unparseable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v.trim() === "") return undefined;
+  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : Math.max(0, t - now);
+}
+
+/** Exponential backoff with jitter in [d/2, d): spreads clients that failed together. */
+export function backoffDelay(attempt: number, policy: RetryPolicy, random = Math.random): number {
+  const d = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** attempt);
+  return d / 2 + random() * (d / 2);
+}
+
+/** Resolves after ms, or rejects with the signal's reason when aborted first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Runs fn until it succeeds, throws a non-retryable error, or attempts run out. The final
+ * error says how many attempts were made. An abort is rethrown as the signal's reason.
+ */
+export async function withRetries<T>(
+  policy: RetryPolicy,
+  signal: AbortSignal | undefined,
+  fn: (attempt: number) => Promise<T>,
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      if (!(e instanceof RegistryError) || !e.retryable) throw e;
+      const last = attempt + 1 >= policy.attempts;
+      if (e.retryAfterMs !== undefined && e.retryAfterMs > policy.maxRetryAfterMs) {
+        throw e.withReason(`${e.reason}; server asks to retry after ${Math.ceil(e.retryAfterMs / 1000)} s`, {
+          retryable: false,
+        });
+      }
+      if (last) {
+        const n = attempt + 1;
+        throw e.withReason(n > 1 ? `${e.reason} after ${n} attempts` : e.reason, { retryable: false });
+      }
+      await sleep(Math.max(e.retryAfterMs ?? 0, backoffDelay(attempt, policy)), signal);
+    }
+  }
+}
