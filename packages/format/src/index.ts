@@ -10,3 +10,4 @@ export * from "./tar-header.js";
 export * from "./tar-input.js";
 export * from "./toc.js";
 export * from "./writer.js";
+export * from "./chunk.js";

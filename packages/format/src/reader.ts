@@ -4,11 +4,22 @@ import { type ChunkRef, inflateChunk, verifyChunk } from "./chunk.js";
 import { FormatError, NotFoundError, VerificationError } from "./errors.js";
 import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
-import type { ByteRange, RangeSource } from "./range-source.js";
+import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
 import { parseToc, sha256Digest, type Toc, type TocEntry } from "./toc.js";
 
+/**
+ * Verified chunk contents by chunkDigest. Implementations that keep bytes outside the
+ * process (disk) must check them against the digest on `get`.
+ */
+export interface ChunkCache {
+  get(digest: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  put(digest: string, data: Uint8Array): Promise<void> | void;
+}
+
 export interface OpenOptions {
+  /** Where verified chunks are kept and looked up. */
+  cache?: ChunkCache;
   /** Expected TOC digest (sha256:...), e.g. from the layer annotation. */
   tocDigest?: string;
   /** Bytes read from the end of the blob at open; the TOC is usually inside. */
@@ -49,6 +60,9 @@ const MAX_TOC_BYTES = 512 << 20;
 export class LayerReader {
   readonly root: Node;
   private readonly nodes = new Map<string, Node>();
+
+  /** Set at open; may be replaced. */
+  cache: ChunkCache | undefined;
 
   private constructor(
     readonly source: RangeSource,
@@ -94,7 +108,9 @@ export class LayerReader {
         `TOC digest ${tocDigest} does not match the expected ${opts.tocDigest}`,
       );
     }
-    return new LayerReader(source, footer, tocBytes, tocDigest, parseToc(tocBytes));
+    const reader = new LayerReader(source, footer, tocBytes, tocDigest, parseToc(tocBytes));
+    reader.cache = opts.cache;
+    return reader;
   }
 
   get legacy(): boolean {
@@ -174,6 +190,38 @@ export class LayerReader {
   }
 
   /**
+   * Verified contents of some chunks of a file: cached chunks come from the cache, the
+   * rest are fetched in one source.read call (members shared by several chunks once).
+   */
+  async readChunks(node: Node, refs: ChunkRef[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    const cache = this.cache;
+    const out: (Uint8Array | undefined)[] = await Promise.all(
+      refs.map((c) => (cache && c.chunkDigest ? cache.get(c.chunkDigest) : undefined)),
+    );
+    const members = new Map<number, ChunkRef>();
+    refs.forEach((c, k) => {
+      if (!out[k] && !members.has(c.offset)) members.set(c.offset, c);
+    });
+    if (members.size > 0) {
+      const list = [...members.values()];
+      const bufs = await this.source.read(
+        list.map((c) => ({ offset: c.offset, length: c.nextOffset - c.offset })),
+        signal,
+      );
+      const byOffset = new Map(list.map((c, k) => [c.offset, bufs[k]]));
+      for (let k = 0; k < refs.length; k++) {
+        if (out[k]) continue;
+        const c = refs[k];
+        const data = inflateChunk(byOffset.get(c.offset) as Uint8Array, c);
+        verifyChunk(data, c, node.path);
+        out[k] = data;
+        if (cache && c.chunkDigest) await cache.put(c.chunkDigest, data);
+      }
+    }
+    return out as Uint8Array[];
+  }
+
+  /**
    * Yields the verified chunks covering [start, end) in order, fetching a window of
    * chunks per source.read call. A legacy file without chunk digests is read whole and
    * checked against its file digest before anything is yielded.
@@ -204,14 +252,9 @@ export class LayerReader {
         j++;
       }
       const group = wanted.slice(i, j);
-      const ranges: ByteRange[] = group.map((c) => ({
-        offset: c.offset,
-        length: c.nextOffset - c.offset,
-      }));
-      const bufs = await this.source.read(ranges, signal);
+      const datas = await this.readChunks(node, group, signal);
       for (let k = 0; k < group.length; k++) {
-        const data = inflateChunk(bufs[k], group[k]);
-        verifyChunk(data, group[k], node.path);
+        const data = datas[k];
         fileHash?.update(data);
         const item = { data, fileOffset: group[k].chunkOffset };
         if (needWhole) held.push(item);
