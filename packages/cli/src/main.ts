@@ -2,6 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { convertCommand } from "./commands/convert.js";
 import { catCommand, lsCommand, tocCommand, verifyCommand } from "./commands/read.js";
+import { serveCommand } from "./commands/serve.js";
 import { describeError, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
 
@@ -83,6 +84,15 @@ program
   .argument("<blob>", "eStargz or stargz blob")
   .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
   .action((blob: string, o) => tocCommand(blob, o));
+
+program
+  .command("serve")
+  .description("serve an OCI image layout as a read-only registry (Range and multi-range)")
+  .argument("<layout>", "oci:DIR")
+  .option("--port <n>", "TCP port (default: a free one)", intArg("--port", 0, 65535))
+  .option("--host <addr>", "address to listen on", "127.0.0.1")
+  .option("--json", "print the address as JSON")
+  .action((layout: string, o) => serveCommand(layout, o));
 
 installSignalCleanup();
 process.stdout.on("error", (e: NodeJS.ErrnoException) => {

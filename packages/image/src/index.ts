@@ -1,0 +1,2 @@
+export * from "./layout-server.js";
+export * from "./oci-layout.js";
