@@ -1,3 +1,4 @@
+export * from "./chunk.js";
 export * from "./convert.js";
 export * from "./errors.js";
 export * from "./footer.js";
@@ -10,4 +11,3 @@ export * from "./tar-header.js";
 export * from "./tar-input.js";
 export * from "./toc.js";
 export * from "./writer.js";
-export * from "./chunk.js";

@@ -379,7 +379,8 @@ export class LayerReader {
   }
 }
 
-function newNode(path: string, type: Node["type"]): Node {
+/** A node with Go's zero values (directories 0755), filled in by whoever builds a tree. */
+export function newNode(path: string, type: Node["type"]): Node {
   return {
     path,
     type,

@@ -39,7 +39,8 @@ export interface WriteResult {
 }
 
 const EMPTY_DIGEST = sha256Digest(new Uint8Array(0));
-const TYPE_NAMES: Record<string, TocEntry["type"]> = {
+/** TOC entry type of each tar typeflag the format carries. */
+export const TOC_TYPE_OF_TAR: Record<string, Exclude<TocEntry["type"], "chunk">> = {
   "0": "reg",
   "1": "hardlink",
   "2": "symlink",
@@ -103,7 +104,7 @@ export class LayerWriter {
 
   /** Appends one entry; `body` must yield exactly `header.size` bytes for regular files. */
   async add(header: TarHeader, body?: AsyncIterable<Uint8Array>): Promise<void> {
-    const type = TYPE_NAMES[header.type];
+    const type = TOC_TYPE_OF_TAR[header.type];
     if (!type) throw new FormatError(`unsupported tar entry type ${header.type}`);
     const ent: TocEntry = { name: header.name, type };
     const mt = formatModtime(header.mtimeSec, header.mtimeNsec);

@@ -10,20 +10,12 @@ import {
   FormatError,
   type Node,
   NotFoundError,
+  newNode,
   readTarEntries,
+  TOC_TYPE_OF_TAR,
   VerificationError,
 } from "@seekable/format";
 import type { LayerView } from "./layer-view.js";
-
-const TYPES: Record<string, Node["type"]> = {
-  "0": "reg",
-  "1": "hardlink",
-  "2": "symlink",
-  "3": "char",
-  "4": "block",
-  "5": "dir",
-  "6": "fifo",
-};
 
 /**
  * A layer that is not eStargz: streamed once, whole, with file contents spooled to a
@@ -61,7 +53,7 @@ export class WholeLayer implements LayerView {
     const out = createWriteStream(this.spool);
     let pos = 0;
     for await (const e of readTarEntries(blob)) {
-      const type = TYPES[e.header.type];
+      const type = TOC_TYPE_OF_TAR[e.header.type];
       const n = this.ensure(e.clean, type);
       Object.assign(n, {
         type,
@@ -166,26 +158,4 @@ export class WholeLayer implements LayerView {
     this.nodes.set(path, n);
     return n;
   }
-}
-
-function newNode(path: string, type: Node["type"]): Node {
-  return {
-    path,
-    type,
-    size: 0,
-    mode: type === "dir" ? 0o755 : 0,
-    uid: 0,
-    gid: 0,
-    userName: "",
-    groupName: "",
-    modtime: "",
-    linkName: "",
-    devMajor: 0,
-    devMinor: 0,
-    xattrs: {},
-    digest: "",
-    numLink: 1,
-    chunks: [],
-    children: type === "dir" ? new Map() : undefined,
-  };
 }
