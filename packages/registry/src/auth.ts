@@ -1,6 +1,6 @@
 import type { Dispatcher } from "undici";
 import { readBody } from "./body.js";
-import type { Credentials, CredentialSource } from "./credentials.js";
+import type { CredentialSource, Credentials } from "./credentials.js";
 import { RegistryError } from "./errors.js";
 import { httpError } from "./http-error.js";
 import { classifyNetworkError } from "./retry.js";
@@ -8,7 +8,10 @@ import type { RegistryStats } from "./stats.js";
 import type { Challenge } from "./www-authenticate.js";
 
 /** Scope strings for a repository: "repository:NAME:pull" or ":pull,push". */
-export function repositoryScope(repository: string, actions: "pull" | "push" | "pull,push"): string {
+export function repositoryScope(
+  repository: string,
+  actions: "pull" | "push" | "pull,push",
+): string {
   return `repository:${repository}:${actions === "push" ? "pull,push" : actions}`;
 }
 
@@ -27,6 +30,8 @@ interface CachedToken {
 export interface ChallengeOutcome {
   retry: boolean;
   note?: string;
+  /** Scopes a token was fetched for. */
+  wanted?: string[];
 }
 
 export interface TokenFetchContext {
@@ -71,7 +76,12 @@ export class Authenticator {
   }
 
   /** The Authorization header to send, or undefined while the registry's scheme is unknown. */
-  async authorization(registry: string, scopes: string[], subject: string, signal?: AbortSignal): Promise<string | undefined> {
+  async authorization(
+    registry: string,
+    scopes: string[],
+    subject: string,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
     const host = this.hosts.get(registry);
     if (!host) return undefined;
     if (host.scheme === "basic") {
@@ -81,50 +91,76 @@ export class Authenticator {
     return (await this.token(registry, host, scopes, subject, signal)).header;
   }
 
-  /** Handles a 401: remembers the challenge, drops a rejected token, fetches a new one. */
+  /**
+   * Handles a 401: remembers the challenge, drops a rejected token and fetches a new one.
+   * `previous` is the scope set fetched for the last 401 of the same request: a fresh token
+   * for the same scopes refused again means more tries cannot help.
+   */
   async challenge(
     registry: string,
     scopes: string[],
     challenges: Challenge[],
     sent: string | undefined,
     subject: string,
+    previous: string[] | undefined,
     signal?: AbortSignal,
   ): Promise<ChallengeOutcome> {
     const bearer = challenges.find((c) => c.scheme === "bearer" && c.params.realm);
     const basic = challenges.find((c) => c.scheme === "basic");
     const creds = await this.creds(registry);
     if (bearer) {
-      const host: HostAuth = { scheme: "bearer", realm: bearer.params.realm, service: bearer.params.service };
+      const host: HostAuth = {
+        scheme: "bearer",
+        realm: bearer.params.realm,
+        service: bearer.params.service,
+      };
       this.hosts.set(registry, host);
       const wanted = unionScopes(scopes, (bearer.params.scope ?? "").split(" "));
-      const key = tokenKey(registry, wanted);
-      const cached = this.tokens.get(key);
-      if (cached && cached.header === sent) this.tokens.delete(key);
-      if (sent !== undefined && sent === (await this.token(registry, host, wanted, subject, signal)).header) {
-        // A token fresh from the token server was refused: more tries cannot help.
-        const why = bearer.params.error === "insufficient_scope" ? `insufficient scope for ${wanted.join(" ")}` : "token rejected";
-        return { retry: false, note: why };
+      if (previous && wanted.every((s) => previous.includes(s))) {
+        const why =
+          bearer.params.error === "insufficient_scope"
+            ? `insufficient scope for ${wanted.join(" ")}`
+            : creds
+              ? "token rejected"
+              : "anonymous token rejected";
+        return { retry: false, note: why, wanted };
       }
-      if (wanted.length !== scopes.length) this.tokens.set(tokenKey(registry, scopes), this.tokens.get(key) as CachedToken);
-      return { retry: true };
+      const key = tokenKey(registry, wanted);
+      if (this.tokens.get(key)?.header === sent) this.tokens.delete(key);
+      if (this.tokens.get(tokenKey(registry, scopes))?.header === sent)
+        this.tokens.delete(tokenKey(registry, scopes));
+      const token = await this.token(registry, host, wanted, subject, signal);
+      // Later requests with the narrower scope list reuse the broader token.
+      this.tokens.set(tokenKey(registry, scopes), token);
+      return { retry: true, wanted };
     }
     if (basic) {
       this.hosts.set(registry, { scheme: "basic" });
-      if (!creds || creds.username === undefined) return { retry: false, note: `no credentials for ${registry}` };
-      if (sent === basicHeader(creds)) return { retry: false, note: `credentials for ${registry} rejected` };
+      if (!creds || creds.username === undefined)
+        return { retry: false, note: `no credentials for ${registry}` };
+      if (sent === basicHeader(creds))
+        return { retry: false, note: `credentials for ${registry} rejected` };
       return { retry: true };
     }
     return { retry: false };
   }
 
-  private async token(registry: string, host: HostAuth, scopes: string[], subject: string, signal?: AbortSignal): Promise<CachedToken> {
+  private async token(
+    registry: string,
+    host: HostAuth,
+    scopes: string[],
+    subject: string,
+    signal?: AbortSignal,
+  ): Promise<CachedToken> {
     const key = tokenKey(registry, scopes);
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached;
     // Concurrent requests share one token request.
     let p = this.pending.get(key);
     if (!p) {
-      p = this.fetchToken(registry, host, scopes, subject, signal).finally(() => this.pending.delete(key));
+      p = this.fetchToken(registry, host, scopes, subject, signal).finally(() =>
+        this.pending.delete(key),
+      );
       this.pending.set(key, p);
     }
     const t = await p;
@@ -144,16 +180,25 @@ export class Authenticator {
     try {
       realm = new URL(host.realm as string);
     } catch {
-      throw new RegistryError(subject, `invalid token realm ${JSON.stringify(host.realm)}`, { kind: "protocol" });
+      throw new RegistryError(subject, `invalid token realm ${JSON.stringify(host.realm)}`, {
+        kind: "protocol",
+      });
     }
-    const headers: Record<string, string> = { "user-agent": this.ctx.userAgent, accept: "application/json" };
+    const headers: Record<string, string> = {
+      "user-agent": this.ctx.userAgent,
+      accept: "application/json",
+    };
     let method: "GET" | "POST" = "GET";
     let body: string | undefined;
     if (creds?.identityToken !== undefined) {
       // An identity token is an OAuth2 refresh token: only the POST flow takes it.
       method = "POST";
       headers["content-type"] = "application/x-www-form-urlencoded";
-      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: creds.identityToken, client_id: "seekable" });
+      const form = new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: creds.identityToken,
+        client_id: "seekable",
+      });
       if (host.service) form.set("service", host.service);
       if (scopes.length) form.set("scope", scopes.join(" "));
       body = form.toString();
@@ -182,7 +227,12 @@ export class Authenticator {
     }
     for (const s of this.ctx.stats) if (s) s.requests++;
     if (res.statusCode !== 200) {
-      const note = res.statusCode === 401 || res.statusCode === 403 ? (creds ? "credentials rejected" : "anonymous access refused") : undefined;
+      const note =
+        res.statusCode === 401 || res.statusCode === 403
+          ? creds
+            ? "credentials rejected"
+            : "anonymous access refused"
+          : undefined;
       const e = await httpError(tokenSubject, res, this.ctx.stats, note);
       throw new RegistryError(subject, `token request failed: ${e.reason}`, {
         kind: e.status === 401 || e.status === 403 ? "unauthorized" : e.kind,
@@ -194,18 +244,27 @@ export class Authenticator {
     }
     let parsed: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
     try {
-      parsed = JSON.parse((await readBody(res.body, 1 << 20, this.ctx.stats, tokenSubject)).toString("utf8"));
+      parsed = JSON.parse(
+        (await readBody(res.body, 1 << 20, this.ctx.stats, tokenSubject)).toString("utf8"),
+      );
     } catch (e) {
       if (e instanceof RegistryError) throw e;
       throw new RegistryError(tokenSubject, "token response is not JSON", { kind: "protocol" });
     }
     const token = parsed.token ?? parsed.access_token;
-    if (!token) throw new RegistryError(tokenSubject, "token response has no token", { kind: "protocol" });
-    const lifetimeS = typeof parsed.expires_in === "number" && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_LIFETIME_S;
+    if (!token)
+      throw new RegistryError(tokenSubject, "token response has no token", { kind: "protocol" });
+    const lifetimeS =
+      typeof parsed.expires_in === "number" && parsed.expires_in > 0
+        ? parsed.expires_in
+        : DEFAULT_TOKEN_LIFETIME_S;
     const issued = parsed.issued_at ? Date.parse(parsed.issued_at) : Number.NaN;
     // A skewed issuer clock must not make a token look expired at birth: cap issued_at at now.
     const start = Number.isNaN(issued) ? Date.now() : Math.min(issued, Date.now());
-    return { header: `Bearer ${token}`, expiresAt: start + lifetimeS * 1000 - Math.min(EXPIRY_MARGIN_MS, (lifetimeS * 1000) / 2) };
+    return {
+      header: `Bearer ${token}`,
+      expiresAt: start + lifetimeS * 1000 - Math.min(EXPIRY_MARGIN_MS, (lifetimeS * 1000) / 2),
+    };
   }
 }
 
@@ -213,10 +272,29 @@ function basicHeader(c: Credentials): string {
   return `Basic ${Buffer.from(`${c.username ?? ""}:${c.password ?? ""}`).toString("base64")}`;
 }
 
-function unionScopes(a: string[], b: string[]): string[] {
-  return [...new Set([...a, ...b].filter((s) => s !== ""))].sort();
+/**
+ * Merges scope lists into one canonical list: one entry per resource with its actions
+ * sorted ("repository:x:pull" + "repository:x:push,pull" -> "repository:x:pull,push").
+ * Registries build the challenge's action list from a Go map, so its order varies.
+ */
+export function unionScopes(a: readonly string[], b: readonly string[] = []): string[] {
+  const byResource = new Map<string, Set<string>>();
+  for (const scope of [...a, ...b]) {
+    if (scope === "") continue;
+    const last = scope.lastIndexOf(":");
+    const resource = last > 0 ? scope.slice(0, last) : scope;
+    const actions = byResource.get(resource) ?? new Set<string>();
+    if (last > 0)
+      for (const action of scope.slice(last + 1).split(",")) if (action) actions.add(action);
+    byResource.set(resource, actions);
+  }
+  return [...byResource]
+    .map(([resource, actions]) =>
+      actions.size ? `${resource}:${[...actions].sort().join(",")}` : resource,
+    )
+    .sort();
 }
 
 function tokenKey(registry: string, scopes: string[]): string {
-  return `${registry} ${[...scopes].sort().join(" ")}`;
+  return `${registry} ${unionScopes(scopes).join(" ")}`;
 }

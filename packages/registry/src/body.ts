@@ -14,17 +14,31 @@ export async function readBody(
   limit: number,
   stats: readonly (RegistryStats | undefined)[],
   subject: string,
+  /** Bytes the response promised: an early end is then reported as a short body. */
+  expected?: number,
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    countBytes(stats, chunk.length);
-    if (n > limit) {
-      body.destroy();
-      throw new RegistryError(subject, `response larger than the expected ${limit} bytes`, { kind: "protocol" });
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      countBytes(stats, chunk.length);
+      if (n > limit) {
+        discardBody(body);
+        throw new RegistryError(subject, `response larger than the expected ${limit} bytes`, {
+          kind: "protocol",
+        });
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (e) {
+    if (e instanceof RegistryError || expected === undefined || n >= expected) throw e;
+    // The connection died before the promised length: say so, and let the caller retry.
+    throw new RegistryError(subject, `body shorter than promised (${n} of ${expected} bytes)`, {
+      kind: "network",
+      retryable: true,
+      cause: e,
+    });
   }
   return Buffer.concat(chunks, n);
 }
@@ -42,7 +56,10 @@ export function discardBody(body: Body): void {
  * Reads a small error body; tolerates a body that breaks off (distribution's 416 promises
  * the blob's length, sends 33 bytes and closes). Returns what arrived.
  */
-export async function readErrorBody(body: Body, stats: readonly (RegistryStats | undefined)[]): Promise<string> {
+export async function readErrorBody(
+  body: Body,
+  stats: readonly (RegistryStats | undefined)[],
+): Promise<string> {
   const limit = 64 * 1024;
   const chunks: Buffer[] = [];
   let n = 0;

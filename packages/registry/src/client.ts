@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, interceptors } from "undici";
 import { Authenticator } from "./auth.js";
 import { type Body, discardBody, readErrorBody } from "./body.js";
-import { type Credentials, type CredentialSource, dockerConfigCredentials } from "./credentials.js";
+import { type CredentialSource, type Credentials, dockerConfigCredentials } from "./credentials.js";
 import { RegistryError } from "./errors.js";
 import { httpError } from "./http-error.js";
 import { isLoopbackHost, registryHost } from "./reference.js";
@@ -52,7 +52,7 @@ export interface RegistryRequest {
   subject: string;
   headers?: Record<string, string>;
   /** Buffers can be re-sent after a 401 or a failure; streams cannot. */
-  body?: Uint8Array | string | Readable | null;
+  body?: Uint8Array | string | Readable | AsyncIterable<Uint8Array> | null;
   signal?: AbortSignal;
   /** Extra counters (e.g. one blob source's), besides the client's. */
   stats?: RegistryStats;
@@ -107,10 +107,16 @@ export class RegistryClient {
     }
     // Redirects (blob GETs to object storage) keep Range; undici drops Authorization
     // whenever the origin changes.
-    this.dispatcher = base.compose(interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }));
+    this.dispatcher = base.compose(
+      interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }),
+    );
     const creds = options.credentials;
     const source: CredentialSource =
-      creds === undefined ? dockerConfigCredentials() : typeof creds === "function" ? creds : async () => creds;
+      creds === undefined
+        ? dockerConfigCredentials()
+        : typeof creds === "function"
+          ? creds
+          : async () => creds;
     this.auth = new Authenticator(source, {
       dispatcher: this.dispatcher,
       headersTimeout: this.timeouts.headersMs,
@@ -155,8 +161,16 @@ export class RegistryClient {
     const sinks = [this.stats, req.stats];
     return withRetries(policy, req.signal, async () => {
       const { res, note } = await this.exchange(req);
-      const ok = req.expect ? req.expect.includes(res.status) : res.status >= 200 && res.status < 300;
-      if (!ok) throw await httpError(req.subject, { statusCode: res.status, headers: res.headers, body: res.body }, sinks, note);
+      const ok = req.expect
+        ? req.expect.includes(res.status)
+        : res.status >= 200 && res.status < 300;
+      if (!ok)
+        throw await httpError(
+          req.subject,
+          { statusCode: res.status, headers: res.headers, body: res.body },
+          sinks,
+          note,
+        );
       try {
         return await handle(res);
       } catch (e) {
@@ -169,11 +183,23 @@ export class RegistryClient {
 
   /** One send, repeated at most twice to answer auth challenges. */
   private async exchange(req: RegistryRequest): Promise<{ res: RegistryResponse; note?: string }> {
-    const url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(req.path, this.origin(req.registry));
-    const replayable = req.body === undefined || req.body === null || typeof req.body === "string" || req.body instanceof Uint8Array;
+    const url = /^https?:\/\//.test(req.path)
+      ? new URL(req.path)
+      : new URL(req.path, this.origin(req.registry));
+    const replayable =
+      req.body === undefined ||
+      req.body === null ||
+      typeof req.body === "string" ||
+      req.body instanceof Uint8Array;
     const t = { ...this.timeouts, ...req.timeouts };
+    let previous: string[] | undefined;
     for (let round = 0; ; round++) {
-      const authorization = await this.auth.authorization(req.registry, req.scopes, req.subject, req.signal);
+      const authorization = await this.auth.authorization(
+        req.registry,
+        req.scopes,
+        req.subject,
+        req.signal,
+      );
       const headers: Record<string, string> = { "user-agent": this.userAgent, ...req.headers };
       if (authorization) headers.authorization = authorization;
       let raw: Dispatcher.ResponseData;
@@ -183,7 +209,7 @@ export class RegistryClient {
           path: `${url.pathname}${url.search}`,
           method: req.method,
           headers,
-          body: req.body ?? null,
+          body: (req.body ?? null) as Dispatcher.DispatchOptions["body"],
           signal: req.signal,
           headersTimeout: t.headersMs,
           bodyTimeout: t.bodyMs,
@@ -193,7 +219,12 @@ export class RegistryClient {
         throw classifyNetworkError(req.subject, e);
       }
       countRequest([this.stats, req.stats]);
-      const res: RegistryResponse = { status: raw.statusCode, headers: raw.headers, body: raw.body, url };
+      const res: RegistryResponse = {
+        status: raw.statusCode,
+        headers: raw.headers,
+        body: raw.body,
+        url,
+      };
       if (res.status !== 401 || round >= 2) return { res };
       const outcome = await this.auth.challenge(
         req.registry,
@@ -201,8 +232,10 @@ export class RegistryClient {
         parseWwwAuthenticate(res.headers["www-authenticate"]),
         authorization,
         req.subject,
+        previous,
         req.signal,
       );
+      previous = outcome.wanted;
       if (!outcome.retry || !replayable) return { res, note: outcome.note };
       await readErrorBody(res.body, [this.stats, req.stats]); // small: read it so the connection stays open
     }
@@ -215,13 +248,17 @@ export class RegistryClient {
 }
 
 /** A header as one string (undici gives arrays for repeated headers). */
-export function header(res: { headers: Record<string, string | string[] | undefined> }, name: string): string | undefined {
+export function header(
+  res: { headers: Record<string, string | string[] | undefined> },
+  name: string,
+): string | undefined {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
 export function requireHeader(res: RegistryResponse, name: string, subject: string): string {
   const v = header(res, name);
-  if (v === undefined) throw new RegistryError(subject, `response has no ${name} header`, { kind: "protocol" });
+  if (v === undefined)
+    throw new RegistryError(subject, `response has no ${name} header`, { kind: "protocol" });
   return v;
 }

@@ -21,7 +21,10 @@ export function parseCredentials(text: string): Credentials {
 }
 
 interface DockerConfig {
-  auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
+  auths?: Record<
+    string,
+    { auth?: string; username?: string; password?: string; identitytoken?: string }
+  >;
   credHelpers?: Record<string, string>;
   credsStore?: string;
 }
@@ -30,7 +33,10 @@ interface DockerConfig {
 const DOCKER_HUB_KEY = "https://index.docker.io/v1/";
 
 function keyHost(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
+  const host = key
+    .replace(/^[a-z]+:\/\//i, "")
+    .replace(/\/.*$/, "")
+    .toLowerCase();
   return host === "index.docker.io" || host === "registry-1.docker.io" ? DOCKER_HUB : host;
 }
 
@@ -57,12 +63,18 @@ export function dockerConfigCredentials(options: DockerConfigOptions = {}): Cred
       text = await readFile(path, "utf8");
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new RegistryError(path, `cannot read: ${(e as Error).message}`, { kind: "usage", cause: e });
+      throw new RegistryError(path, `cannot read: ${(e as Error).message}`, {
+        kind: "usage",
+        cause: e,
+      });
     }
     try {
       return JSON.parse(text) as DockerConfig;
     } catch (e) {
-      throw new RegistryError(path, `invalid JSON: ${(e as Error).message}`, { kind: "usage", cause: e });
+      throw new RegistryError(path, `invalid JSON: ${(e as Error).message}`, {
+        kind: "usage",
+        cause: e,
+      });
     }
   };
   return async (registry) => {
@@ -74,7 +86,12 @@ export function dockerConfigCredentials(options: DockerConfigOptions = {}): Cred
     const helper = helperKey === undefined ? cfg.credsStore : cfg.credHelpers?.[helperKey];
     if (helper) {
       const serverUrl = host === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
-      const found = await runCredentialHelper(helper, serverUrl, env, options.helperTimeoutMs ?? 30_000);
+      const found = await runCredentialHelper(
+        helper,
+        serverUrl,
+        env,
+        options.helperTimeoutMs ?? 30_000,
+      );
       if (found || helperKey !== undefined) return found;
     }
     const entry = Object.entries(cfg.auths ?? {}).find(([k]) => keyHost(k) === host)?.[1];
@@ -83,7 +100,10 @@ export function dockerConfigCredentials(options: DockerConfigOptions = {}): Cred
     if (entry.auth) {
       const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
       const i = decoded.indexOf(":");
-      if (i < 0) throw new RegistryError(path, `auths["${registry}"].auth is not base64 of user:password`, { kind: "usage" });
+      if (i < 0)
+        throw new RegistryError(path, `auths["${registry}"].auth is not base64 of user:password`, {
+          kind: "usage",
+        });
       return { username: decoded.slice(0, i), password: decoded.slice(i + 1) };
     }
     if (entry.username !== undefined && entry.password !== undefined) {
@@ -102,7 +122,11 @@ export function runCredentialHelper(
 ): Promise<Credentials | undefined> {
   const program = `docker-credential-${name}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(program, ["get"], { env, stdio: ["pipe", "pipe", "pipe"], timeout: timeoutMs });
+    const child = spawn(program, ["get"], {
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+      timeout: timeoutMs,
+    });
     let out = "";
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => {
@@ -114,7 +138,12 @@ export function runCredentialHelper(
     child.stdin.on("error", () => {}); // a helper that exits early closes its stdin
     child.stdin.end(serverUrl);
     child.on("error", (e) =>
-      reject(new RegistryError(program, `cannot run credential helper: ${e.message}`, { kind: "unauthorized", cause: e })),
+      reject(
+        new RegistryError(program, `cannot run credential helper: ${e.message}`, {
+          kind: "unauthorized",
+          cause: e,
+        }),
+      ),
     );
     child.on("close", (code, signal) => {
       const text = `${out}\n${err}`;
@@ -123,7 +152,9 @@ export function runCredentialHelper(
         if (/credentials not found/i.test(text)) return resolve(undefined);
         const why = signal ? `killed by ${signal}` : `exited with ${code}`;
         return reject(
-          new RegistryError(program, `credential helper ${why}: ${err.trim() || out.trim()}`, { kind: "unauthorized" }),
+          new RegistryError(program, `credential helper ${why}: ${err.trim() || out.trim()}`, {
+            kind: "unauthorized",
+          }),
         );
       }
       try {
@@ -133,7 +164,11 @@ export function runCredentialHelper(
         if (parsed.Username === "<token>") return resolve({ identityToken: parsed.Secret });
         resolve({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
-        reject(new RegistryError(program, "credential helper printed invalid JSON", { kind: "unauthorized" }));
+        reject(
+          new RegistryError(program, "credential helper printed invalid JSON", {
+            kind: "unauthorized",
+          }),
+        );
       }
     });
   });

@@ -39,7 +39,10 @@ export class RegistryError extends Error {
   readonly retryAfterMs: number | undefined;
 
   constructor(subject: string, reason: string, options: RegistryErrorOptions) {
-    super(`${subject}: ${oneLine(reason)}`, options.cause === undefined ? {} : { cause: options.cause });
+    super(
+      `${subject}: ${oneLine(reason)}`,
+      options.cause === undefined ? {} : { cause: options.cause },
+    );
     this.subject = subject;
     this.reason = oneLine(reason);
     this.kind = options.kind;

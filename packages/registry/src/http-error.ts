@@ -21,7 +21,11 @@ function kindOf(status: number): RegistryErrorKind {
  */
 export async function httpError(
   subject: string,
-  response: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Body },
+  response: {
+    statusCode: number;
+    headers: Record<string, string | string[] | undefined>;
+    body: Body;
+  },
   stats: readonly (RegistryStats | undefined)[],
   note?: string,
 ): Promise<RegistryError> {
@@ -45,12 +49,17 @@ export async function httpError(
   }
   if (status === 416) {
     const total = /\*\/(\d+)/.exec(String(response.headers["content-range"] ?? ""))?.[1];
-    reason = total === undefined ? "range not satisfiable" : `range not satisfiable (blob is ${total} bytes)`;
+    reason =
+      total === undefined
+        ? "range not satisfiable"
+        : `range not satisfiable (blob is ${total} bytes)`;
   }
-  reason ??= status === 404 ? "not found" : status === 401 ? "unauthorized" : `unexpected ${status}`;
+  reason ??=
+    status === 404 ? "not found" : status === 401 ? "unauthorized" : `unexpected ${status}`;
   if (reason !== `unexpected ${status}` && status >= 500) reason = `${reason} (${status})`;
   if (note) reason = `${reason} (${note})`;
-  const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(response.headers["retry-after"]) : undefined;
+  const retryAfterMs =
+    status === 429 || status === 503 ? parseRetryAfter(response.headers["retry-after"]) : undefined;
   return new RegistryError(subject, reason, {
     kind: kindOf(status),
     status,

@@ -1,10 +1,21 @@
+import { repositoryScope } from "./auth.js";
 import { readBody } from "./body.js";
 import { header, type RegistryClient } from "./client.js";
 import { Digester, digestOf } from "./digest.js";
 import { RegistryError } from "./errors.js";
-import { bareMediaType, isImageManifestMediaType, isIndexMediaType, MANIFEST_ACCEPT } from "./media-types.js";
-import { type Descriptor, formatPlatform, hostPlatform, type Platform, selectPlatform } from "./platform.js";
-import { repositoryScope } from "./auth.js";
+import {
+  bareMediaType,
+  isImageManifestMediaType,
+  isIndexMediaType,
+  MANIFEST_ACCEPT,
+} from "./media-types.js";
+import {
+  type Descriptor,
+  formatPlatform,
+  hostPlatform,
+  type Platform,
+  selectPlatform,
+} from "./platform.js";
 import { formatReference, manifestTarget, type Reference, withTarget } from "./reference.js";
 
 /** A manifest or index exactly as stored, with its verified digest. */
@@ -46,7 +57,11 @@ function manifestPath(ref: Reference): string {
  * GETs a manifest or index. The bytes are checked against the reference's digest when it is
  * pinned, else against Docker-Content-Digest when the registry sends one.
  */
-export async function getManifest(client: RegistryClient, ref: Reference, options: ManifestOptions = {}): Promise<ManifestResult> {
+export async function getManifest(
+  client: RegistryClient,
+  ref: Reference,
+  options: ManifestOptions = {},
+): Promise<ManifestResult> {
   const subject = formatReference(ref);
   const limit = options.maxBytes ?? MAX_MANIFEST;
   return client.call(
@@ -63,15 +78,23 @@ export async function getManifest(client: RegistryClient, ref: Reference, option
     async (res) => {
       const length = Number(header(res, "content-length") ?? Number.NaN);
       if (length > limit) {
-        throw new RegistryError(subject, `manifest of ${length} bytes exceeds the ${limit}-byte limit`, { kind: "protocol" });
+        throw new RegistryError(
+          subject,
+          `manifest of ${length} bytes exceeds the ${limit}-byte limit`,
+          { kind: "protocol" },
+        );
       }
       const bytes = await readBody(res.body, limit, [client.stats], subject);
       const expected = ref.digest ?? header(res, "docker-content-digest");
       const digest = expected ? digestLike(bytes, expected, subject) : digestOf(bytes);
       if (expected !== undefined && digest !== expected) {
-        throw new RegistryError(subject, `manifest digest mismatch: got ${digest}, expected ${expected}`, {
-          kind: "verification",
-        });
+        throw new RegistryError(
+          subject,
+          `manifest digest mismatch: got ${digest}, expected ${expected}`,
+          {
+            kind: "verification",
+          },
+        );
       }
       let json: ManifestJson;
       try {
@@ -122,7 +145,10 @@ export async function headManifest(
       res.body.resume();
       if (res.status === 404) return undefined;
       const digest = header(res, "docker-content-digest") ?? ref.digest;
-      if (!digest) throw new RegistryError(subject, "HEAD gave no Docker-Content-Digest", { kind: "protocol" });
+      if (!digest)
+        throw new RegistryError(subject, "HEAD gave no Docker-Content-Digest", {
+          kind: "protocol",
+        });
       return {
         mediaType: bareMediaType(header(res, "content-type")),
         digest,
@@ -148,15 +174,21 @@ export async function getImageManifest(
   const top = await getManifest(client, ref, options);
   if (isImageManifestMediaType(top.mediaType)) return { manifest: top };
   if (!isIndexMediaType(top.mediaType) && !Array.isArray(top.json.manifests)) {
-    throw new RegistryError(formatReference(ref), `unsupported manifest type ${JSON.stringify(top.mediaType)}`, {
-      kind: "unsupported",
-    });
+    throw new RegistryError(
+      formatReference(ref),
+      `unsupported manifest type ${JSON.stringify(top.mediaType)}`,
+      {
+        kind: "unsupported",
+      },
+    );
   }
   const wanted = options.platform ?? hostPlatform();
   const entries = top.json.manifests ?? [];
   const chosen = selectPlatform(entries, wanted);
   if (!chosen) {
-    const available = entries.filter((d) => d.platform?.os && d.platform.os !== "unknown").map((d) => formatPlatform(d.platform as Platform));
+    const available = entries
+      .filter((d) => d.platform?.os && d.platform.os !== "unknown")
+      .map((d) => formatPlatform(d.platform as Platform));
     throw new RegistryError(
       formatReference(ref),
       `no manifest for ${formatPlatform(wanted)} (available: ${available.join(", ") || "none"})`,
@@ -181,7 +213,9 @@ export async function putManifest(
   const subject = formatReference(ref);
   const digest = digestOf(bytes, ref.digest ?? "sha256:");
   if (ref.digest !== undefined && ref.digest !== digest) {
-    throw new RegistryError(subject, `manifest bytes have digest ${digest}`, { kind: "verification" });
+    throw new RegistryError(subject, `manifest bytes have digest ${digest}`, {
+      kind: "verification",
+    });
   }
   return client.call(
     {
@@ -199,7 +233,9 @@ export async function putManifest(
       res.body.resume();
       const reported = header(res, "docker-content-digest");
       if (reported !== undefined && reported !== digest) {
-        throw new RegistryError(subject, `registry stored digest ${reported}, expected ${digest}`, { kind: "verification" });
+        throw new RegistryError(subject, `registry stored digest ${reported}, expected ${digest}`, {
+          kind: "verification",
+        });
       }
       return digest;
     },
@@ -207,7 +243,11 @@ export async function putManifest(
 }
 
 /** Deletes a manifest by digest (registries refuse tags). */
-export async function deleteManifest(client: RegistryClient, ref: Reference, options: { signal?: AbortSignal } = {}): Promise<void> {
+export async function deleteManifest(
+  client: RegistryClient,
+  ref: Reference,
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
   await client.call(
     {
       method: "DELETE",

@@ -13,14 +13,20 @@ export const MediaType = {
   DockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
 } as const;
 
-export const INDEX_MEDIA_TYPES: readonly string[] = [MediaType.OciIndex, MediaType.DockerManifestList];
+export const INDEX_MEDIA_TYPES: readonly string[] = [
+  MediaType.OciIndex,
+  MediaType.DockerManifestList,
+];
 export const IMAGE_MANIFEST_MEDIA_TYPES: readonly string[] = [
   MediaType.OciManifest,
   MediaType.DockerManifest,
 ];
 
 /** Accept list for manifest GET/HEAD: without it registries may convert to schema 1. */
-export const MANIFEST_ACCEPT: readonly string[] = [...INDEX_MEDIA_TYPES, ...IMAGE_MANIFEST_MEDIA_TYPES];
+export const MANIFEST_ACCEPT: readonly string[] = [
+  ...INDEX_MEDIA_TYPES,
+  ...IMAGE_MANIFEST_MEDIA_TYPES,
+];
 
 export function isIndexMediaType(mediaType: string): boolean {
   return INDEX_MEDIA_TYPES.includes(mediaType);

@@ -47,7 +47,11 @@ export function parseByteranges(body: Uint8Array, boundary: string): BytePart[] 
     const headers = buf.subarray(pos, headerEnd.at).toString("latin1");
     const rangeLine = /^content-range\s*:\s*(.*)$/im.exec(headers)?.[1]?.trim();
     const range = parseContentRange(rangeLine);
-    if (!range) throw new MultipartError(`part without a valid Content-Range (${JSON.stringify(rangeLine ?? "")})`, false);
+    if (!range)
+      throw new MultipartError(
+        `part without a valid Content-Range (${JSON.stringify(rangeLine ?? "")})`,
+        false,
+      );
     const dataStart = headerEnd.next;
     const dataEnd = dataStart + (range.end - range.start + 1);
     if (dataEnd > buf.length) throw new MultipartError("body ends inside a part", true);
@@ -55,7 +59,8 @@ export function parseByteranges(body: Uint8Array, boundary: string): BytePart[] 
     pos = skipLineEnd(buf, dataEnd);
     if (pos < 0) throw new MultipartError("body ends after a part", true);
     if (pos === dataEnd) throw new MultipartError("part longer than its Content-Range", false);
-    if (buf.length - pos < delimiter.length) throw new MultipartError("body ends after a part", true);
+    if (buf.length - pos < delimiter.length)
+      throw new MultipartError("body ends after a part", true);
     if (!buf.subarray(pos, pos + delimiter.length).equals(delimiter)) {
       throw new MultipartError("part longer than its Content-Range", false);
     }

@@ -36,9 +36,15 @@ const DEFAULT_VARIANT: Record<string, string> = { arm64: "v8", arm: "v7", amd64:
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().toLowerCase().split("/");
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === "")) {
-    throw new RegistryError(JSON.stringify(text), "invalid platform (want os/arch[/variant])", { kind: "usage" });
+    throw new RegistryError(JSON.stringify(text), "invalid platform (want os/arch[/variant])", {
+      kind: "usage",
+    });
   }
-  return normalizePlatform({ os: parts[0] as string, architecture: parts[1] as string, variant: parts[2] });
+  return normalizePlatform({
+    os: parts[0] as string,
+    architecture: parts[1] as string,
+    variant: parts[2],
+  });
 }
 
 export function normalizePlatform(p: Platform): Platform {
@@ -74,7 +80,10 @@ function variantOf(p: Platform): string | undefined {
  * Picks the manifest for a platform from an index's entries. Without a requested variant the
  * arch's baseline variant is preferred, then the first match (attestations never match).
  */
-export function selectPlatform(manifests: readonly Descriptor[], wanted: Platform): Descriptor | undefined {
+export function selectPlatform(
+  manifests: readonly Descriptor[],
+  wanted: Platform,
+): Descriptor | undefined {
   const want = normalizePlatform(wanted);
   const candidates = manifests.filter((d) => {
     if (!d.platform?.os || !d.platform.architecture) return false;
@@ -82,10 +91,14 @@ export function selectPlatform(manifests: readonly Descriptor[], wanted: Platfor
     return p.os === want.os && p.architecture === want.architecture;
   });
   if (want.variant !== undefined) {
-    return candidates.find((d) => variantOf(normalizePlatform(d.platform as Platform)) === variantOf(want));
+    return candidates.find(
+      (d) => variantOf(normalizePlatform(d.platform as Platform)) === variantOf(want),
+    );
   }
   return (
-    candidates.find((d) => variantOf(normalizePlatform(d.platform as Platform)) === DEFAULT_VARIANT[want.architecture]) ??
-    candidates[0]
+    candidates.find(
+      (d) =>
+        variantOf(normalizePlatform(d.platform as Platform)) === DEFAULT_VARIANT[want.architecture],
+    ) ?? candidates[0]
   );
 }

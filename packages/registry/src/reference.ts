@@ -83,7 +83,12 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
   if (registry.length + 1 + path.length > NAME_MAX) fail(`name longer than ${NAME_MAX} characters`);
 
   if (tag === undefined && digest === undefined && options.defaultTag !== false) tag = "latest";
-  return { registry, repository: path, ...(tag !== undefined && { tag }), ...(digest !== undefined && { digest }) };
+  return {
+    registry,
+    repository: path,
+    ...(tag !== undefined && { tag }),
+    ...(digest !== undefined && { digest }),
+  };
 }
 
 function checkDigest(digest: string, fail: (why: string) => never): void {
@@ -117,7 +122,9 @@ export function withTarget(ref: Reference, target: { tag?: string; digest?: stri
 export function manifestTarget(ref: Reference): string {
   const target = ref.digest ?? ref.tag;
   if (target === undefined) {
-    throw new RegistryError(formatReference(ref), "reference has neither tag nor digest", { kind: "usage" });
+    throw new RegistryError(formatReference(ref), "reference has neither tag nor digest", {
+      kind: "usage",
+    });
   }
   return target;
 }
@@ -140,7 +147,7 @@ export function isLoopbackHost(hostPort: string): boolean {
   const h = hostname(hostPort).toLowerCase();
   if (h === "localhost" || h.endsWith(".localhost") || h === "::1") return true;
   const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return m !== null && m.slice(1).every((x) => Number(x) <= 255);
+  return m?.slice(1).every((x) => Number(x) <= 255) ?? false;
 }
 
 /** A blob URL `http(s)://HOST/v2/NAME/blobs/DIGEST` as a reference plus the scheme it named. */
@@ -153,10 +160,16 @@ export function parseBlobUrl(url: string): { reference: Reference; plainHttp: bo
   }
   const m = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(u.pathname);
   if ((u.protocol !== "http:" && u.protocol !== "https:") || !m) {
-    throw new RegistryError(url, "not a blob URL (want http(s)://HOST/v2/NAME/blobs/DIGEST)", { kind: "usage" });
+    throw new RegistryError(url, "not a blob URL (want http(s)://HOST/v2/NAME/blobs/DIGEST)", {
+      kind: "usage",
+    });
   }
   // "localhost:5000" is always a host here, so parse with a placeholder host and put it back.
   const parsed = parseReference(`registry.invalid/${m[1]}@${decodeURIComponent(m[2] as string)}`);
-  const reference: Reference = { registry: u.host, repository: parsed.repository, digest: parsed.digest as string };
+  const reference: Reference = {
+    registry: u.host,
+    repository: parsed.repository,
+    digest: parsed.digest as string,
+  };
   return { reference, plainHttp: u.protocol === "http:" };
 }

@@ -82,7 +82,10 @@ export function classifyNetworkError(subject: string, e: unknown): RegistryError
 }
 
 /** Retry-After as delta seconds or an HTTP date; undefined when absent or unparseable. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  now = Date.now(),
+): number | undefined {
   const v = Array.isArray(value) ? value[0] : value;
   if (v === undefined || v.trim() === "") return undefined;
   if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
@@ -129,13 +132,18 @@ export async function withRetries<T>(
       if (!(e instanceof RegistryError) || !e.retryable) throw e;
       const last = attempt + 1 >= policy.attempts;
       if (e.retryAfterMs !== undefined && e.retryAfterMs > policy.maxRetryAfterMs) {
-        throw e.withReason(`${e.reason}; server asks to retry after ${Math.ceil(e.retryAfterMs / 1000)} s`, {
-          retryable: false,
-        });
+        throw e.withReason(
+          `${e.reason}; server asks to retry after ${Math.ceil(e.retryAfterMs / 1000)} s`,
+          {
+            retryable: false,
+          },
+        );
       }
       if (last) {
         const n = attempt + 1;
-        throw e.withReason(n > 1 ? `${e.reason} after ${n} attempts` : e.reason, { retryable: false });
+        throw e.withReason(n > 1 ? `${e.reason} after ${n} attempts` : e.reason, {
+          retryable: false,
+        });
       }
       await sleep(Math.max(e.retryAfterMs ?? 0, backoffDelay(attempt, policy)), signal);
     }
