@@ -6,6 +6,37 @@ import { serveCommand } from "./commands/serve.js";
 import { describeError, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
 
+/** The options every reading command takes (BLOB sources, caches, statistics). */
+function readingOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--toc-digest <digest>",
+      "expected TOC digest (sha256:...); images use the layer annotation",
+    )
+    .option(
+      "--layer <n|digest>",
+      "with docker://: one layer (0 is the bottom) instead of the merged image",
+    )
+    .option("--platform <os/arch>", "with docker://: the platform to pick from an index")
+    .option(
+      "--creds <user:pass>",
+      "registry credentials (default: ~/.docker/config.json, then anonymous)",
+    )
+    .option(
+      "--plain-http",
+      "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+    )
+    .option(
+      "--stats",
+      'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
+    )
+    .option(
+      "--cache-dir <dir>",
+      "chunk cache directory (default $XDG_CACHE_HOME/seekable for remote blobs)",
+    )
+    .option("--no-cache", "do not use the on-disk chunk cache");
+}
+
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
@@ -53,36 +84,40 @@ program
   .option("--json", "machine-readable report on stdout")
   .action((input: string, output: string, o) => convertCommand(input, output, o));
 
-program
-  .command("verify")
+readingOptions(program.command("verify"))
   .description("check footer, TOC, every chunk digest and every file digest")
-  .argument("<blob>", "eStargz or stargz blob")
-  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .argument(
+    "<blob>",
+    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
+  )
   .option("--json", "machine-readable output")
   .action((blob: string, o) => verifyCommand(blob, o));
 
-program
-  .command("ls")
+readingOptions(program.command("ls"))
   .description("list entries (name, type, size, mode, owner, mtime, link)")
-  .argument("<blob>", "eStargz or stargz blob")
+  .argument(
+    "<blob>",
+    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
+  )
   .argument("[path]", "a directory to list or a file to show")
-  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
   .option("--json", "machine-readable output")
   .action((blob: string, path: string | undefined, o) => lsCommand(blob, path, o));
 
-program
-  .command("cat")
+readingOptions(program.command("cat"))
   .description("write files' contents to stdout, fetching only their chunks")
-  .argument("<blob>", "eStargz or stargz blob")
+  .argument(
+    "<blob>",
+    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
+  )
   .argument("<path...>", "files to print, in order")
-  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
   .action((blob: string, paths: string[], o) => catCommand(blob, paths, o));
 
-program
-  .command("toc")
+readingOptions(program.command("toc"))
   .description("print the TOC JSON exactly as stored")
-  .argument("<blob>", "eStargz or stargz blob")
-  .option("--toc-digest <digest>", "expected TOC digest (sha256:...)")
+  .argument(
+    "<blob>",
+    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
+  )
   .action((blob: string, o) => tocCommand(blob, o));
 
 program

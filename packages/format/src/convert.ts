@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { FormatError } from "./errors.js";
+import { toByteString } from "./go-json.js";
 import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName, type TarHeader } from "./tar-header.js";
 import { type InputEntry, readTarEntries, wrapInputError } from "./tar-input.js";
@@ -172,7 +173,8 @@ export function planOrder(index: IndexEntry[], prioritized: string[], allowMissi
   };
   for (const p of prioritized) {
     try {
-      move(p, 0);
+      // Tar names are byte strings; the list is text.
+      move(toByteString(p), 0);
     } catch (e) {
       if (!(e instanceof NotInLayer)) throw e;
       if (!allowMissing)

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tarStream from "tar-stream";
 import { FormatError } from "./errors.js";
+import { fromByteString } from "./go-json.js";
 import { cleanEntryName, type TarHeader, type TarType } from "./tar-header.js";
 
 // tar-stream decodes PAX values as UTF-8 and masks the mode to 0o7777. The reference keeps
@@ -34,6 +35,12 @@ if (!tarHeaders.__seekablePatched) {
   const origDecode = tarHeaders.decode;
   tarHeaders.decode = (buf: Buffer, enc: string, allowUnknown: boolean) => {
     const h = origDecode(buf, enc, allowUnknown);
+    if (h) {
+      h.typeflagByte = buf[156];
+      // tar-stream derives the type before promoting a '\0' entry named "x/" to a
+      // directory; Go (and GNU tar) see a directory there.
+      if (buf[156] === 0 && h.type === "file" && h.name?.endsWith("/")) h.type = "directory";
+    }
     if (h && buf[100] !== 0x80) {
       const raw = Number.parseInt(
         buf
@@ -92,7 +99,8 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
     stream.on("error", (e) => gunzip.destroy(e));
     stream = stream.pipe(gunzip);
   }
-  const extract = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<
+  // Pre-POSIX (v7) headers have no magic; sniff() already checked the checksum.
+  const extract = tarStream.extract({ filenameEncoding: "latin1", allowUnknownFormat: true } as Parameters<
     typeof tarStream.extract
   >[0]);
   stream.on("error", (e) => extract.destroy(e));
@@ -156,13 +164,16 @@ const BASIC_PAX = new Set([
 ]);
 
 function toHeader(
-  h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null },
+  h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null; typeflagByte?: number },
 ): TarHeader {
-  const type = TYPES[h.type ?? "file"];
-  if (!type)
+  const type = h.type ? TYPES[h.type] : undefined;
+  if (!type) {
+    // e.g. 'S' (old GNU sparse), 'V', 'M': the reference refuses them too.
+    const flag = String.fromCharCode(h.typeflagByte ?? 0x3f);
     throw new FormatError(
-      `unsupported input tar entry type "${h.type}" for ${JSON.stringify(h.name)}`,
+      `unsupported input tar entry type '${flag}' for ${JSON.stringify(fromByteString(h.name))}`,
     );
+  }
   const pax = h.pax ?? undefined;
   const mtimeMs = h.mtime ? h.mtime.getTime() : 0;
   const header: TarHeader = {

@@ -1,0 +1,180 @@
+import { FileRangeSource, FormatError, LayerReader, type RangeSource } from "@seekable/format";
+import {
+  type Descriptor,
+  getBlob,
+  getImageManifest,
+  parseBlobUrl,
+  parsePlatform,
+  parseReference,
+  type Reference,
+  RegistryBlobSource,
+  type RegistryClient,
+} from "@seekable/registry";
+import { CountingSource } from "./counting-source.js";
+import { ImageFS } from "./image-fs.js";
+import type { LayerView } from "./layer-view.js";
+import type { ReadStats } from "./stats.js";
+import { WholeLayer } from "./whole-layer.js";
+
+export const TOC_DIGEST_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest";
+
+/** One opened layer: an eStargz reader when the blob is eStargz, else the whole layer. */
+export interface OpenedLayer {
+  digest?: string;
+  descriptor?: Descriptor;
+  view: LayerView;
+  /** Set when the layer is eStargz (or legacy stargz). */
+  reader?: LayerReader;
+  /** The TOC digest the layer was checked against, when one was known. */
+  expectedTocDigest?: string;
+}
+
+export interface OpenedTarget {
+  /** What BLOB named: one layer (a file, a blob URL, or an image narrowed by --layer) or an image. */
+  kind: "layer" | "image";
+  layers: OpenedLayer[];
+  fs: ImageFS;
+  close(): Promise<void>;
+}
+
+export interface TargetOptions {
+  client: () => RegistryClient;
+  stats: ReadStats;
+  cache?: import("@seekable/format").ChunkCache;
+  tocDigest?: string;
+  platform?: string;
+  /** Index (0 = bottom) or digest of the one layer to use. */
+  layer?: string;
+  plainHttp?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Bytes read from a blob's end at open: the TOC is usually inside, else one more read. */
+export function tailSizeFor(blobSize: number): number {
+  return Math.min(512 << 10, Math.max(16 << 10, Math.floor(blobSize / 200)));
+}
+
+/**
+ * Opens BLOB as the CLI contract says: a local file, `http(s)://HOST/v2/NAME/blobs/DIGEST`,
+ * or `docker://REF` (the whole image, or one layer with `layer`).
+ */
+export async function openTarget(blob: string, opts: TargetOptions): Promise<OpenedTarget> {
+  if (/^https?:\/\//.test(blob)) {
+    const { reference } = parseBlobUrl(blob);
+    const layer = await openRegistryLayer(
+      opts.client(),
+      reference,
+      reference.digest as string,
+      undefined,
+      opts,
+    );
+    return single(layer);
+  }
+  if (blob.startsWith("docker://")) return openImage(blob.slice("docker://".length), opts);
+  const src = await FileRangeSource.open(blob);
+  try {
+    const reader = await LayerReader.open(new CountingSource(src, opts.stats), {
+      tocDigest: opts.tocDigest,
+      cache: opts.cache,
+      signal: opts.signal,
+    });
+    return {
+      ...single({ view: reader, reader, expectedTocDigest: opts.tocDigest }),
+      close: () => src.close(),
+    };
+  } catch (e) {
+    await src.close();
+    throw e;
+  }
+}
+
+function single(layer: OpenedLayer): OpenedTarget {
+  return {
+    kind: "layer",
+    layers: [layer],
+    fs: new ImageFS([layer.view]),
+    close: async () => {
+      if (layer.view instanceof WholeLayer) await layer.view.close();
+    },
+  };
+}
+
+async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTarget> {
+  const ref = parseReference(refText);
+  const client = opts.client();
+  const { manifest } = await getImageManifest(client, ref, {
+    platform: opts.platform ? parsePlatform(opts.platform) : undefined,
+    signal: opts.signal,
+  });
+  let descs = manifest.json.layers ?? [];
+  if (opts.layer !== undefined) {
+    const i = /^\d+$/.test(opts.layer)
+      ? Number(opts.layer)
+      : descs.findIndex((d) => d.digest === opts.layer);
+    if (i < 0 || i >= descs.length) {
+      throw new FormatError(
+        `--layer ${opts.layer}: the image has ${descs.length} layers (0 is the bottom)`,
+      );
+    }
+    descs = [descs[i]];
+  }
+  const opened: OpenedLayer[] = [];
+  try {
+    // Layers open concurrently: each costs one or two small requests.
+    const results = await Promise.allSettled(
+      descs.map((d) => openRegistryLayer(client, ref, d.digest, d, opts)),
+    );
+    for (const r of results) if (r.status === "fulfilled") opened.push(r.value);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  } catch (e) {
+    await Promise.all(
+      opened.map((l) => (l.view instanceof WholeLayer ? l.view.close() : undefined)),
+    );
+    throw e;
+  }
+  return {
+    kind: opts.layer !== undefined ? "layer" : "image",
+    layers: opened,
+    fs: new ImageFS(opened.map((l) => l.view)),
+    close: async () => {
+      await Promise.all(
+        opened.map((l) => (l.view instanceof WholeLayer ? l.view.close() : undefined)),
+      );
+    },
+  };
+}
+
+async function openRegistryLayer(
+  client: RegistryClient,
+  ref: Reference,
+  digest: string,
+  desc: Descriptor | undefined,
+  opts: TargetOptions,
+): Promise<OpenedLayer> {
+  const repo = { registry: ref.registry, repository: ref.repository };
+  const source: RangeSource = await RegistryBlobSource.open(client, repo, digest, {
+    size: desc?.size,
+    signal: opts.signal,
+  });
+  const expected = desc?.annotations?.[TOC_DIGEST_ANNOTATION] ?? opts.tocDigest;
+  try {
+    const reader = await LayerReader.open(source, {
+      tocDigest: expected,
+      cache: opts.cache,
+      tailSize: tailSizeFor(source.size),
+      signal: opts.signal,
+    });
+    return { digest, descriptor: desc, view: reader, reader, expectedTocDigest: expected };
+  } catch (e) {
+    // Not eStargz (no footer): still usable, streamed whole once. A layer that claims a
+    // TOC digest but fails is an error, never a silent fallback.
+    if (!(e instanceof FormatError) || expected || !/footer/.test(e.message)) throw e;
+  }
+  opts.stats.layersStreamedWhole++;
+  const view = await WholeLayer.load(
+    getBlob(client, repo, digest, { size: desc?.size, signal: opts.signal }),
+    digest,
+  );
+  return { digest, descriptor: desc, view };
+}
