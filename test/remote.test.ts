@@ -13,6 +13,7 @@ import {
 } from "@seekable/registry";
 import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, reference, seekable } from "./helpers/run.js";
@@ -341,5 +342,61 @@ describe("reading an image lazily from the real registry", () => {
     const lines = r.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^seekable: .*(unknown|not found)/i);
+  });
+});
+
+describe("registry faults while reading lazily (proxy in front of the real registry)", () => {
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    proxy = await startFaultProxy(registry.url);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+  const via = () => `docker://${proxy.host}/seekable/test:v1`;
+  const isChunkRead = (req: { headers: Record<string, unknown>; url?: string }) =>
+    typeof req.headers.range === "string" &&
+    !String(req.headers.range).startsWith("bytes=-") &&
+    (req.url ?? "").includes(layerDigests[0]);
+
+  it("never outputs altered bytes: a corrupted chunk is a clear error", async () => {
+    proxy.rule = (req) => (isChunkRead(req) ? { kind: "corrupt", at: 100 } : undefined);
+    const r = await seekable("cat", via(), "usr/lib/big.bin", "--layer", "0", "--no-cache");
+    proxy.rule = undefined;
+    expect(r.code, describeRun(r)).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^seekable: .*(digest|gzip|corrupt)/i);
+  });
+
+  it("recovers from a 503 and from a reset mid-body with the right bytes", async () => {
+    let failures = 2;
+    proxy.rule = (req) => {
+      if (!isChunkRead(req) || failures <= 0) return undefined;
+      failures--;
+      return failures === 1 ? { kind: "status", status: 503 } : { kind: "reset", after: 1000 };
+    };
+    const r = await seekable("cat", via(), "usr/lib/big.bin", "--layer", "0", "--no-cache");
+    proxy.rule = undefined;
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(failures).toBe(0);
+    expect(proxy.log.some((e) => e.fault === "reset")).toBe(true);
+    expect(sha(r.stdout)).toBe(sha(merged.get("usr/lib/big.bin") as Buffer));
+  });
+
+  it("falls back to single ranges when multi-range is refused, with the right bytes", async () => {
+    proxy.rule = (req) =>
+      typeof req.headers.range === "string" && String(req.headers.range).includes(",")
+        ? { kind: "status", status: 501 }
+        : undefined;
+    // Layer 0 holds a 3 MiB file between these two: their chunks are two ranges apart.
+    const paths = ["etc/passwd", "usr/lib/small.txt", "opt/old/x"];
+    const r = await seekable("cat", via(), ...paths, "--layer", "0", "--no-cache");
+    proxy.rule = undefined;
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(proxy.log.some((e) => e.status === 501)).toBe(true);
+    const want = Buffer.concat(paths.map((p) => perLayer[0].get(p) as Buffer));
+    expect(sha(r.stdout)).toBe(sha(want));
   });
 });

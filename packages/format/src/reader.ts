@@ -193,14 +193,60 @@ export class LayerReader {
    * Verified contents of some chunks of a file: cached chunks come from the cache, the
    * rest are fetched in one source.read call (members shared by several chunks once).
    */
-  async readChunks(node: Node, refs: ChunkRef[], signal?: AbortSignal): Promise<Uint8Array[]> {
+  readChunks(node: Node, refs: ChunkRef[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    return this.readChunkSet(
+      refs.map((ref) => ({ path: node.path, ref })),
+      signal,
+    );
+  }
+
+  /**
+   * Fetches the chunks of several files into the cache with as few source.read calls as
+   * the byte budget allows, so a source can coalesce them and use multi-range requests.
+   * Only chunks with a digest are prefetched (legacy files are verified whole on read).
+   */
+  async prefetch(paths: string[], signal?: AbortSignal, budget = 32 << 20): Promise<void> {
+    if (!this.cache) return;
+    const items: { path: string; ref: ChunkRef }[] = [];
+    const seen = new Set<number>();
+    for (const p of paths) {
+      const n = this.lookup(p);
+      if (!n) continue;
+      const r = this.resolve(n);
+      if (r.type !== "reg") continue;
+      for (const ref of r.chunks) {
+        if (!ref.chunkDigest || seen.has(ref.offset)) continue;
+        seen.add(ref.offset);
+        items.push({ path: r.path, ref });
+      }
+    }
+    items.sort((a, b) => a.ref.offset - b.ref.offset);
+    for (let i = 0; i < items.length; ) {
+      let bytes = 0;
+      let j = i;
+      while (
+        j < items.length &&
+        (j === i || bytes + (items[j].ref.nextOffset - items[j].ref.offset) <= budget)
+      ) {
+        bytes += items[j].ref.nextOffset - items[j].ref.offset;
+        j++;
+      }
+      await this.readChunkSet(items.slice(i, j), signal);
+      i = j;
+    }
+  }
+
+  private async readChunkSet(
+    items: { path: string; ref: ChunkRef }[],
+    signal?: AbortSignal,
+  ): Promise<Uint8Array[]> {
     const cache = this.cache;
     const out: (Uint8Array | undefined)[] = await Promise.all(
-      refs.map((c) => (cache && c.chunkDigest ? cache.get(c.chunkDigest) : undefined)),
+      items.map(({ ref }) => (cache && ref.chunkDigest ? cache.get(ref.chunkDigest) : undefined)),
     );
     const members = new Map<number, ChunkRef>();
-    refs.forEach((c, k) => {
-      if (!out[k] && !members.has(c.offset)) members.set(c.offset, c);
+    items.forEach(({ ref }, k) => {
+      if (!out[k] && !members.has(ref.offset)) members.set(ref.offset, ref);
     });
     if (members.size > 0) {
       const list = [...members.values()];
@@ -209,13 +255,13 @@ export class LayerReader {
         signal,
       );
       const byOffset = new Map(list.map((c, k) => [c.offset, bufs[k]]));
-      for (let k = 0; k < refs.length; k++) {
+      for (let k = 0; k < items.length; k++) {
         if (out[k]) continue;
-        const c = refs[k];
-        const data = inflateChunk(byOffset.get(c.offset) as Uint8Array, c);
-        verifyChunk(data, c, node.path);
+        const { path, ref } = items[k];
+        const data = inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref);
+        verifyChunk(data, ref, path);
         out[k] = data;
-        if (cache && c.chunkDigest) await cache.put(c.chunkDigest, data);
+        if (cache && ref.chunkDigest) await cache.put(ref.chunkDigest, data);
       }
     }
     return out as Uint8Array[];

@@ -100,9 +100,10 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
     stream = stream.pipe(gunzip);
   }
   // Pre-POSIX (v7) headers have no magic; sniff() already checked the checksum.
-  const extract = tarStream.extract({ filenameEncoding: "latin1", allowUnknownFormat: true } as Parameters<
-    typeof tarStream.extract
-  >[0]);
+  const extract = tarStream.extract({
+    filenameEncoding: "latin1",
+    allowUnknownFormat: true,
+  } as Parameters<typeof tarStream.extract>[0]);
   stream.on("error", (e) => extract.destroy(e));
   stream.pipe(extract);
   try {

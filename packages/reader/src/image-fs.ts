@@ -69,6 +69,19 @@ export class ImageFS {
     return m.layer.stream(m.node.path, signal);
   }
 
+  /** Prefetches files layer by layer: each layer gets one batched read. */
+  async prefetch(paths: string[], signal?: AbortSignal): Promise<void> {
+    const byLayer = new Map<LayerView, string[]>();
+    for (const p of paths) {
+      const m = this.lookup(p);
+      if (!m || m.children) continue;
+      const list = byLayer.get(m.layer) ?? [];
+      list.push(m.node.path);
+      byLayer.set(m.layer, list);
+    }
+    await Promise.all([...byLayer].map(([layer, list]) => layer.prefetch?.(list, signal)));
+  }
+
   private need(path: string): MergedNode {
     const m = this.lookup(path);
     if (!m) throw new NotFoundError(`${JSON.stringify(path)}: no such file in the image`);

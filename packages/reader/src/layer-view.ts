@@ -7,4 +7,6 @@ export interface LayerView {
   lookup(path: string): Node | undefined;
   read(path: string, offset?: number, length?: number, signal?: AbortSignal): Promise<Uint8Array>;
   stream(path: string, signal?: AbortSignal): AsyncIterable<Uint8Array>;
+  /** Fetches these files' data ahead of reads, in as few requests as possible. */
+  prefetch?(paths: string[], signal?: AbortSignal): Promise<void>;
 }

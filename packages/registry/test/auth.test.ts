@@ -4,6 +4,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultProxy, startFaultProxy } from "../../../test/helpers/fault-proxy.js";
 import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
 import {
   dockerConfigCredentials,
@@ -19,7 +20,6 @@ import {
   RegistryError,
   runCredentialHelper,
 } from "../src/index.js";
-import { type FaultProxy, startFaultProxy } from "./fault-proxy.js";
 import { startTokenServer, type TokenServer } from "./token-server.js";
 import { bytes, pushImage, sha256 } from "./util.js";
 

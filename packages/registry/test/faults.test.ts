@@ -3,6 +3,12 @@
 // clear error — never wrong bytes, never a hang.
 import type { Readable } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  type FaultProxy,
+  type ProxyLogEntry,
+  type Rule,
+  startFaultProxy,
+} from "../../../test/helpers/fault-proxy.js";
 import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
 import {
   fetchBlob,
@@ -16,7 +22,6 @@ import {
   RegistryError,
   readBlobRanges,
 } from "../src/index.js";
-import { type FaultProxy, type ProxyLogEntry, type Rule, startFaultProxy } from "./fault-proxy.js";
 import { bytes, pushImage, sha256 } from "./util.js";
 
 let registry: RunningRegistry;

@@ -52,6 +52,8 @@ export function catCommand(blob: string, paths: string[], flags: ReadingFlags): 
       const found = target.kind === "layer" ? target.layers[0].view.lookup(p) : target.fs.lookup(p);
       if (!found) throw new CliError(`${p}: no such file in the ${target.kind}`);
     }
+    // Several files: fetch their chunks together first (fewer, multi-range requests).
+    if (paths.length > 1) await fs.prefetch?.(paths);
     for (const p of paths) {
       for await (const chunk of fs.stream(p)) {
         if (!process.stdout.write(chunk))
