@@ -131,7 +131,10 @@ function decodeBlocks(buf: Buffer): Decoded {
   };
 }
 
-const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s);
+const isAscii = (s: string): boolean => [...s].every((c) => c.charCodeAt(0) < 0x80);
+/** Go's toASCII: drops NUL and every byte >= 0x80. */
+const toAscii = (s: string): string =>
+  [...s].filter((c) => c.charCodeAt(0) > 0 && c.charCodeAt(0) < 0x80).join("");
 
 /** Does some '/' split the name into a USTAR prefix (<=155) and name (1..100)? */
 function ustarSplittable(name: string): boolean {
@@ -174,7 +177,7 @@ const asciiSeg = fc.oneof(
 );
 const utf8Seg = fc
   .string({ unit: "binary", minLength: 1, maxLength: 12 })
-  .filter((s) => !/[\x00/]/.test(s) && s !== "." && s !== "..")
+  .filter((s) => !s.includes("\0") && !s.includes("/") && s !== "." && s !== "..")
   .map(toByteString);
 const nameArb = fc
   .array(fc.oneof({ weight: 5, arbitrary: asciiSeg }, { weight: 1, arbitrary: utf8Seg }), {
@@ -187,7 +190,10 @@ const idArb = fc.oneof(fc.integer({ min: 0, max: 70000 }), fc.integer({ min: 0, 
 const unameArb = fc.oneof(
   fc.constant(""),
   fc.stringMatching(/^[a-z_][a-z0-9_-]{0,40}$/),
-  fc.string({ unit: "binary", maxLength: 10 }).filter((s) => !s.includes("\0")).map(toByteString),
+  fc
+    .string({ unit: "binary", maxLength: 10 })
+    .filter((s) => !s.includes("\0"))
+    .map(toByteString),
 );
 const xattrArb = fc
   .array(
@@ -306,17 +312,18 @@ describe("encodeHeader", () => {
         if (h.size >= O11) expect(octal(d.main, 124, 12)).toBe(0);
         // The main header's name is the ASCII part of the name, truncated, no trailing '/'
         // at the cut.
-        const ascii = h.name.replace(/[\x00\x80-\xff]/g, "");
+        const ascii = toAscii(h.name);
         const field = cstr(d.main, 0, 100);
         if (ascii.length <= 100) expect(field).toBe(ascii);
         else expect(field).toBe(ascii.slice(0, 100).replace(/\/+$/, ""));
         // path.Join(dir, "PaxHeaders.0", file), ASCII only, <= 100 bytes, no trailing '/'.
         const slash = h.name.lastIndexOf("/");
-        const joined = posix.join(h.name.slice(0, slash + 1), "PaxHeaders.0", h.name.slice(slash + 1));
-        const want = joined
-          .replace(/[\x00\x80-\xff]/g, "")
-          .slice(0, 100)
-          .replace(/\/+$/, "");
+        const joined = posix.join(
+          h.name.slice(0, slash + 1),
+          "PaxHeaders.0",
+          h.name.slice(slash + 1),
+        );
+        const want = toAscii(joined).slice(0, 100).replace(/\/+$/, "");
         expect(d.paxBlockName).toBe(want);
         // The x header itself: mode/uid/gid/mtime 0, typeflag x.
         expect(octal(b, 100, 8)).toBe(0);
@@ -411,7 +418,9 @@ describe("tar streams of encoded headers", () => {
   }
 
   async function extractAll(tar: Buffer) {
-    const ex = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<typeof tarStream.extract>[0]);
+    const ex = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<
+      typeof tarStream.extract
+    >[0]);
     Readable.from([tar]).pipe(ex);
     const out: { header: tarStream.Headers; body: Buffer }[] = [];
     for await (const e of ex) {
@@ -430,6 +439,9 @@ describe("tar streams of encoded headers", () => {
   it("tar-stream extracts the same entries, bodies aligned", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(smallHeaderArb, { minLength: 1, maxLength: 6 }), async (hs) => {
+        // tar-stream cannot parse an empty PAX header (size 0); that case has its own tests in
+        // roundtrip.test.ts ("empty PAX extended header").
+        fc.pre(hs.every((h) => decodeBlocks(encodeHeader(h)).pax?.size !== 0));
         const got = await extractAll(buildTar(hs));
         expect(got.length).toBe(hs.length);
         got.forEach(({ header, body }, i) => {
@@ -453,7 +465,11 @@ describe("tar streams of encoded headers", () => {
     const dir = mkdtempSync(join(tmpdir(), "seekable-hdr-"));
     dirs.push(dir);
     const mk = (name: string, type: TarType, o: Partial<TarHeader> = {}): TarHeader =>
-      Object.assign(emptyHeader(toByteString(name), type), { mode: 0o644, mtimeSec: 1700000000 }, o);
+      Object.assign(
+        emptyHeader(toByteString(name), type),
+        { mode: 0o644, mtimeSec: 1700000000 },
+        o,
+      );
     const hs: TarHeader[] = [
       mk("short", "0", { size: 5, uid: 1000, gid: 1001 }),
       mk(`${"d".repeat(120)}/${"f".repeat(90)}`, "0", { size: 3 }), // USTAR prefix split
@@ -490,7 +506,9 @@ describe("tar streams of encoded headers", () => {
       const sec = h.mtimeSec;
       const t = new Date(sec * 1000).toISOString().replace("T", " ").slice(0, 19);
       const frac =
-        h.keepSubsecond && h.mtimeNsec ? `.${String(h.mtimeNsec).padStart(9, "0")}`.replace(/0+$/, "") : "";
+        h.keepSubsecond && h.mtimeNsec
+          ? `.${String(h.mtimeNsec).padStart(9, "0")}`.replace(/0+$/, "")
+          : "";
       expect(time).toBe(`${t}${frac}`);
       let name = h.name;
       if (h.type === "2") name += ` -> ${h.linkname}`;

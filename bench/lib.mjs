@@ -1,0 +1,143 @@
+// Shared helpers for the benchmark scripts (plain ESM, no build step).
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { loadavg } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const WORK = join(ROOT, ".work");
+export const CORPUS_DIR = join(WORK, "corpus");
+export const CORPUS_TAR = join(CORPUS_DIR, "layer.tar");
+export const CORPUS_TGZ = join(CORPUS_DIR, "layer.tar.gz");
+export const SEEKABLE = join(ROOT, "packages/cli/dist/main.js");
+export const REFERENCE = join(ROOT, "tools/reference/bin/estargz-ref");
+export const TIME = "/usr/bin/time";
+export const MiB = 1024 * 1024;
+
+/** Parses `--name value` and `--flag` arguments into an object. */
+export function parseArgs(argv, defaults) {
+  const out = { ...defaults };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
+    const key = a.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (!(key in defaults)) throw new Error(`unknown option ${a}`);
+    if (typeof defaults[key] === "boolean") out[key] = true;
+    else {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      out[key] = typeof defaults[key] === "number" ? Number(v) : v;
+    }
+  }
+  return out;
+}
+
+/** Builds the real-data corpus when missing (cached by the script itself). */
+export function ensureCorpus() {
+  execFileSync(join(ROOT, "tools/corpus/build-layer.sh"), {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  return { tar: CORPUS_TAR, tgz: CORPUS_TGZ, tarSize: statSync(CORPUS_TAR).size };
+}
+
+/** Installs GNU time (Debian package `time`) when /usr/bin/time is missing (needs root). */
+export function ensureTime() {
+  if (existsSync(TIME)) return;
+  spawnSync("apt-get", ["install", "-y", "time"], { stdio: "inherit" });
+  if (!existsSync(TIME)) throw new Error("/usr/bin/time is missing: apt-get install -y time");
+}
+
+/** Ensures the seekable CLI is built. */
+export function ensureSeekable() {
+  if (!existsSync(SEEKABLE)) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" });
+}
+
+/** Returns the reference binary path, building it when a build script exists; null if absent. */
+export function findReference() {
+  if (existsSync(REFERENCE)) return REFERENCE;
+  const build = join(ROOT, "tools/reference/build.sh");
+  if (existsSync(build)) {
+    const r = spawnSync(build, { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] });
+    if (r.status === 0 && existsSync(REFERENCE)) return REFERENCE;
+  }
+  return null;
+}
+
+/**
+ * Runs a command under GNU time. stdin/stdout may be file paths. Returns wall seconds
+ * (measured here), peak RSS in MiB (max RSS of the process and its waited-for children, as
+ * wait4 reports it), CPU seconds, exit status and captured stdout/stderr (when not files).
+ */
+export function runTimed(cmd, args, { stdin, stdout, cwd = ROOT, env } = {}) {
+  const stats = join(WORK, `time.${process.pid}.txt`);
+  mkdirSync(WORK, { recursive: true });
+  const inFd = stdin ? openSync(stdin, "r") : "ignore";
+  const outFd = stdout ? openSync(stdout, "w") : "pipe";
+  return new Promise((resolvePromise, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(TIME, ["-f", "%M %U %S", "-o", stats, cmd, ...args], {
+      cwd,
+      env: env ?? process.env,
+      stdio: [inFd, outFd, "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (typeof inFd === "number") closeSync(inFd);
+      if (typeof outFd === "number") closeSync(outFd);
+      let rssKiB = Number.NaN;
+      let cpu = Number.NaN;
+      try {
+        const last = readFileSync(stats, "utf8").trim().split("\n").pop() ?? "";
+        const [m, u, s] = last.split(/\s+/).map(Number);
+        rssKiB = m;
+        cpu = u + s;
+        rmSync(stats, { force: true });
+      } catch {}
+      if (code !== 0) {
+        reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${err.trim().slice(-2000)}`));
+        return;
+      }
+      resolvePromise({ wall, rssMiB: rssKiB / 1024, cpu, stdout: out, stderr: err });
+    });
+  });
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Formats a Markdown table from a header row and rows of cells. */
+export function mdTable(header, rows) {
+  const line = (cells) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+export function load() {
+  return loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
+}
+
+export function fmt(x, digits = 1) {
+  return Number.isFinite(x) ? x.toFixed(digits) : "n/a";
+}
