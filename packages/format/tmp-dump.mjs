@@ -1,2 +1,2 @@
-import { serializeToc, parseToc } from "@seekable/format";
 import { writeFileSync } from "node:fs";
+import { parseToc, serializeToc } from "@seekable/format";

@@ -25,7 +25,7 @@ export function describeError(e: unknown, input?: string): string {
   if (
     input &&
     !(e instanceof CliError && e.standalone) &&
-    !msg.startsWith(input) &&
+    !msg.startsWith(`${input}:`) &&
     !(err?.code === "ENOENT" || err?.code === "EACCES")
   )
     msg = `${input}: ${msg}`;

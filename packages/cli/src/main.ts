@@ -1,10 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { convertCommand } from "./commands/convert.js";
-import { catCommand, lsCommand, tocCommand, verifyCommand } from "./commands/read.js";
-import { serveCommand } from "./commands/serve.js";
 import { describeError, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
+import { respawned } from "./respawn.js";
 
 /** The options every reading command takes (BLOB sources, caches, statistics). */
 function readingOptions(cmd: Command): Command {
@@ -37,6 +35,13 @@ function readingOptions(cmd: Command): Command {
     .option("--no-cache", "do not use the on-disk chunk cache");
 }
 
+/** The input the running command works on: error lines name it. */
+let currentInput: string | undefined;
+function subject(input: string): string {
+  currentInput = input === "-" ? "stdin" : input;
+  return input;
+}
+
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
@@ -56,10 +61,13 @@ const program = new Command("seekable")
 program
   .command("convert")
   .description(
-    "convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout)",
+    "convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout), or a whole image",
   )
-  .argument("<in>", "input layer: .tar or .tar.gz (sniffed), - for stdin")
-  .argument("<out>", "output eStargz blob, - for stdout")
+  .argument(
+    "<in>",
+    "input layer: .tar or .tar.gz (sniffed), - for stdin; or an image: docker://REF, oci:DIR[:TAG], docker-archive:FILE",
+  )
+  .argument("<out>", "output eStargz blob, - for stdout; or an image: docker://REF, oci:DIR[:TAG]")
   .option("--chunk-size <bytes>", "payload bytes per chunk", intArg("--chunk-size", 1), 4 << 20)
   .option(
     "--level <n>",
@@ -81,8 +89,26 @@ program
       "compression threads (output is identical for any value)",
     ).argParser(intArg("--threads", 1, 256)),
   )
+  .option(
+    "--platform <os/arch>",
+    "images: convert only this platform of an index (default: every platform)",
+  )
+  .option(
+    "--concurrency <n>",
+    "images: layers converted at once",
+    intArg("--concurrency", 1, 64),
+    2,
+  )
+  .option("--force", "images: convert layers that are already eStargz too")
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option("--plain-http", "use http:// for registries (default only for localhost and 127.0.0.0/8)")
   .option("--json", "machine-readable report on stdout")
-  .action((input: string, output: string, o) => convertCommand(input, output, o));
+  .action(async (input: string, output: string, o) =>
+    (await import("./commands/convert.js")).convertCommand(subject(input), output, o),
+  );
 
 readingOptions(program.command("verify"))
   .description("check footer, TOC, every chunk digest and every file digest")
@@ -91,7 +117,9 @@ readingOptions(program.command("verify"))
     "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
   )
   .option("--json", "machine-readable output")
-  .action((blob: string, o) => verifyCommand(blob, o));
+  .action(async (blob: string, o) =>
+    (await import("./commands/read.js")).verifyCommand(subject(blob), o),
+  );
 
 readingOptions(program.command("ls"))
   .description("list entries (name, type, size, mode, owner, mtime, link)")
@@ -101,7 +129,9 @@ readingOptions(program.command("ls"))
   )
   .argument("[path]", "a directory to list or a file to show")
   .option("--json", "machine-readable output")
-  .action((blob: string, path: string | undefined, o) => lsCommand(blob, path, o));
+  .action(async (blob: string, path: string | undefined, o) =>
+    (await import("./commands/read.js")).lsCommand(subject(blob), path, o),
+  );
 
 readingOptions(program.command("cat"))
   .description("write files' contents to stdout, fetching only their chunks")
@@ -110,7 +140,9 @@ readingOptions(program.command("cat"))
     "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
   )
   .argument("<path...>", "files to print, in order")
-  .action((blob: string, paths: string[], o) => catCommand(blob, paths, o));
+  .action(async (blob: string, paths: string[], o) =>
+    (await import("./commands/read.js")).catCommand(subject(blob), paths, o),
+  );
 
 readingOptions(program.command("toc"))
   .description("print the TOC JSON exactly as stored")
@@ -118,7 +150,9 @@ readingOptions(program.command("toc"))
     "<blob>",
     "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
   )
-  .action((blob: string, o) => tocCommand(blob, o));
+  .action(async (blob: string, o) =>
+    (await import("./commands/read.js")).tocCommand(subject(blob), o),
+  );
 
 program
   .command("serve")
@@ -127,28 +161,32 @@ program
   .option("--port <n>", "TCP port (default: a free one)", intArg("--port", 0, 65535))
   .option("--host <addr>", "address to listen on", "127.0.0.1")
   .option("--json", "print the address as JSON")
-  .action((layout: string, o) => serveCommand(layout, o));
+  .action(async (layout: string, o) =>
+    (await import("./commands/serve.js")).serveCommand(subject(layout), o),
+  );
 
-installSignalCleanup();
-process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-  if (e.code === "EPIPE") process.exit(0); // reader went away (e.g. `| head`)
-});
+if (!respawned) await main();
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
-  if (e instanceof CommanderError) {
-    process.exitCode =
-      e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0
-        ? 0
-        : 2;
-  } else {
-    const args = program.args;
-    const input = args[1] && args[1] !== "-" ? args[1] : undefined;
-    process.stderr.write(`seekable: ${describeError(e, input)}\n`);
-    if (program.opts().debug || !isUserError(e)) {
-      if (program.opts().debug) process.stderr.write(`${(e as Error)?.stack}\n`);
+async function main(): Promise<void> {
+  installSignalCleanup();
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0); // reader went away (e.g. `| head`)
+  });
+
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode =
+        e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0
+          ? 0
+          : 2;
+    } else {
+      process.stderr.write(`seekable: ${describeError(e, currentInput)}\n`);
+      if (program.opts().debug || !isUserError(e)) {
+        if (program.opts().debug) process.stderr.write(`${(e as Error)?.stack}\n`);
+      }
+      process.exitCode = 1;
     }
-    process.exitCode = 1;
   }
 }

@@ -38,10 +38,13 @@ export class CompressPool {
     threads: number,
     private readonly level: number,
     private readonly deliver: Deliver,
-    private readonly maxInFlight = Math.max(4, threads * 3),
+    private readonly maxInFlight = Math.max(3, threads * 2),
   ) {
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(new URL("./compress-worker.js", import.meta.url));
+      // Workers only move buffers: a small young generation keeps their heaps (RSS) small.
+      const w = new Worker(new URL("./compress-worker.js", import.meta.url), {
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+      });
       const slot = { w, outstanding: 0 };
       w.on("message", (res: BatchResult) => {
         slot.outstanding--;

@@ -141,6 +141,10 @@ export class LayerReader {
 
   /** Reads [offset, offset+length) of a regular file, touching only the chunks covering it. */
   async read(path: string, offset = 0, length?: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`bad offset ${offset}`);
+    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+      throw new RangeError(`bad length ${length}`);
+    }
     const node = this.regular(path);
     const end = Math.min(node.size, length === undefined ? node.size : offset + length);
     if (offset >= end) return new Uint8Array(0);
@@ -205,7 +209,7 @@ export class LayerReader {
    * the byte budget allows, so a source can coalesce them and use multi-range requests.
    * Only chunks with a digest are prefetched (legacy files are verified whole on read).
    */
-  async prefetch(paths: string[], signal?: AbortSignal, budget = 32 << 20): Promise<void> {
+  async prefetch(paths: string[], signal?: AbortSignal, budget = 16 << 20): Promise<void> {
     if (!this.cache) return;
     const items: { path: string; ref: ChunkRef }[] = [];
     const seen = new Set<number>();
@@ -286,7 +290,7 @@ export class LayerReader {
     const fileHash =
       needWhole || (start === 0 && end === node.size) ? createHash("sha256") : undefined;
     const held: { data: Uint8Array; fileOffset: number }[] = [];
-    const WINDOW = 16 << 20;
+    const WINDOW = 8 << 20; // compressed bytes per read: few requests, bounded memory
     for (let i = 0; i < wanted.length; ) {
       let j = i;
       let bytes = 0;

@@ -28,6 +28,13 @@ export interface TarHeader {
   paxExtra: Map<string, string>;
   /** The input header used PAX: output is PAX too and sub-second times are kept (Go keeps Format). */
   keepSubsecond: boolean;
+  /** The input header was GNU format: Go writes GNU again (././@LongLink, base-256). */
+  gnu?: boolean;
+  /** The input's basic PAX records (path, uid, ...): Go re-emits those equal to the header. */
+  paxBasic?: Map<string, string>;
+  /** GNU header access/change times (seconds), when the input had them. */
+  gnuAtime?: number;
+  gnuCtime?: number;
 }
 
 export const BLOCK = 512;
@@ -127,8 +134,30 @@ export function encodeHeader(h: TarHeader): Buffer {
     if (!fitsOctal(12, sec)) ustarOK = false;
     pax.set("mtime", formatPaxTime(sec, nsec));
   }
+  if (h.paxBasic) {
+    const current: Record<string, string> = {
+      path: h.name,
+      linkpath: h.linkname,
+      uname: h.uname,
+      gname: h.gname,
+      size: String(h.size),
+      uid: String(h.uid),
+      gid: String(h.gid),
+      mtime: formatPaxTime(sec, nsec),
+    };
+    for (const [k, v] of h.paxBasic) if (!pax.has(k) && current[k] === v) pax.set(k, v);
+  }
   for (const [k, v] of h.paxExtra) if (!pax.has(k)) pax.set(k, v);
   for (const [k, v] of h.xattrs) pax.set(`SCHILY.xattr.${k}`, v);
+  if (
+    h.gnu &&
+    !h.keepSubsecond &&
+    h.xattrs.size === 0 &&
+    h.paxExtra.size === 0 &&
+    gnuCanEncode(h)
+  ) {
+    return encodeGnu(h, sec);
+  }
   // Go keeps an input header's PAX format (any PAX record forces PAX on output).
   if (h.paxExtra.size > 0 || h.xattrs.size > 0 || h.keepSubsecond) ustarOK = false;
 
@@ -138,6 +167,8 @@ export function encodeHeader(h: TarHeader): Buffer {
     if (split) writeString(blk, 345, PREFIX_SIZE, split[0]);
     return finish(blk);
   }
+  // Go writes no extended header when no record is needed, only a PAX-format main block.
+  if (pax.size === 0) return finish(template(h, h.name, sec, true));
   const keys = [...pax.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   let data = "";
   for (const k of keys) data += paxRecord(k, pax.get(k) as string);
@@ -155,6 +186,64 @@ export function encodeHeader(h: TarHeader): Buffer {
   dataBuf.copy(padded);
   const main = template(h, h.name, sec, true);
   return Buffer.concat([finish(phBlk), padded, finish(main)]);
+}
+
+/** GNU can hold long names (././@LongLink) and big numbers, not long user names or NULs. */
+function gnuCanEncode(h: TarHeader): boolean {
+  const nul = (x: string) => x.includes("\0");
+  return h.uname.length <= 32 && h.gname.length <= 32 && !nul(h.name) && !nul(h.linkname);
+}
+
+/** Go's writeGNUHeader: long names and link names as ././@LongLink entries. */
+function encodeGnu(h: TarHeader, sec: number): Buffer {
+  const parts: Buffer[] = [];
+  const longLink = (data: string, flag: string): void => {
+    const blk = Buffer.alloc(BLOCK);
+    writeString(blk, 0, NAME_SIZE, "././@LongLink");
+    writeOctal(blk, 100, 8, 0);
+    writeOctal(blk, 108, 8, 0);
+    writeOctal(blk, 116, 8, 0);
+    writeOctal(blk, 124, 12, data.length);
+    writeOctal(blk, 136, 12, 0);
+    blk[156] = flag.charCodeAt(0);
+    parts.push(finish(blk, true), padTo(Buffer.from(data, "latin1")));
+  };
+  if (h.name.length > NAME_SIZE) longLink(`${h.name}\0`, "L");
+  if (h.linkname.length > NAME_SIZE) longLink(`${h.linkname}\0`, "K");
+  const blk = Buffer.alloc(BLOCK);
+  blk[156] = h.type.charCodeAt(0);
+  writeString(blk, 0, NAME_SIZE, h.name);
+  writeString(blk, 157, NAME_SIZE, h.linkname);
+  writeNumeric(blk, 100, 8, h.mode);
+  writeNumeric(blk, 108, 8, h.uid);
+  writeNumeric(blk, 116, 8, h.gid);
+  writeNumeric(blk, 124, 12, h.size);
+  writeNumeric(blk, 136, 12, sec);
+  writeString(blk, 265, 32, h.uname);
+  writeString(blk, 297, 32, h.gname);
+  writeNumeric(blk, 329, 8, h.devmajor);
+  writeNumeric(blk, 337, 8, h.devminor);
+  if (h.gnuAtime) writeNumeric(blk, 345, 12, h.gnuAtime);
+  if (h.gnuCtime) writeNumeric(blk, 357, 12, h.gnuCtime);
+  parts.push(finish(blk, true));
+  return Buffer.concat(parts);
+}
+
+function padTo(data: Buffer): Buffer {
+  const out = Buffer.alloc(Math.ceil(data.length / BLOCK) * BLOCK);
+  data.copy(out);
+  return out;
+}
+
+/** Go's formatNumeric: octal when it fits, else base-256 (high bit set). */
+function writeNumeric(b: Buffer, off: number, size: number, x: number): void {
+  if (fitsOctal(size, x)) return writeOctal(b, off, size, x);
+  let v = BigInt(x);
+  for (let i = size - 1; i >= 0; i--) {
+    b[off + i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  b[off] |= 0x80;
 }
 
 function template(h: TarHeader, name: string, sec: number, paxMode: boolean): Buffer {
@@ -178,8 +267,8 @@ function template(h: TarHeader, name: string, sec: number, paxMode: boolean): Bu
   return blk;
 }
 
-function finish(blk: Buffer): Buffer {
-  blk.write("ustar\x0000", 257, "latin1");
+function finish(blk: Buffer, gnu = false): Buffer {
+  blk.write(gnu ? "ustar  \x00" : "ustar\x0000", 257, "latin1");
   blk.fill(0x20, 148, 156);
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += blk[i];

@@ -2,20 +2,54 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import tarStream from "tar-stream";
+import type tarStream from "tar-stream";
 import { FormatError } from "./errors.js";
 import { fromByteString } from "./go-json.js";
-import { cleanEntryName, type TarHeader, type TarType } from "./tar-header.js";
+import { cleanEntryName, formatPaxTime, type TarHeader, type TarType } from "./tar-header.js";
 
-// tar-stream decodes PAX values as UTF-8 and masks the mode to 0o7777. The reference keeps
-// raw bytes (binary xattr values, non-UTF-8 names) and the raw mode, so we decode PAX as
-// latin1 byte strings and re-read the mode field. Patched once, on tar-stream's own module.
+// tar-stream decodes PAX values as UTF-8, masks the mode to 0o7777, derives a '\0' entry's
+// type before promoting "x/" names to directories and stalls on a zero-size PAX header.
+// The reference keeps raw bytes (binary xattrs, non-UTF-8 names) and the raw mode, so we
+// load a private copy of tar-stream's header codec and extractor and fix them there;
+// other tar-stream users in the process keep the unmodified module.
 const require = createRequire(import.meta.url);
-const headersPath = join(dirname(require.resolve("tar-stream")), "headers.js");
-// biome-ignore lint/suspicious/noExplicitAny: patching a CommonJS module object
-const tarHeaders = require(headersPath) as any;
-if (!tarHeaders.__seekablePatched) {
-  tarHeaders.__seekablePatched = true;
+const tarDir = dirname(require.resolve("tar-stream"));
+type ExtractFactory = (
+  opts?: object,
+) => import("node:stream").Writable & AsyncIterable<{ header: ParsedHeader } & Readable>;
+const privateExtract: ExtractFactory = (() => {
+  const files = [join(tarDir, "headers.js"), join(tarDir, "extract.js")];
+  const saved = files.map((f) => require.cache[f]);
+  for (const f of files) delete require.cache[f];
+  try {
+    // biome-ignore lint/suspicious/noExplicitAny: patching a CommonJS module object
+    const headers = require(files[0]) as any;
+    patchHeaders(headers);
+    const extract = require(files[1]) as ExtractFactory;
+    // biome-ignore lint/suspicious/noExplicitAny: patching tar-stream's Extract class
+    const proto = Object.getPrototypeOf(extract()) as any;
+    const consume = proto._consumeHeader;
+    proto._consumeHeader = function (this: {
+      _longHeader: boolean;
+      _missing: number;
+      _consumeLongHeader(): boolean;
+    }) {
+      const r = consume.call(this);
+      // A long header with no payload is complete at once (tar-stream would wait forever).
+      if (this._longHeader && this._missing === 0) return this._consumeLongHeader();
+      return r;
+    };
+    return extract;
+  } finally {
+    files.forEach((f, i) => {
+      if (saved[i]) require.cache[f] = saved[i];
+      else delete require.cache[f];
+    });
+  }
+})();
+
+// biome-ignore lint/suspicious/noExplicitAny: a CommonJS module object
+function patchHeaders(tarHeaders: any): void {
   tarHeaders.decodePax = (buf: Buffer): Record<string, string> => {
     const result: Record<string, string> = {};
     let p = 0;
@@ -37,22 +71,30 @@ if (!tarHeaders.__seekablePatched) {
     const h = origDecode(buf, enc, allowUnknown);
     if (h) {
       h.typeflagByte = buf[156];
-      // tar-stream derives the type before promoting a '\0' entry named "x/" to a
-      // directory; Go (and GNU tar) see a directory there.
+      if (buf.toString("latin1", 257, 265) === "ustar  \0") {
+        h.gnuFormat = true;
+        if (buf[345] !== 0) h.gnuAtime = decodeNumeric(buf, 345, 12);
+        if (buf[357] !== 0) h.gnuCtime = decodeNumeric(buf, 357, 12);
+      }
       if (buf[156] === 0 && h.type === "file" && h.name?.endsWith("/")) h.type = "directory";
-    }
-    if (h && buf[100] !== 0x80) {
-      const raw = Number.parseInt(
-        buf
-          .toString("latin1", 100, 108)
-          .replace(/[\0 ].*$/s, "")
-          .trim() || "0",
-        8,
-      );
-      if (Number.isFinite(raw)) h.mode = raw;
+      if (buf[100] !== 0x80) h.mode = decodeNumeric(buf, 100, 8);
     }
     return h;
   };
+}
+
+/** An octal or base-256 numeric tar field. */
+function decodeNumeric(buf: Buffer, off: number, size: number): number {
+  if (buf[off] & 0x80) {
+    let v = BigInt(buf[off] & 0x7f);
+    for (let i = 1; i < size; i++) v = (v << 8n) | BigInt(buf[off + i]);
+    return Number(v);
+  }
+  const text = buf
+    .toString("latin1", off, off + size)
+    .replace(/[\0 ].*$/s, "")
+    .trim();
+  return Number.parseInt(text || "0", 8) || 0;
 }
 
 export type InputKind = "gzip" | "tar";
@@ -66,6 +108,8 @@ export function sniff(head: Uint8Array): InputKind {
   }
   if (head.length >= 262 && Buffer.from(head.subarray(257, 262)).toString("latin1") === "ustar")
     return "tar";
+  // An empty archive is just zero blocks.
+  if (head.length >= 512 && head.subarray(0, 512).every((b) => b === 0)) return "tar";
   // A v7 tar has no magic: accept it if the header checksum is right.
   if (head.length >= 512 && v7ChecksumOK(head)) return "tar";
   throw new FormatError("not a tar or tar.gz (unrecognized magic bytes)");
@@ -100,15 +144,12 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
     stream = stream.pipe(gunzip);
   }
   // Pre-POSIX (v7) headers have no magic; sniff() already checked the checksum.
-  const extract = tarStream.extract({
-    filenameEncoding: "latin1",
-    allowUnknownFormat: true,
-  } as Parameters<typeof tarStream.extract>[0]);
+  const extract = privateExtract({ filenameEncoding: "latin1", allowUnknownFormat: true });
   stream.on("error", (e) => extract.destroy(e));
   stream.pipe(extract);
   try {
     for await (const entry of extract) {
-      const header = toHeader(entry.header as Parameters<typeof toHeader>[0]);
+      const header = toHeader(entry.header as ParsedHeader);
       yield {
         header,
         clean: cleanEntryName(header.name),
@@ -164,9 +205,15 @@ const BASIC_PAX = new Set([
   "ctime",
 ]);
 
-function toHeader(
-  h: Omit<tarStream.Header, "pax"> & { pax?: Record<string, string> | null; typeflagByte?: number },
-): TarHeader {
+type ParsedHeader = Omit<tarStream.Header, "pax"> & {
+  pax?: Record<string, string> | null;
+  typeflagByte?: number;
+  gnuFormat?: boolean;
+  gnuAtime?: number;
+  gnuCtime?: number;
+};
+
+function toHeader(h: ParsedHeader): TarHeader {
   const type = h.type ? TYPES[h.type] : undefined;
   if (!type) {
     // e.g. 'S' (old GNU sparse), 'V', 'M': the reference refuses them too.
@@ -195,8 +242,17 @@ function toHeader(
     paxExtra: new Map(),
     keepSubsecond: false,
   };
+  if (h.gnuFormat && !pax) {
+    header.gnu = true;
+    header.gnuAtime = h.gnuAtime;
+    header.gnuCtime = h.gnuCtime;
+  }
   if (pax) {
     header.keepSubsecond = true;
+    header.paxBasic = new Map();
+    for (const k of BASIC_PAX) {
+      if (pax[k] !== undefined && k !== "atime" && k !== "ctime") header.paxBasic.set(k, pax[k]);
+    }
     const int = (k: string): number | undefined => {
       if (pax[k] === undefined) return undefined;
       const n = Number(pax[k]);
@@ -215,7 +271,7 @@ function toHeader(
     for (const k of ["atime", "ctime"]) {
       if (pax[k] !== undefined) {
         const [s, ns] = parsePaxTime(pax[k], h.name);
-        header.paxExtra.set(k, formatTime(s, ns));
+        header.paxExtra.set(k, formatPaxTime(s, ns));
       }
     }
     for (const [k, v] of Object.entries(pax) as [string, string][]) {
@@ -226,11 +282,6 @@ function toHeader(
     }
   }
   return header;
-}
-
-function formatTime(s: number, ns: number): string {
-  if (ns === 0) return String(s);
-  return `${s}.${String(ns).padStart(9, "0")}`.replace(/0+$/, "");
 }
 
 /** Go's parsePAXTime: seconds, optional fraction (at most 9 digits kept). */

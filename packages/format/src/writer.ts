@@ -321,7 +321,10 @@ function nameIfChanged(last: Map<number, string>, id: number, name: string): str
 /** Go: "" when zero or Unix()==0, else UTC rounded to the second in RFC 3339. */
 export function formatModtime(sec: number, nsec: number): string | undefined {
   if (sec === 0) return undefined;
-  const s = nsec >= 5e8 ? sec + 1 : sec;
-  const iso = new Date(s * 1000).toISOString();
-  return `${iso.slice(0, 19)}Z`;
+  const d = new Date((nsec >= 5e8 ? sec + 1 : sec) * 1000);
+  // Go prints the year with at least 4 digits and no sign for years past 9999.
+  const year = d.getUTCFullYear();
+  const y = year < 0 ? `-${String(-year).padStart(4, "0")}` : String(year).padStart(4, "0");
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${y}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())}T${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}Z`;
 }

@@ -18,6 +18,7 @@ import {
   NO_PREFETCH_LANDMARK,
   PREFETCH_LANDMARK,
   type RangeSource,
+  readTarEntries,
   type TocEntry,
 } from "@seekable/format";
 import fc from "fast-check";
@@ -137,16 +138,13 @@ function content(seed: number, size: number): Buffer {
   return b;
 }
 
+/** Entries of a tar stream as seekable parses input (names as byte strings). */
 async function untar(tar: Buffer) {
-  const ex = tarStream.extract({ filenameEncoding: "latin1" } as Parameters<
-    typeof tarStream.extract
-  >[0]);
-  Readable.from([tar]).pipe(ex);
-  const out: { header: tarStream.Headers; body: Buffer }[] = [];
-  for await (const e of ex) {
+  const out: { header: { name: string }; body: Buffer }[] = [];
+  for await (const e of readTarEntries(Readable.from([tar]))) {
     const chunks: Buffer[] = [];
-    for await (const c of e) chunks.push(c as Buffer);
-    out.push({ header: e.header, body: Buffer.concat(chunks) });
+    for await (const c of e.body) chunks.push(Buffer.from(c));
+    out.push({ header: { name: e.header.name }, body: Buffer.concat(chunks) });
   }
   return out;
 }

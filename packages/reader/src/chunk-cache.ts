@@ -10,7 +10,7 @@ export class MemoryChunkCache implements ChunkCache {
   private readonly map = new Map<string, Uint8Array>();
   private bytes = 0;
 
-  constructor(private readonly maxBytes = 64 << 20) {}
+  constructor(private readonly maxBytes = 32 << 20) {}
 
   get(digest: string): Uint8Array | undefined {
     const v = this.map.get(digest);
