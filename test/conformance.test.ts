@@ -504,11 +504,7 @@ describe("d. landmarks and entry order", () => {
     ]);
   });
 
-  // KNOWN BUG in seekable (packages/format/src/convert.ts planOrder): prioritized paths are
-  // compared as UTF-16 strings against tar names held as latin1 byte strings, so any
-  // non-ASCII prioritized path is "not in the layer" (the reference accepts it).
-  // Remove `.fails` once fixed.
-  test.fails("a non-ASCII prioritized path is found, in the reference's order", async () => {
+  test("a non-ASCII prioritized path is found, in the reference's order", async () => {
     const list = fixture("unicode-prioritized.txt");
     const blob = join(tmp.path, "seekable-unicode-prioritized.esgz");
     const r = await pool(() =>
@@ -533,11 +529,7 @@ describe("e. pre-POSIX headers and sparse files", () => {
     });
   }
 
-  // KNOWN BUG in seekable (packages/format/src/tar-input.ts): tar-stream is not given
-  // allowUnknownFormat, so a header without USTAR magic (v7, the first entry here) fails with
-  // "invalid tar (Invalid tar header: unknown format.)". The reference converts it.
-  // Remove `.fails` once fixed.
-  test.fails("v7.tar: seekable converts a pre-POSIX (no magic) header, the reference accepts the blob", async () => {
+  test("v7.tar: seekable converts a pre-POSIX (no magic) header, the reference accepts the blob", async () => {
     const { blob, report } = await seekableConvert("v7.tar", "default");
     const r = await pool(() =>
       reference("check", blob, "-toc-digest", report.tocDigest, "-tar", fixture("v7.tar")),
@@ -545,11 +537,7 @@ describe("e. pre-POSIX headers and sparse files", () => {
     expectOk(r);
   });
 
-  // KNOWN BUG in seekable (packages/format/src/tar-input.ts toHeader): a legacy '\0'
-  // typeflag entry whose name ends in "/" is a directory (Go's reader, GNU tar), but seekable
-  // writes it as an empty regular file, so "olddir/inside.txt" ends up under a file and
-  // seekable's own reader refuses the blob. Remove `.fails` once fixed.
-  test.fails("rega-dir.tar: a '\\0' typeflag entry with a trailing slash becomes a directory", async () => {
+  test("rega-dir.tar: a '\\0' typeflag entry with a trailing slash becomes a directory", async () => {
     const { blob, report } = await seekableConvert("rega-dir.tar", "default");
     const r = await pool(() =>
       reference("check", blob, "-toc-digest", report.tocDigest, "-tar", fixture("rega-dir.tar")),
@@ -557,11 +545,7 @@ describe("e. pre-POSIX headers and sparse files", () => {
     expectOk(r);
   });
 
-  // KNOWN BUG in seekable: an old-GNU sparse entry (typeflag 'S', `tar --sparse`) is
-  // converted to a regular file holding only the stored data blocks (the holes are lost:
-  // 6 bytes instead of 1 MiB + 6), silently. The reference refuses 'S' ("unsupported input
-  // tar entry"); seekable already refuses PAX sparse files. Remove `.fails` once fixed.
-  test.fails("an old-GNU sparse file is refused or expanded, never truncated", async () => {
+  test("an old-GNU sparse file is refused or expanded, never truncated", async () => {
     const dir = join(tmp.path, "sparse");
     await mkdir(dir, { recursive: true });
     const content = Buffer.concat([Buffer.alloc(1 << 20), Buffer.from("hello\n")]);

@@ -1,2 +1,12 @@
+export * from "./convert-image.js";
+export * from "./image-ref.js";
 export * from "./layout-server.js";
+export * from "./manifest-rewrite.js";
 export * from "./oci-layout.js";
+export * from "./sink.js";
+export * from "./sink-oci.js";
+export * from "./sink-registry.js";
+export { type ImageSource, type RawManifest, verifying } from "./source.js";
+export * from "./source-docker-archive.js";
+export * from "./source-oci.js";
+export * from "./source-registry.js";

@@ -258,3 +258,172 @@ async function* rechunk(data: BlobData, size: number): AsyncGenerator<Uint8Array
   }
   if (n > 0) yield Buffer.concat(pending, n);
 }
+
+export interface StreamingUploadOptions {
+  signal?: AbortSignal;
+  /** Bytes sent per PATCH (default 8 MiB; registries on object storage want >= 5 MiB). */
+  chunkSize?: number;
+}
+
+/**
+ * An upload whose digest is known only at the end (a blob being produced): POST, PATCH
+ * chunks as they fill (one in flight while the next fills), PUT ?digest= to finish. The
+ * registry checks the digest. `reset` abandons the session and starts a new one.
+ */
+export class StreamingUpload {
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private offset = 0;
+  private inFlight: Promise<void> | undefined;
+  private done = false;
+
+  private constructor(
+    private readonly client: RegistryClient,
+    private readonly repo: Repository,
+    private location: string,
+    private readonly chunkSize: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  static async start(
+    client: RegistryClient,
+    repo: Repository,
+    options: StreamingUploadOptions = {},
+  ): Promise<StreamingUpload> {
+    const loc = await StreamingUpload.open(client, repo, options.signal);
+    return new StreamingUpload(client, repo, loc, options.chunkSize ?? 8 << 20, options.signal);
+  }
+
+  private static async open(
+    client: RegistryClient,
+    repo: Repository,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
+    const start = await startUpload(client, repo, "upload", undefined, signal);
+    if (start.mounted)
+      throw new RegistryError(blobSubject(repo, "upload"), "unexpected 201 to POST", {
+        kind: "protocol",
+      });
+    return start.location;
+  }
+
+  /** Bytes accepted so far (sent or buffered). */
+  get size(): number {
+    return this.offset + this.pendingBytes;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this.done)
+      throw new RegistryError(blobSubject(this.repo, "upload"), "upload finished", {
+        kind: "usage",
+      });
+    if (data.length === 0) return;
+    this.pending.push(Buffer.from(data)); // copy: the producer may reuse its buffer
+    this.pendingBytes += data.length;
+    if (this.pendingBytes >= this.chunkSize) await this.flush();
+  }
+
+  /** Sends what is buffered; waits for the previous PATCH first (at most one in flight). */
+  private async flush(): Promise<void> {
+    if (this.inFlight) await this.inFlight;
+    if (this.pendingBytes === 0) return;
+    const chunk = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    const start = this.offset;
+    this.offset += chunk.length;
+    const p = this.patch(chunk, start);
+    this.inFlight = p;
+    p.catch(() => {}); // observed by the next flush or finish
+  }
+
+  private async patch(chunk: Uint8Array, start: number): Promise<void> {
+    const subject = blobSubject(this.repo, "upload");
+    const base = { registry: this.repo.registry, subject };
+    this.location = await this.client.call(
+      {
+        ...base,
+        scopes: [repositoryScope(this.repo.repository, "pull,push")],
+        method: "PATCH",
+        path: this.location,
+        headers: {
+          "content-type": "application/octet-stream",
+          "content-range": `${start}-${start + chunk.length - 1}`,
+          "content-length": String(chunk.length),
+        },
+        body: chunk,
+        signal: this.signal,
+        expect: [202],
+        retry: false,
+      },
+      async (res) => {
+        res.body.resume();
+        const got = /^(?:bytes=)?0-(\d+)$/.exec(header(res, "range") ?? "");
+        if (got && Number(got[1]) !== start + chunk.length - 1) {
+          throw new RegistryError(
+            subject,
+            `registry holds bytes 0-${got[1]} after a chunk ending at ${start + chunk.length - 1}`,
+            { kind: "protocol" },
+          );
+        }
+        return location(res, subject);
+      },
+    );
+  }
+
+  /** Drops everything sent and starts a fresh session. */
+  async reset(): Promise<void> {
+    await this.inFlight?.catch(() => {});
+    this.inFlight = undefined;
+    await this.cancel();
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.offset = 0;
+    this.location = await StreamingUpload.open(this.client, this.repo, this.signal);
+  }
+
+  /** Sends the rest and commits the blob under `digest` (checked by the registry). */
+  async finish(blob: { digest: string; size: number }): Promise<PushBlobResult> {
+    await this.flush();
+    await this.inFlight;
+    this.inFlight = undefined;
+    if (this.offset !== blob.size) {
+      throw new RegistryError(
+        blobSubject(this.repo, blob.digest),
+        `uploaded ${this.offset} bytes, descriptor says ${blob.size}`,
+        { kind: "usage" },
+      );
+    }
+    this.done = true;
+    await finishUpload(this.client, this.repo, blob.digest, this.location, null, 0, this.signal);
+    return { digest: blob.digest, size: blob.size, how: "uploaded" };
+  }
+
+  /** Abandons the session (best effort: registries also purge stale uploads). */
+  async abort(): Promise<void> {
+    this.done = true;
+    await this.inFlight?.catch(() => {});
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.cancel();
+  }
+
+  private async cancel(): Promise<void> {
+    await this.client
+      .call(
+        {
+          registry: this.repo.registry,
+          subject: blobSubject(this.repo, "upload"),
+          scopes: [repositoryScope(this.repo.repository, "pull,push")],
+          method: "DELETE",
+          path: this.location,
+          expect: [204, 200, 202, 404],
+          retry: false,
+        },
+        async (res) => {
+          res.body.resume();
+        },
+      )
+      .catch(() => {});
+  }
+}

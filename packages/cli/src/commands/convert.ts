@@ -4,11 +4,38 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { type ConvertResult, convertLayer, fileInput } from "@seekable/format";
+import {
+  type ConvertImageResult,
+  convertImage,
+  DockerArchiveSource,
+  type ImageRef,
+  ImageRefError,
+  type ImageSink,
+  type ImageSource,
+  isImageRef,
+  OciSink,
+  OciSource,
+  parseImageRef,
+  RegistrySink,
+  RegistrySource,
+} from "@seekable/image";
+import {
+  formatRepository,
+  parseCredentials,
+  parsePlatform,
+  RegistryClient,
+  RegistryError,
+} from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { AtomicFileSink, onInterrupt, stdoutSink } from "../output.js";
 import { printRecord } from "../present.js";
 
 export interface ConvertFlags {
+  platform?: string;
+  concurrency?: number;
+  force?: boolean;
+  creds?: string;
+  plainHttp?: boolean;
   chunkSize?: number;
   level?: number;
   prioritizedFiles?: string;
@@ -22,6 +49,7 @@ export async function convertCommand(
   output: string,
   flags: ConvertFlags,
 ): Promise<void> {
+  if (isImageRef(input) || isImageRef(output)) return convertImageCommand(input, output, flags);
   const prioritized = flags.prioritizedFiles
     ? await readPriorityList(flags.prioritizedFiles)
     : undefined;
@@ -48,6 +76,9 @@ export async function convertCommand(
       allowMissingPrioritized: flags.allowMissingPrioritized,
     };
     let result: ConvertResult;
+    if (output !== "-" && (await stat(output).catch(() => undefined))?.isDirectory()) {
+      throw new CliError(`${output}: is a directory`, true);
+    }
     if (output === "-") {
       result = await convertLayer(fileInput(inPath), stdoutSink, opts);
     } else {
@@ -91,4 +122,124 @@ async function readPriorityList(path: string): Promise<string[]> {
     .split("\n")
     .map((l) => l.replace(/\r$/, ""))
     .filter((l) => l.trim() !== "");
+}
+
+/** `seekable convert SRC DST` for whole images (docker://, oci:, docker-archive:). */
+async function convertImageCommand(
+  input: string,
+  output: string,
+  flags: ConvertFlags,
+): Promise<void> {
+  if (!isImageRef(input))
+    throw new CliError(`${input}: a layer file converts to a file, not an image`, true);
+  let src: ImageRef;
+  let dst: ImageRef;
+  try {
+    src = parseImageRef(input);
+    dst = parseImageRef(output);
+  } catch (e) {
+    // Both name the argument they refuse.
+    if (e instanceof ImageRefError || e instanceof RegistryError)
+      throw new CliError(e.message, true);
+    throw e;
+  }
+
+  if (!isImageRef(output))
+    throw new CliError(`${output}: an image converts to docker:// or oci:`, true);
+  if (dst.kind === "docker-archive")
+    throw new CliError(`${output}: docker-archive: is not an output`, true);
+  const platform = flags.platform ? parsePlatform(flags.platform) : undefined;
+  const prioritized = flags.prioritizedFiles
+    ? await readPriorityList(flags.prioritizedFiles)
+    : undefined;
+  const client = new RegistryClient({
+    credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+    plainHttp: flags.plainHttp ? true : undefined,
+  });
+  let source: ImageSource | undefined;
+  let sink: ImageSink | undefined;
+  try {
+    source =
+      src.kind === "docker"
+        ? new RegistrySource(client, src.ref, input)
+        : src.kind === "oci"
+          ? await OciSource.open(src.dir, src.tag, input)
+          : await DockerArchiveSource.open(src.file, src.tag, input);
+    sink =
+      dst.kind === "docker"
+        ? new RegistrySink(client, dst.ref, output)
+        : await OciSink.open((dst as { dir: string }).dir, (dst as { tag?: string }).tag, output);
+    const tty = process.stderr.isTTY;
+    const result = await convertImage(source, sink, {
+      platform,
+      concurrency: flags.concurrency,
+      force: flags.force,
+      prioritizedFiles: prioritized,
+      chunkSize: flags.chunkSize,
+      level: flags.level,
+      threads: flags.threads,
+      onProgress: tty ? (line) => process.stderr.write(`${line}\n`) : undefined,
+    });
+    printImageResult(result, !!flags.json);
+  } catch (e) {
+    throw imageError(e, input, output, src, dst);
+  } finally {
+    await source?.close().catch(() => {});
+    await sink?.close().catch(() => {});
+    await client.close().catch(() => {});
+  }
+}
+
+function printImageResult(r: ConvertImageResult, json: boolean): void {
+  const layers = r.layers.map((l) => ({
+    digest: l.digest,
+    size: l.size,
+    diffID: l.diffID,
+    tocDigest: l.tocDigest,
+    uncompressedSize: l.uncompressedSize,
+  }));
+  if (json) {
+    const doc = {
+      manifest: r.manifest,
+      mediaType: r.mediaType,
+      ...(r.manifests && { manifests: r.manifests }),
+      layers,
+    };
+    process.stdout.write(`${JSON.stringify(doc)}\n`);
+    return;
+  }
+  const out = process.stdout;
+  const kind = r.manifests ? "index" : "manifest";
+  out.write(`${kind.padEnd(8)}  ${r.manifest}\n`);
+  for (const m of r.manifests ?? []) out.write(`  ${m.platform ?? "-"}  ${m.digest}\n`);
+  for (const [i, l] of r.layers.entries()) {
+    const how = l.converted ? "converted" : "kept";
+    out.write(
+      `layer ${String(i + 1).padEnd(2)}  ${l.digest}  ${l.size} bytes  toc ${l.tocDigest}  (${how})\n`,
+    );
+  }
+}
+
+/** One line naming the side (IN or OUT) and the cause. */
+function imageError(
+  e: unknown,
+  input: string,
+  output: string,
+  src: ImageRef,
+  dst: ImageRef,
+): unknown {
+  if (e instanceof CliError) return e;
+  if (e instanceof RegistryError) {
+    const inSrc = src.kind === "docker" && e.subject.startsWith(formatRepository(src.ref));
+    const inDst = dst.kind === "docker" && e.subject.startsWith(formatRepository(dst.ref));
+    const name = !inSrc && inDst ? output : input;
+    const at = e.subject.indexOf("@");
+    const what = at >= 0 ? `${e.subject.slice(at + 1)}: ` : "";
+    return new CliError(`${name}: ${what}${e.reason}`, true);
+  }
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code === "string" && err.path) return e;
+  const msg = (err?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+  const outputSide = dst.kind === "oci" && msg.startsWith(dst.dir);
+  return new CliError(`${outputSide ? output : input}: ${msg}`, true);
 }
