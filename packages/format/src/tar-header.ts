@@ -237,7 +237,10 @@ function padTo(data: Buffer): Buffer {
 
 /** Go's formatNumeric: octal when it fits, else base-256 (high bit set). */
 function writeNumeric(b: Buffer, off: number, size: number, x: number): void {
-  if (fitsOctal(size, x)) return writeOctal(b, off, size, x);
+  if (fitsOctal(size, x)) {
+    writeOctal(b, off, size, x);
+    return;
+  }
   let v = BigInt(x);
   for (let i = size - 1; i >= 0; i--) {
     b[off + i] = Number(v & 0xffn);

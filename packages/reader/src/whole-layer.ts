@@ -93,7 +93,7 @@ export class WholeLayer implements LayerView {
     for (const n of this.nodes.values()) {
       if (n.type !== "hardlink") continue;
       const t = this.nodes.get(cleanEntryName(n.linkName));
-      if (!t || t.type !== "reg")
+      if (t?.type !== "reg")
         throw new FormatError(`hardlink ${n.path} points to missing ${n.linkName}`);
       n.target = t;
       t.numLink++;
