@@ -154,6 +154,20 @@ readingOptions(program.command("toc"))
     (await import("./commands/read.js")).tocCommand(subject(blob), o),
   );
 
+readingOptions(program.command("mount"))
+  .description("mount an image or layer read-only with FUSE (foreground; Ctrl-C unmounts)")
+  .argument("<ref>", "docker://REF (the merged image, or --layer N), a blob URL or a local file")
+  .argument("<dir>", "an existing directory to mount on")
+  .option(
+    "--record <file>",
+    "write the files opened under the mount, in first-access order, for --prioritized-files",
+  )
+  .option("--background-fetch", "fetch the rest of the image while no read is waiting")
+  .option("--json", 'print {"mounted","dir",...} when mounted')
+  .action(async (ref: string, dir: string, o) =>
+    (await import("./commands/mount.js")).mountCommand(subject(ref), dir, o),
+  );
+
 program
   .command("serve")
   .description("serve an OCI image layout as a read-only registry (Range and multi-range)")

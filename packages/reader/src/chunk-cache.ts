@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes, webcrypto } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -56,7 +56,9 @@ export class DiskChunkCache implements ChunkCache {
     } catch {
       return undefined;
     }
-    if (`sha256:${createHash("sha256").update(data).digest("hex")}` !== digest) {
+    // WebCrypto hashes on the thread pool: the main thread keeps serving reads meanwhile.
+    const sum = Buffer.from(await webcrypto.subtle.digest("SHA-256", data)).toString("hex");
+    if (`sha256:${sum}` !== digest) {
       await rm(p, { force: true });
       return undefined;
     }

@@ -1,2 +1,0 @@
-import { writeFileSync } from "node:fs";
-import { parseToc, serializeToc } from "@seekable/format";

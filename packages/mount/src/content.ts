@@ -1,0 +1,90 @@
+import type { LayerReader, Node } from "@seekable/format";
+import type { LayerView, MergedNode, OpenedLayer } from "@seekable/reader";
+import { resolved } from "./attr.js";
+import type { ChunkItem, ChunkPool } from "./chunks.js";
+
+/** Where a regular file's bytes come from. */
+interface Source {
+  layer: number;
+  reader?: LayerReader;
+  node: Node;
+}
+
+/**
+ * File contents for FUSE reads: eStargz files chunk by chunk through the pool (only the
+ * chunks a read covers, verified by the reader); other files (legacy stargz without chunk
+ * digests, layers streamed whole) through the reader's own read.
+ */
+export class Content {
+  private readonly layers = new Map<LayerView, { index: number; reader?: LayerReader }>();
+
+  constructor(
+    layers: OpenedLayer[],
+    readonly pool: ChunkPool,
+  ) {
+    layers.forEach((l, index) => {
+      this.layers.set(l.view, { index, reader: l.reader });
+    });
+  }
+
+  private source(m: MergedNode): Source {
+    const l = this.layers.get(m.layer);
+    return { layer: l?.index ?? -1, reader: l?.reader, node: resolved(m.node) };
+  }
+
+  /** The chunk items covering [start, end) of the file, or undefined when not chunked. */
+  items(m: MergedNode, start: number, end: number): ChunkItem[] | undefined {
+    const s = this.source(m);
+    if (!s.reader || s.node.chunks.some((c) => !c.chunkDigest)) return undefined;
+    const out: ChunkItem[] = [];
+    for (const ref of s.node.chunks) {
+      if (ref.chunkOffset >= end) break;
+      if (ref.chunkOffset + ref.chunkSize <= start) continue;
+      out.push({
+        key: `${s.layer}:${ref.offset}:${ref.innerOffset}`,
+        reader: s.reader,
+        node: s.node,
+        ref,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Reads up to `length` bytes at `offset` into `buf`; the count (0 at the end) comes
+   * back synchronously when every chunk is at hand, else as a promise.
+   */
+  read(m: MergedNode, buf: Buffer, length: number, offset: number): number | Promise<number> {
+    const size = resolved(m.node).size;
+    const end = Math.min(size, offset + length);
+    if (offset >= end) return 0;
+    const items = this.items(m, offset, end);
+    if (!items) {
+      return m.layer.read(m.node.path, offset, end - offset).then((data) => {
+        buf.set(data, 0);
+        return data.length;
+      });
+    }
+    const ready = this.pool.peek(items);
+    if (ready) return copy(items, ready, buf, offset, end);
+    return this.pool.get(items, true).then((datas) => copy(items, datas, buf, offset, end));
+  }
+}
+
+function copy(
+  items: ChunkItem[],
+  datas: Uint8Array[],
+  buf: Buffer,
+  offset: number,
+  end: number,
+): number {
+  let n = 0;
+  for (let k = 0; k < items.length; k++) {
+    const { ref } = items[k];
+    const from = Math.max(offset, ref.chunkOffset);
+    const to = Math.min(end, ref.chunkOffset + ref.chunkSize);
+    buf.set(datas[k].subarray(from - ref.chunkOffset, to - ref.chunkOffset), from - offset);
+    n += to - from;
+  }
+  return n;
+}

@@ -1,0 +1,148 @@
+import { cleanEntryName } from "@seekable/format";
+import type { ImageFS, MergedNode } from "@seekable/reader";
+import Fuse, { type Operations, type Stat } from "fuse-native";
+import { type Inodes, resolved, statOf } from "./attr.js";
+import type { Content } from "./content.js";
+import { ReadAhead } from "./read-ahead.js";
+import type { AccessRecorder } from "./record.js";
+
+export interface OpsContext {
+  fs: ImageFS;
+  content: Content;
+  inodes: Inodes;
+  recorder?: AccessRecorder;
+  /** One line about a failed read (the read itself gets EIO). */
+  onError(path: string, e: unknown): void;
+  readAhead?: number;
+}
+
+interface Handle {
+  m: MergedNode;
+  ra: ReadAhead;
+}
+
+const O_ACCMODE = 3; // O_RDONLY is 0
+const O_TRUNC = 0o1000;
+
+/** The FUSE operations of a read-only image: metadata from the TOC, contents read lazily. */
+export function fuseOperations(ctx: OpsContext): Operations {
+  const stats = new WeakMap<MergedNode, Stat>();
+  const handles = new Map<number, Handle>();
+  let nextFd = 1;
+
+  const find = (path: string): MergedNode | undefined => ctx.fs.lookup(cleanEntryName(path));
+  const statFor = (m: MergedNode): Stat => {
+    let s = stats.get(m);
+    if (!s) {
+      s = statOf(m, ctx.inodes);
+      stats.set(m, s);
+    }
+    return s;
+  };
+  const xattrsOf = (m: MergedNode): Record<string, string> => resolved(m.node).xattrs ?? {};
+  const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+
+  return {
+    getattr(path, cb) {
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      cb(0, statFor(m));
+    },
+    fgetattr(path, fd, cb) {
+      const m = handles.get(fd)?.m ?? find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      cb(0, statFor(m));
+    },
+    readdir(path, cb) {
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      if (!m.children) return cb(Fuse.ENOTDIR);
+      cb(0, [".", "..", ...m.children.keys()]);
+    },
+    readlink(path, cb) {
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      if (m.node.type !== "symlink") return cb(Fuse.EINVAL);
+      cb(0, m.node.linkName);
+    },
+    open(path, flags, cb) {
+      if ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC) return cb(Fuse.EROFS);
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      if (m.children) return cb(Fuse.EISDIR);
+      const n = resolved(m.node);
+      if (n.type !== "reg") return cb(Fuse.EACCES);
+      ctx.recorder?.opened(m.node.path);
+      const fd = nextFd++;
+      handles.set(fd, { m, ra: new ReadAhead(ctx.content, m, n.size, ctx.readAhead) });
+      cb(0, fd);
+    },
+    release(_path, fd, cb) {
+      handles.delete(fd);
+      cb(0);
+    },
+    read(path, fd, buf, len, pos, cb) {
+      const h = handles.get(fd);
+      const m = h?.m ?? find(path);
+      if (!m) return cb(Fuse.EBADF);
+      const done = (n: number) => {
+        h?.ra.observe(pos, pos + n);
+        cb(n);
+      };
+      const failed = (e: unknown) => {
+        ctx.onError(m.node.path, e);
+        cb(Fuse.EIO);
+      };
+      try {
+        const n = ctx.content.read(m, buf, len, pos);
+        if (typeof n === "number") done(n);
+        else n.then(done, failed);
+      } catch (e) {
+        failed(e);
+      }
+    },
+    getxattr(path, name, _position, cb) {
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      const v = xattrsOf(m)[name];
+      if (v === undefined) return cb(Fuse.ENODATA);
+      cb(0, Buffer.from(v, "base64"));
+    },
+    listxattr(path, cb) {
+      const m = find(path);
+      if (!m) return cb(Fuse.ENOENT);
+      cb(0, Object.keys(xattrsOf(m)));
+    },
+    statfs(_path, cb) {
+      cb(0, {
+        bsize: 4096,
+        frsize: 4096,
+        blocks: 0,
+        bfree: 0,
+        bavail: 0,
+        files: 0,
+        ffree: 0,
+        favail: 0,
+        fsid: 0,
+        flag: 1, // ST_RDONLY
+        namemax: 255,
+      });
+    },
+    write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
+    create: rofs,
+    truncate: rofs,
+    ftruncate: rofs,
+    utimens: rofs,
+    chown: rofs,
+    chmod: rofs,
+    mknod: rofs,
+    unlink: rofs,
+    rename: rofs,
+    link: rofs,
+    symlink: rofs,
+    mkdir: rofs,
+    rmdir: rofs,
+    setxattr: rofs,
+    removexattr: rofs,
+  };
+}

@@ -1,0 +1,5 @@
+export * from "./chunks.js";
+export * from "./mount.js";
+export * from "./prefetch.js";
+export * from "./record.js";
+export * from "./stale-mount.js";

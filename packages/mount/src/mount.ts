@@ -1,0 +1,123 @@
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import type { OpenedTarget } from "@seekable/reader";
+import Fuse from "fuse-native";
+import { Inodes } from "./attr.js";
+import { ChunkPool } from "./chunks.js";
+import { Content } from "./content.js";
+import { fuseOperations } from "./fuse-ops.js";
+import { backgroundFetch, PrioritizedPrefetch } from "./prefetch.js";
+import { AccessRecorder } from "./record.js";
+import { clearStaleMount, detach } from "./stale-mount.js";
+
+export interface MountOptions {
+  /** Write the regular files opened, in first-access order, to this file at unmount. */
+  record?: string;
+  /** Fetch every chunk not yet cached while no read is waiting. */
+  backgroundFetch?: boolean;
+  /** Bytes fetched ahead of sequential reads (default 8 MiB). */
+  readAhead?: number;
+  /** One line for the user (stderr): failed reads, cleared stale mounts. */
+  log(line: string): void;
+}
+
+export interface MountedImage {
+  readonly dir: string;
+  /** Settles when the prioritized region of every layer has been fetched (or failed). */
+  readonly prioritized: Promise<void>;
+  /** Detaches the mount, stops background work and writes the record. Idempotent. */
+  unmount(): Promise<void>;
+}
+
+/** fuse-native with the libfuse options it has no switch for. */
+class ImageFuse extends Fuse {
+  protected override _fuseOptions(): string {
+    // ro: the kernel answers EROFS to writes itself. use_ino: hardlinks share our inode
+    // numbers. Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
+    const base = super._fuseOptions();
+    const extra = ["ro", "use_ino"];
+    return base ? `${base},${extra.join(",")}` : `-o${extra.join(",")}`;
+  }
+}
+
+function describe(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+}
+
+/** Mounts an opened image or layer read-only at DIR; resolves once the kernel serves it. */
+export async function mountTarget(
+  target: OpenedTarget,
+  dirArg: string,
+  opts: MountOptions,
+): Promise<MountedImage> {
+  const dir = resolve(dirArg);
+  if (await clearStaleMount(dir)) opts.log(`${dir}: cleared a stale mount left by a dead process`);
+  const st = await stat(dir);
+  if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
+
+  const prefetch = new PrioritizedPrefetch();
+  const pool = new ChunkPool(64 << 20, (item) => prefetch.covering(item));
+  const recorder = opts.record ? new AccessRecorder() : undefined;
+  const reported = new Map<string, number>();
+  const ops = fuseOperations({
+    fs: target.fs,
+    content: new Content(target.layers, pool),
+    inodes: new Inodes(),
+    recorder,
+    readAhead: opts.readAhead,
+    onError: (path, e) => {
+      // One line per failing file and cause, not one per kernel read of it.
+      const line = `read of /${path} failed: ${describe(e)}`;
+      const at = Date.now();
+      if ((reported.get(line) ?? 0) > at - 5000) return;
+      reported.set(line, at);
+      opts.log(line);
+    },
+  });
+  const fuse = new ImageFuse(dir, ops, {
+    fsname: "seekable",
+    subtype: "seekable",
+    defaultPermissions: true,
+    allowOther: process.getuid?.() === 0,
+    kernelCache: true,
+    entryTimeout: 3600,
+    attrTimeout: 3600,
+    maxRead: 1 << 20,
+    // A backstop only: the registry client has its own timeouts and retry budget.
+    timeout: { default: 60_000, read: 300_000, open: 300_000 },
+  });
+  await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
+
+  const background = new AbortController();
+  const prioritized = prefetch.start(target.layers, (e) =>
+    opts.log(`prefetch of the prioritized files failed: ${describe(e)}`),
+  );
+  if (opts.backgroundFetch) {
+    void prioritized
+      .then(() => backgroundFetch(target.layers, pool, { signal: background.signal }))
+      .catch((e) => {
+        if (!background.signal.aborted) opts.log(`background fetch stopped: ${describe(e)}`);
+      });
+  }
+
+  let unmounting: Promise<void> | undefined;
+  return {
+    dir,
+    prioritized,
+    unmount() {
+      unmounting ??= (async () => {
+        background.abort();
+        await new Promise<void>((res) =>
+          fuse.unmount((err) => {
+            if (err) opts.log(`${dir}: unmount: ${describe(err)}`);
+            res();
+          }),
+        );
+        // If fuse-native could not detach it (busy), detach lazily so nothing is left behind.
+        await clearStaleMount(dir).catch(() => detach(dir));
+        if (recorder && opts.record) await recorder.write(opts.record);
+      })();
+      return unmounting;
+    },
+  };
+}
