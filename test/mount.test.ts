@@ -440,8 +440,10 @@ describe("seekable mount (real FUSE, real registry)", () => {
     }
     expect(code).toBe(0);
     const stats = JSON.parse(m.stderr().trim().split("\n").pop() as string);
-    // 3 MiB in 64 KiB chunks is 49 chunks; manifest + 2 tails + a handful of reads.
-    expect(stats.requests).toBeLessThanOrEqual(12);
+    // 3 MiB in 64 KiB chunks is 49 chunks, read by the kernel in 128 KiB requests: without
+    // read-ahead that is 24 fetches plus manifest and tails. With it: about 10 on a quiet
+    // machine; concurrent kernel reads on a loaded one add a few.
+    expect(stats.requests).toBeLessThanOrEqual(20);
     expect(stats.bytesFetched).toBeGreaterThan(big.length / 2);
   });
 
