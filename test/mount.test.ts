@@ -2,7 +2,6 @@
 // and contents equal to the source, whiteouts, a program started from the mount, --record,
 // clean unmount on SIGTERM, stale mounts, and registry faults turned into EIO.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,13 +12,13 @@ import {
   RegistryClient,
   type Repository,
 } from "@seekable/registry";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable } from "./helpers/run.js";
+import { MTIME, makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 const BUSYBOX = "/bin/busybox";
 /** What real FUSE tests need; .ci/run installs the Debian packages. Missing is a failure. */
@@ -37,64 +36,8 @@ const missing = [
   }),
 ].filter((m) => m !== "");
 
-type Item = {
-  name: string;
-  body?: Buffer | string;
-  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
-  linkname?: string;
-  mode?: number;
-  uid?: number;
-  gid?: number;
-  devmajor?: number;
-  devminor?: number;
-  xattrs?: Record<string, string>;
-};
-
-const MTIME = new Date(1_700_000_000_000);
-
-async function makeTar(items: Item[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
-  for (const it of items) {
-    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      {
-        name: it.name,
-        type,
-        linkname: it.linkname,
-        mode: it.mode ?? (type === "directory" ? 0o755 : 0o644),
-        uid: it.uid ?? 0,
-        gid: it.gid ?? 0,
-        devmajor: it.devmajor,
-        devminor: it.devminor,
-        mtime: MTIME,
-        pax: it.xattrs
-          ? Object.fromEntries(Object.entries(it.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]))
-          : undefined,
-      },
-      it.body ?? "",
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
-const rand = (n: number, seed: number) => {
-  const parts: Buffer[] = [];
-  let h = Buffer.from(String(seed));
-  for (let len = 0; len < n; len += 32) {
-    h = createHash("sha256").update(h).digest();
-    parts.push(h);
-  }
-  return Buffer.concat(parts).subarray(0, n);
-};
-
-const big = rand(3 * 1024 * 1024 + 5, 7);
-const layers: Item[][] = [
+const big = pseudoRandom(3 * 1024 * 1024 + 5, 7);
+const layers: TarItem[][] = [
   [
     { name: "bin/" },
     { name: "bin/busybox", body: Buffer.alloc(0), mode: 0o755 }, // body filled in beforeAll
@@ -139,7 +82,7 @@ const layers: Item[][] = [
 ];
 
 /** What the merged image must show: path (no slash) -> source item (hardlinks resolved). */
-const expected = new Map<string, Item & { nlink: number }>();
+const expected = new Map<string, TarItem & { nlink: number }>();
 
 let registry: RunningRegistry;
 let proxy: FaultProxy;
@@ -276,7 +219,7 @@ beforeAll(async () => {
   const tmp = await makeTempDir("mount");
   dir = tmp.path;
   cleanup = tmp.remove;
-  (layers[0][1] as Item).body = await readFile(BUSYBOX);
+  (layers[0][1] as TarItem).body = await readFile(BUSYBOX);
   const blobs: Buffer[] = [];
   const tocs: string[] = [];
   for (let i = 0; i < layers.length; i++) {
@@ -311,7 +254,7 @@ beforeAll(async () => {
         continue;
       }
       if (it.type === "link") {
-        const target = expected.get(it.linkname as string) as Item & { nlink: number };
+        const target = expected.get(it.linkname as string) as TarItem & { nlink: number };
         target.nlink = 2;
         expected.set(name, target);
         continue;

@@ -1,6 +1,4 @@
-// Lazy reading of images in the real registry (Debian docker-registry on loopback): images
-// pushed by the test, layers converted by seekable, by the reference, and one plain tar.gz.
-import { createHash } from "node:crypto";
+
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -11,54 +9,12 @@ import {
   RegistryClient,
   type Repository,
 } from "@seekable/registry";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, reference, seekable } from "./helpers/run.js";
-
-type Item = {
-  name: string;
-  body?: Buffer | string;
-  type?: "directory" | "symlink" | "link";
-  linkname?: string;
-};
-
-async function makeTar(items: Item[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
-  for (const it of items) {
-    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      {
-        name: it.name,
-        type,
-        linkname: it.linkname,
-        mode: type === "directory" ? 0o755 : 0o644,
-        mtime: new Date(1_700_000_000_000),
-      },
-      it.body ?? "",
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
-/** Deterministic incompressible bytes (a sha256 chain). */
-const rand = (n: number, seed: number) => {
-  const parts: Buffer[] = [];
-  let h = Buffer.from(String(seed));
-  for (let len = 0; len < n; len += 32) {
-    h = createHash("sha256").update(h).digest();
-    parts.push(h);
-  }
-  return Buffer.concat(parts).subarray(0, n);
-};
+import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 let registry: RunningRegistry;
 let dir: string;
@@ -79,8 +35,8 @@ beforeAll(async () => {
   const tmp = await makeTempDir("remote");
   dir = tmp.path;
   cleanup = tmp.remove;
-  const big = rand(3 * 1024 * 1024 + 7, 1);
-  const layers: Item[][] = [
+  const big = pseudoRandom(3 * 1024 * 1024 + 7, 1);
+  const layers: TarItem[][] = [
     [
       { name: "etc/" },
       { name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\n" },

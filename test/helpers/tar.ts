@@ -1,0 +1,63 @@
+// Small tar layers made by tests (tar-stream's pack), and deterministic test data.
+import { createHash } from "node:crypto";
+import tarStream from "tar-stream";
+
+export type TarItem = {
+  name: string;
+  /** A body makes a regular file; no body and no type makes a directory. */
+  body?: Buffer | string;
+  type?: "file" | "directory" | "symlink" | "link" | "character-device" | "block-device" | "fifo";
+  linkname?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  devmajor?: number;
+  devminor?: number;
+  xattrs?: Record<string, string>;
+};
+
+export const MTIME = new Date(1_700_000_000_000);
+
+export async function makeTar(items: TarItem[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  const chunks: Buffer[] = [];
+  pack.on("data", (c: Buffer) => chunks.push(c));
+  const done = new Promise((r) => pack.on("end", r));
+  for (const it of items) {
+    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
+    pack.entry(
+      {
+        name: it.name,
+        type,
+        linkname: it.linkname,
+        mode: it.mode ?? (type === "directory" ? 0o755 : 0o644),
+        uid: it.uid ?? 0,
+        gid: it.gid ?? 0,
+        devmajor: it.devmajor,
+        devminor: it.devminor,
+        mtime: MTIME,
+        pax: it.xattrs
+          ? Object.fromEntries(Object.entries(it.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]))
+          : undefined,
+      },
+      it.body ?? "",
+    );
+  }
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+export const sha = (b: Uint8Array): string =>
+  `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+/** Deterministic incompressible bytes (a sha256 chain). */
+export function pseudoRandom(n: number, seed: number): Buffer {
+  const parts: Buffer[] = [];
+  let h = Buffer.from(String(seed));
+  for (let len = 0; len < n; len += 32) {
+    h = createHash("sha256").update(h).digest();
+    parts.push(h);
+  }
+  return Buffer.concat(parts).subarray(0, n);
+}
