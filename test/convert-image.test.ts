@@ -1,51 +1,17 @@
-// Whole-image conversion (`seekable convert SRC DST`) against real components: images put in
-// the real Debian docker-registry by skopeo, results read back by skopeo, every converted
-// layer checked by the reference (estargz-ref check) against its source tar.
-import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { parseReference, pushBlob, putManifest, RegistryClient } from "@seekable/registry";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir } from "./helpers/files.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, type RunResult, reference, run, seekable } from "./helpers/run.js";
+import { makeTar, pseudoRandom, sha } from "./helpers/tar.js";
 
 const TOC = "containerd.io/snapshot/stargz/toc.digest";
 const USIZE = "io.containers.estargz.uncompressed-size";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-
-type Item = { name: string; body?: string | Buffer; type?: "directory" | "symlink" };
-
-async function makeTar(items: Item[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
-  for (const it of items) {
-    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      { name: it.name, type, mode: type === "directory" ? 0o755 : 0o644, mtime: new Date(1.7e12) },
-      it.body ?? "",
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
-const rand = (n: number, seed: number) => {
-  const parts: Buffer[] = [];
-  let h = Buffer.from(String(seed));
-  for (let len = 0; len < n; len += 32) {
-    h = createHash("sha256").update(h).digest();
-    parts.push(h);
-  }
-  return Buffer.concat(parts).subarray(0, n);
-};
 
 interface Desc {
   mediaType: string;
@@ -152,7 +118,7 @@ beforeAll(async () => {
     { name: "etc/os-release", body: "ID=old\n" },
     { name: "usr/" },
     { name: "usr/lib/" },
-    { name: "usr/lib/big.bin", body: rand(1_500_000, 1) },
+    { name: "usr/lib/big.bin", body: pseudoRandom(1_500_000, 1) },
     { name: "usr/bin/" },
     { name: "usr/bin/tool", body: "#!/bin/sh\necho base\n" },
     // A duplicate name: the converter starts the upload over (last copy wins).
@@ -167,7 +133,10 @@ beforeAll(async () => {
     { name: "app/" },
     { name: "app/run.sh", body: "exec tool\n" },
   ]);
-  const l3 = await makeTar([{ name: "data/" }, { name: "data/blob", body: rand(300_000, 3) }]);
+  const l3 = await makeTar([
+    { name: "data/" },
+    { name: "data/blob", body: pseudoRandom(300_000, 3) },
+  ]);
   const l4 = await makeTar([{ name: "arm", body: "arm64\n" }]);
   srcTars.app = [l1, l2, l3];
   srcTars.amd64 = [l1, l2, l3];
@@ -428,7 +397,7 @@ describe("seekable convert IMAGE IMAGE", () => {
       const client = new RegistryClient();
       const repo = parseReference(`${registry.host}/src/corrupt:v1`);
       const good = gzipSync(await makeTar([{ name: "a", body: "a" }]));
-      const bad = gzipSync(await makeTar([{ name: "b", body: rand(200_000, 9) }])).subarray(
+      const bad = gzipSync(await makeTar([{ name: "b", body: pseudoRandom(200_000, 9) }])).subarray(
         0,
         90_000,
       );
