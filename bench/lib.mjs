@@ -9,7 +9,9 @@ import {
   rmSync,
   statSync,
 } from "node:fs";
-import { loadavg } from "node:os";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -140,4 +142,83 @@ export function load() {
 
 export function fmt(x, digits = 1) {
   return Number.isFinite(x) ? x.toFixed(digits) : "n/a";
+}
+
+// ---- a real registry on loopback -----------------------------------------------------------
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts Debian's docker-registry on loopback with its own config and storage. */
+export async function startRegistry() {
+  const dir = await mkdtemp(join(tmpdir(), "seekable-bench-registry-"));
+  const port = await freePort();
+  const config = {
+    version: "0.1",
+    log: { level: "warn", accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: join(dir, "data") },
+      redirect: { disable: true },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
+    http: { addr: `127.0.0.1:${port}`, secret: "seekable-bench-secret" },
+  };
+  const configPath = join(dir, "config.yml");
+  await writeFile(configPath, JSON.stringify(config)); // JSON is YAML
+  // distribution reads REGISTRY_* variables as config overrides: never pass any.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("REGISTRY_")),
+  );
+  const child = spawn("docker-registry", ["serve", configPath], {
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let logs = "";
+  child.stderr.setEncoding("utf8").on("data", (d) => {
+    logs = (logs + d).slice(-16384);
+  });
+  let exited = null;
+  child.once("exit", (code) => {
+    exited = code ?? -1;
+  });
+  child.once("error", (e) => {
+    exited = e.message;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (exited === null) {
+      const done = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await done;
+      clearTimeout(t);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (exited !== null) {
+      await stop();
+      throw new Error(`docker-registry exited (${exited}): ${logs.trim()}`);
+    }
+    try {
+      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`docker-registry did not answer GET /v2/ on ${url}: ${logs.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host: `127.0.0.1:${port}`, url, stop };
 }

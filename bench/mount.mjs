@@ -15,13 +15,20 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, mkdirSync, rmSync } from "node:fs";
-import { mkdtemp, open, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { parseReference, pushBlob, putManifest, RegistryClient } from "@seekable/registry";
 import tarStream from "tar-stream";
-import { ensureSeekable, mdTable, median, parseArgs, ROOT, SEEKABLE, WORK } from "./lib.mjs";
+import {
+  ensureSeekable,
+  mdTable,
+  median,
+  parseArgs,
+  ROOT,
+  SEEKABLE,
+  startRegistry,
+  WORK,
+} from "./lib.mjs";
 
 const opts = parseArgs(process.argv.slice(2), { json: false, keep: false, runs: 3 });
 const IMAGE_DIR = join(WORK, "image");
@@ -49,63 +56,6 @@ function run(cmd, args, { input } = {}) {
         : reject(new Error(`${cmd} ${args.slice(0, 4).join(" ")}… exited ${code}: ${err.trim()}`)),
     );
   });
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Debian's docker-registry on loopback with its own config and storage. */
-async function startRegistry() {
-  const dir = await mkdtemp(join(tmpdir(), "seekable-mount-bench-"));
-  const port = await freePort();
-  const config = {
-    version: "0.1",
-    log: { level: "warn", accesslog: { disabled: true } },
-    storage: {
-      filesystem: { rootdirectory: join(dir, "data") },
-      redirect: { disable: true },
-      maintenance: { uploadpurging: { enabled: false } },
-    },
-    http: { addr: `127.0.0.1:${port}`, secret: "seekable-bench-secret" },
-  };
-  const configPath = join(dir, "config.yml");
-  await writeFile(configPath, JSON.stringify(config));
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("REGISTRY_")),
-  );
-  const child = spawn("docker-registry", ["serve", configPath], {
-    env,
-    stdio: ["ignore", "ignore", "ignore"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    const done = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await done;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200) break;
-    } catch {}
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`docker-registry did not answer on ${url}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host: `127.0.0.1:${port}`, url, stop };
 }
 
 /** Pushes converted layers (from `convert --json` reports) as an image; returns the reference. */
