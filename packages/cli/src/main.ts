@@ -179,6 +179,65 @@ program
     (await import("./commands/serve.js")).serveCommand(subject(layout), o),
   );
 
+/** Repeatable options that also take comma lists ("--rtt 20,50 --rtt 100"). */
+function numberList(name: string) {
+  return (v: string, prev: number[] = []): number[] => {
+    const out = [...prev];
+    for (const part of v.split(",")) {
+      const n = Number(part.trim());
+      if (part.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1e6)
+        throw new InvalidArgumentError(`${name} takes non-negative numbers (comma lists allowed)`);
+      out.push(n);
+    }
+    return out;
+  };
+}
+
+program
+  .command("bench")
+  .description(
+    "cold-start benchmark: full pull vs lazy vs lazy with prioritized files, through a shaped link",
+  )
+  .argument("<image>", "docker://REF or oci:DIR[:TAG] (converted to eStargz first if it is not)")
+  .option(
+    "--workload <file>",
+    "paths in access order, one a line (as `mount --record` writes); repeatable",
+    (v: string, prev: string[] = []) => [...prev, v],
+    [] as string[],
+  )
+  .option(
+    "--rtt <ms>",
+    "added round-trip time; repeatable or a comma list (default 50)",
+    numberList("--rtt"),
+    [] as number[],
+  )
+  .option(
+    "--bandwidth <mbit>",
+    "link bandwidth in Mbit/s, 0 = unlimited; repeatable or a comma list (default 100)",
+    numberList("--bandwidth"),
+    [] as number[],
+  )
+  .option(
+    "--repeat <n>",
+    "runs of each strategy (medians, with min-max)",
+    intArg("--repeat", 1, 100),
+    1,
+  )
+  .option("--chart <file>", "write an SVG bar chart of the times")
+  .option("--platform <os/arch>", "the platform to pick from an index")
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option("--json", "every figure as JSON on stdout")
+  .action(async (image: string, o) =>
+    (await import("./commands/bench.js")).benchCommand(subject(image), o),
+  );
+
 if (!respawned) await main();
 
 async function main(): Promise<void> {

@@ -1,0 +1,344 @@
+// `seekable bench` against the real registry (Debian docker-registry on loopback) with a
+// small two-layer plain tar.gz image made here (so the bench converts it first), and the
+// shaping proxy on its own (delay per request, shared bandwidth).
+import { createHash } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { gzipSync } from "node:zlib";
+import { type ShapingProxy, startShapingProxy } from "@seekable/bench";
+import { parseReference, pushBlob, putManifest, RegistryClient } from "@seekable/registry";
+import tarStream from "tar-stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
+import { makeTempDir } from "./helpers/files.js";
+import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
+import { describeRun, seekable } from "./helpers/run.js";
+
+type Item = {
+  name: string;
+  body?: Buffer | string;
+  type?: "directory" | "symlink";
+  linkname?: string;
+};
+
+async function makeTar(items: Item[]): Promise<Buffer> {
+  const pack = tarStream.pack();
+  const chunks: Buffer[] = [];
+  pack.on("data", (c: Buffer) => chunks.push(c));
+  const done = new Promise((r) => pack.on("end", r));
+  for (const it of items) {
+    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
+    pack.entry(
+      {
+        name: it.name,
+        type,
+        linkname: it.linkname,
+        mode: type === "directory" ? 0o755 : 0o644,
+        mtime: new Date(1_700_000_000_000),
+      },
+      it.body ?? "",
+    );
+  }
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+/** Deterministic incompressible bytes (a sha256 chain). */
+const rand = (n: number, seed: number) => {
+  const parts: Buffer[] = [];
+  let h = Buffer.from(String(seed));
+  for (let len = 0; len < n; len += 32) {
+    h = createHash("sha256").update(h).digest();
+    parts.push(h);
+  }
+  return Buffer.concat(parts).subarray(0, n);
+};
+
+/** Minimal well-formedness check: balanced, properly nested tags, one root. */
+function checkXml(text: string): void {
+  const body = text.replace(/<\?xml[^>]*\?>/, "").replace(/<!--[\s\S]*?-->/g, "");
+  const stack: string[] = [];
+  let roots = 0;
+  const re = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/g;
+  let last = 0;
+  for (let m = re.exec(body); m; m = re.exec(body)) {
+    const between = body.slice(last, m.index);
+    if (/[<>]/.test(between)) throw new Error(`stray markup near ${JSON.stringify(between)}`);
+    if (/&(?!(amp|lt|gt|quot|apos|#\d+);)/.test(between)) throw new Error("bad entity");
+    last = re.lastIndex;
+    const [, close, name, , selfClose] = m;
+    if (close) {
+      if (stack.pop() !== name) throw new Error(`unbalanced </${name}>`);
+    } else if (!selfClose) {
+      if (stack.length === 0) roots++;
+      stack.push(name);
+    } else if (stack.length === 0) roots++;
+  }
+  if (/[<>]/.test(body.slice(last))) throw new Error("stray markup at the end");
+  if (stack.length > 0) throw new Error(`unclosed <${stack.join("><")}>`);
+  if (roots !== 1) throw new Error(`${roots} root elements`);
+}
+
+let registry: RunningRegistry;
+let tmp: { path: string; remove(): Promise<void> };
+let image: string;
+let workload: string;
+let blobSizes: Set<number>;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  tmp = await makeTempDir("bench");
+  const repo = { registry: registry.host, repository: "bench/small" };
+  const layer1 = await makeTar([
+    { name: "usr/" },
+    { name: "usr/bin/" },
+    { name: "usr/bin/app", body: rand(300_000, 1) },
+    { name: "usr/lib/" },
+    { name: "usr/lib/libbig.so", body: rand(3_000_000, 2) },
+    { name: "usr/lib/libsmall.so", body: rand(40_000, 3) },
+    { name: "lib", type: "symlink", linkname: "usr/lib" },
+    { name: "etc/" },
+    { name: "etc/config", body: "old\n" },
+    { name: "etc/gone", body: "deleted above\n" },
+  ]);
+  const layer2 = await makeTar([
+    { name: "etc/" },
+    { name: "etc/config", body: "new\n".repeat(1000) },
+    { name: "etc/.wh.gone", body: "" },
+    { name: "app/" },
+    { name: "app/main.py", body: "print('hello')\n".repeat(500) },
+    { name: "app/data.bin", body: rand(2_000_000, 4) },
+  ]);
+  const client = new RegistryClient();
+  try {
+    const layers = [];
+    for (const tar of [layer1, layer2]) {
+      const gz = gzipSync(tar);
+      const desc = { digest: sha(gz), size: gz.length };
+      await pushBlob(client, repo, desc, gz);
+      layers.push({ ...desc, diffID: sha(tar) });
+    }
+    blobSizes = new Set(layers.map((l) => l.size));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffID) },
+      }),
+    );
+    const configDesc = { digest: sha(config), size: config.length };
+    await pushBlob(client, repo, configDesc, config);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configDesc },
+        layers: layers.map((l) => ({
+          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          digest: l.digest,
+          size: l.size,
+        })),
+      }),
+    );
+    const ref = `${registry.host}/bench/small:v1`;
+    await putManifest(
+      client,
+      parseReference(ref),
+      manifest,
+      "application/vnd.oci.image.manifest.v1+json",
+    );
+    image = `docker://${ref}`;
+  } finally {
+    await client.close();
+  }
+  workload = join(tmp.path, "workload-small.txt");
+  await writeFile(
+    workload,
+    ["usr/bin/app", "lib/libsmall.so", "etc/config", "app/main.py", ""].join("\n"),
+  );
+});
+
+afterAll(async () => {
+  await registry?.stop();
+  await tmp?.remove();
+});
+
+describe("seekable bench", () => {
+  it("reports every strategy per link, lazy fetching fewer bytes, with a chart", async () => {
+    const chart = join(tmp.path, "chart.svg");
+    const r = await seekable(
+      "bench",
+      image,
+      "--workload",
+      workload,
+      "--rtt",
+      "5,20",
+      "--bandwidth",
+      "200",
+      "--repeat",
+      "1",
+      "--chart",
+      chart,
+      "--json",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const doc = JSON.parse(r.stdout.toString("utf8"));
+    expect(doc.converted).toBe(true);
+    expect(doc.links).toHaveLength(2);
+    expect(doc.rows).toHaveLength(2 * 3);
+    for (const link of doc.links) {
+      const rows = doc.rows.filter((x: { link: { rttMs: number } }) => x.link.rttMs === link.rttMs);
+      const by = Object.fromEntries(rows.map((x: { strategy: string }) => [x.strategy, x]));
+      expect(Object.keys(by).sort()).toEqual(["full-pull", "lazy", "lazy-optimized"]);
+      expect(by.lazy.bytesFetched.median).toBeLessThan(by["full-pull"].bytesFetched.median);
+      expect(by["lazy-optimized"].bytesFetched.median).toBeLessThan(
+        by["full-pull"].bytesFetched.median,
+      );
+      for (const x of rows) {
+        expect(x.verified).toBe(true);
+        expect(x.runs).toHaveLength(1);
+        expect(x.seconds.median).toBeGreaterThan(0);
+        expect(x.requests.median).toBeGreaterThan(0);
+      }
+    }
+    const svg = await readFile(chart, "utf8");
+    checkXml(svg);
+    const bars = [...svg.matchAll(/<rect class="bar" ([^>]*)>/g)].map((m) => m[1]);
+    expect(bars).toHaveLength(1 * 3 * 2);
+    const keys = new Set(
+      bars.map((b) =>
+        ["workload", "strategy", "link"]
+          .map((k) => new RegExp(`data-${k}="([^"]*)"`).exec(b)?.[1])
+          .join("|"),
+      ),
+    );
+    expect(keys.size).toBe(6);
+    expect(svg).toMatch(/time to finish \(s/);
+  });
+
+  it("prints a Markdown table with every strategy", async () => {
+    const r = await seekable(
+      "bench",
+      image,
+      "--workload",
+      workload,
+      "--rtt",
+      "0",
+      "--bandwidth",
+      "0",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const text = r.stdout.toString("utf8");
+    expect(text).toMatch(/not eStargz: converted first/);
+    const lines = text.split("\n").filter((l) => l.startsWith("| small |"));
+    expect(lines.map((l) => l.split("|")[3]?.trim())).toEqual([
+      "full-pull",
+      "lazy",
+      "lazy-optimized",
+    ]);
+    for (const l of lines) expect(l).toContain("sha256 ok");
+  });
+
+  it("fails with one clear line when a response is corrupted", async () => {
+    let proxy: FaultProxy | undefined;
+    try {
+      proxy = await startFaultProxy(registry.url);
+      // Corrupt chunk reads (ranges that do not end at the blob's end, i.e. not the TOC tail).
+      proxy.rule = (req) => {
+        const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
+        if (!m || req.method !== "GET") return undefined;
+        const end = Number(m[2]) + 1;
+        return blobSizes.has(end) ? undefined : { kind: "corrupt", at: 20 };
+      };
+      const bad = image.replace(registry.host, proxy.host);
+      const r = await seekable(
+        "bench",
+        bad,
+        "--workload",
+        workload,
+        "--rtt",
+        "0",
+        "--bandwidth",
+        "0",
+      );
+      expect(r.code, describeRun(r)).toBe(1);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines, describeRun(r)).toHaveLength(1);
+      expect(lines[0]).toMatch(/^seekable: .*verification failed: lazy/);
+      expect(lines[0]).toMatch(/digest|mismatch|corrupt|invalid/i);
+    } finally {
+      await proxy?.close();
+    }
+  });
+});
+
+describe("shaping proxy", () => {
+  let upstream: Server;
+  let proxy: ShapingProxy;
+  const BIG = 2_000_000;
+  const big = rand(BIG, 9);
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      const body = req.url === "/big" ? big : Buffer.from("ok");
+      res.writeHead(200, { "content-length": body.length });
+      res.end(body);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const { port } = upstream.address() as AddressInfo;
+    proxy = await startShapingProxy({ upstream: `http://127.0.0.1:${port}` });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    upstream?.closeAllConnections();
+    await new Promise<void>((r) => upstream?.close(() => r()));
+  });
+
+  it("adds one RTT per request (and one per new connection)", async () => {
+    proxy.link = { rttMs: 100, mbit: 0 };
+    proxy.reset();
+    const n = 5;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const res = await fetch(`${proxy.url}/small`);
+      expect(await res.text()).toBe("ok");
+    }
+    const ms = performance.now() - t0;
+    expect(proxy.counters.requests).toBe(n);
+    const rtts = n + proxy.counters.connections; // requests + handshakes
+    expect(ms).toBeGreaterThanOrEqual(rtts * 100 * 0.97);
+    expect(ms).toBeLessThan(rtts * 100 + 1500);
+  });
+
+  it("limits response bodies to the bandwidth", async () => {
+    proxy.link = { rttMs: 0, mbit: 8 };
+    const t0 = performance.now();
+    const res = await fetch(`${proxy.url}/big`);
+    const body = Buffer.from(await res.arrayBuffer());
+    const s = (performance.now() - t0) / 1000;
+    expect(body.equals(big)).toBe(true);
+    // 2,000,000 bytes at 8 Mbit/s = 2.0 s.
+    expect(s).toBeGreaterThanOrEqual(1.95);
+    expect(s).toBeLessThan(4);
+  });
+
+  it("shares the bandwidth between connections", async () => {
+    proxy.link = { rttMs: 0, mbit: 16 };
+    const t0 = performance.now();
+    await Promise.all(
+      [0, 1].map(async () => {
+        const res = await fetch(`${proxy.url}/big`, { headers: { "x-n": String(Math.random()) } });
+        await res.arrayBuffer();
+      }),
+    );
+    const s = (performance.now() - t0) / 1000;
+    // 2 × 2,000,000 bytes at 16 Mbit/s = 2.0 s in all.
+    expect(s).toBeGreaterThanOrEqual(1.95);
+    expect(s).toBeLessThan(4);
+  });
+});

@@ -1,0 +1,198 @@
+#!/usr/bin/env node
+// The image `seekable bench` is measured on, reproducibly:
+//   1. tools/image/build-image.mjs (cached) builds the real three-layer python image
+//      (.work/image/layer{1,2,3}.tar) and its workload .work/image/workload-python-json.txt;
+//   2. this script writes it as a plain OCI image layout (tar+gzip layers, gzip level 6, as
+//      `docker build` would push it) in .work/bench/python-oci, tag "latest" (cached);
+//   3. --push docker://REF converts it to eStargz with `seekable convert` into a registry;
+//      --bench ARGS... starts a Debian docker-registry on loopback, pushes the eStargz image
+//      to it as bench/python:estargz and runs `seekable bench docker://… ARGS...` against it.
+//
+// Usage:
+//   node tools/bench-image.mjs                       # just the OCI layout (oci:.work/bench/python-oci:latest)
+//   node tools/bench-image.mjs --push docker://127.0.0.1:5000/bench/python:estargz
+//   node tools/bench-image.mjs --bench --workload .work/image/workload-python-json.txt \
+//        --rtt 50 --bandwidth 100 --repeat 3 --chart bench/results/coldstart.svg
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { createGzip } from "node:zlib";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const SEEKABLE = join(ROOT, "packages/cli/dist/main.js");
+const IMAGE_DIR = join(ROOT, ".work/image");
+const LAYOUT = join(ROOT, ".work/bench/python-oci");
+const log = (s) => process.stderr.write(`bench-image: ${s}\n`);
+
+const args = process.argv.slice(2);
+const benchAt = args.indexOf("--bench");
+const benchArgs = benchAt >= 0 ? args.slice(benchAt + 1) : undefined;
+const own = benchAt >= 0 ? args.slice(0, benchAt) : args;
+const pushAt = own.indexOf("--push");
+const pushRef = pushAt >= 0 ? own[pushAt + 1] : undefined;
+
+const sh = (cmd, argv, opts = {}) => {
+  const r = spawnSync(cmd, argv, { stdio: "inherit", ...opts });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.slice(0, 3).join(" ")}… exited ${r.status}`);
+};
+
+async function writeLayout() {
+  if (existsSync(join(LAYOUT, "index.json"))) return;
+  const tmp = `${LAYOUT}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(join(tmp, "blobs/sha256"), { recursive: true });
+  const info = JSON.parse(readFileSync(join(IMAGE_DIR, "image.json"), "utf8"));
+  const layers = [];
+  for (const l of info) {
+    log(`compressing ${l.tar}`);
+    const hash = createHash("sha256");
+    let size = 0;
+    const part = join(tmp, "blobs/sha256/.layer");
+    await pipeline(
+      createReadStream(l.tar),
+      createGzip({ level: 6 }),
+      new Transform({
+        transform(chunk, _enc, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      }),
+      createWriteStream(part),
+    );
+    const hex = hash.digest("hex");
+    await rename(part, join(tmp, "blobs/sha256", hex));
+    layers.push({
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: `sha256:${hex}`,
+      size,
+    });
+  }
+  const blob = async (bytes) => {
+    const hex = createHash("sha256").update(bytes).digest("hex");
+    await writeFile(join(tmp, "blobs/sha256", hex), bytes);
+    return { digest: `sha256:${hex}`, size: bytes.length };
+  };
+  const config = await blob(
+    Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        config: { Cmd: ["/usr/bin/python3", "-c", "import json"] },
+        rootfs: { type: "layers", diff_ids: info.map((l) => l.diffID) },
+      }),
+    ),
+  );
+  const manifest = await blob(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+        layers,
+      }),
+    ),
+  );
+  await writeFile(join(tmp, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(
+    join(tmp, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...manifest,
+          annotations: { "org.opencontainers.image.ref.name": "latest" },
+        },
+      ],
+    }),
+  );
+  await rm(LAYOUT, { recursive: true, force: true });
+  await rename(tmp, LAYOUT);
+  log(`wrote oci:${LAYOUT}:latest`);
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.on("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Debian's docker-registry on loopback with its own config and storage. */
+async function startRegistry() {
+  const dir = await mkdtemp(join(tmpdir(), "seekable-bench-registry-"));
+  const port = await freePort();
+  const config = {
+    version: "0.1",
+    log: { level: "warn", accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: join(dir, "data") },
+      redirect: { disable: true },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
+    http: { addr: `127.0.0.1:${port}`, secret: "seekable-bench-secret" },
+  };
+  await writeFile(join(dir, "config.yml"), JSON.stringify(config));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("REGISTRY_")),
+  );
+  const child = spawn("docker-registry", ["serve", join(dir, "config.yml")], {
+    env,
+    stdio: ["ignore", "ignore", "ignore"],
+  });
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const done = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await done;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
+      await res.arrayBuffer();
+      if (res.ok) break;
+    } catch {}
+    if (Date.now() > deadline || child.exitCode !== null) {
+      await stop();
+      throw new Error("docker-registry did not start");
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host: `127.0.0.1:${port}`, stop };
+}
+
+sh(process.execPath, [join(ROOT, "tools/image/build-image.mjs")]);
+await writeLayout();
+if (pushRef) {
+  log(`converting to eStargz and pushing to ${pushRef}`);
+  sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, pushRef]);
+}
+if (benchArgs) {
+  const registry = await startRegistry();
+  try {
+    const ref = `docker://${registry.host}/bench/python:estargz`;
+    log(`converting to eStargz and pushing to ${ref}`);
+    sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, ref], {
+      stdio: ["ignore", 2, 2],
+    });
+    log(`seekable bench ${ref} ${benchArgs.join(" ")}`);
+    sh(process.execPath, [SEEKABLE, "bench", ref, ...benchArgs], { cwd: ROOT });
+  } finally {
+    await registry.stop();
+  }
+}
