@@ -1,7 +1,3 @@
-// `seekable bench` against the real registry (Debian docker-registry on loopback) with a
-// small two-layer plain tar.gz image made here (so the bench converts it first), and the
-// shaping proxy on its own (delay per request, shared bandwidth).
-import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,54 +6,12 @@ import { performance } from "node:perf_hooks";
 import { gzipSync } from "node:zlib";
 import { type ShapingProxy, startShapingProxy } from "@seekable/bench";
 import { parseReference, pushBlob, putManifest, RegistryClient } from "@seekable/registry";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, seekable } from "./helpers/run.js";
-
-type Item = {
-  name: string;
-  body?: Buffer | string;
-  type?: "directory" | "symlink";
-  linkname?: string;
-};
-
-async function makeTar(items: Item[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
-  for (const it of items) {
-    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      {
-        name: it.name,
-        type,
-        linkname: it.linkname,
-        mode: type === "directory" ? 0o755 : 0o644,
-        mtime: new Date(1_700_000_000_000),
-      },
-      it.body ?? "",
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-const sha = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
-/** Deterministic incompressible bytes (a sha256 chain). */
-const rand = (n: number, seed: number) => {
-  const parts: Buffer[] = [];
-  let h = Buffer.from(String(seed));
-  for (let len = 0; len < n; len += 32) {
-    h = createHash("sha256").update(h).digest();
-    parts.push(h);
-  }
-  return Buffer.concat(parts).subarray(0, n);
-};
+import { makeTar, pseudoRandom, sha } from "./helpers/tar.js";
 
 /** Minimal well-formedness check: balanced, properly nested tags, one root. */
 function checkXml(text: string): void {
@@ -95,12 +49,17 @@ beforeAll(async () => {
   tmp = await makeTempDir("bench");
   const repo = { registry: registry.host, repository: "bench/small" };
   const layer1 = await makeTar([
+    // A shell, for --run: Debian's busybox-static (installed by .ci/run).
+    { name: "bin/" },
+    { name: "bin/busybox", body: await readFile("/bin/busybox"), mode: 0o755 },
+    { name: "bin/sh", type: "symlink", linkname: "busybox" },
+    { name: "bin/cat", type: "symlink", linkname: "busybox" },
     { name: "usr/" },
     { name: "usr/bin/" },
-    { name: "usr/bin/app", body: rand(300_000, 1) },
+    { name: "usr/bin/app", body: pseudoRandom(300_000, 1) },
     { name: "usr/lib/" },
-    { name: "usr/lib/libbig.so", body: rand(3_000_000, 2) },
-    { name: "usr/lib/libsmall.so", body: rand(40_000, 3) },
+    { name: "usr/lib/libbig.so", body: pseudoRandom(3_000_000, 2) },
+    { name: "usr/lib/libsmall.so", body: pseudoRandom(40_000, 3) },
     { name: "lib", type: "symlink", linkname: "usr/lib" },
     { name: "etc/" },
     { name: "etc/config", body: "old\n" },
@@ -112,7 +71,7 @@ beforeAll(async () => {
     { name: "etc/.wh.gone", body: "" },
     { name: "app/" },
     { name: "app/main.py", body: "print('hello')\n".repeat(500) },
-    { name: "app/data.bin", body: rand(2_000_000, 4) },
+    { name: "app/data.bin", body: pseudoRandom(2_000_000, 4) },
   ]);
   const client = new RegistryClient();
   try {
@@ -169,6 +128,29 @@ afterAll(async () => {
 });
 
 describe("seekable bench", () => {
+  it("--run records a command's file accesses in a mount of the image and benchmarks them", async () => {
+    const r = await seekable(
+      "bench",
+      image,
+      "--run",
+      "cat /etc/config /app/main.py",
+      "--rtt",
+      "0",
+      "--bandwidth",
+      "0",
+      "--json",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const out = JSON.parse(r.stdout.toString()) as {
+      workloads: { name: string; files: number }[];
+      rows: { strategy: string }[];
+    };
+    expect(out.workloads[0].name).toBe("run1");
+    // busybox itself, /etc/config and /app/main.py
+    expect(out.workloads[0].files).toBeGreaterThanOrEqual(3);
+    expect(new Set(out.rows.map((row) => row.strategy)).size).toBe(3);
+  });
+
   it("reports every strategy per link, lazy fetching fewer bytes, with a chart", async () => {
     const chart = join(tmp.path, "chart.svg");
     const r = await seekable(
@@ -281,7 +263,7 @@ describe("shaping proxy", () => {
   let upstream: Server;
   let proxy: ShapingProxy;
   const BIG = 2_000_000;
-  const big = rand(BIG, 9);
+  const big = pseudoRandom(BIG, 9);
 
   beforeAll(async () => {
     upstream = createServer((req, res) => {

@@ -206,6 +206,12 @@ program
     [] as string[],
   )
   .option(
+    "--run <cmd>",
+    "a command run in a chroot of the mounted image, its file accesses recorded as a workload; repeatable (root, FUSE)",
+    (v: string, prev: string[] = []) => [...prev, v],
+    [] as string[],
+  )
+  .option(
     "--rtt <ms>",
     "added round-trip time; repeatable or a comma list (default 50)",
     numberList("--rtt"),
