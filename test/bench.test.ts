@@ -1,3 +1,6 @@
+// `seekable bench` against the real registry (Debian docker-registry on loopback) with a
+// small two-layer plain tar.gz image made here (so the bench converts it first), and the
+// shaping proxy on its own (delay per request, shared bandwidth).
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";

@@ -1,3 +1,6 @@
+// Whole-image conversion (`seekable convert SRC DST`) against real components: images put in
+// the real Debian docker-registry by skopeo, results read back by skopeo, every converted
+// layer checked by the reference (estargz-ref check) against its source tar.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";

@@ -1,3 +1,5 @@
+// Lazy reading of images in the real registry (Debian docker-registry on loopback): images
+// pushed by the test, layers converted by seekable, by the reference, and one plain tar.gz.
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
