@@ -276,9 +276,16 @@ describe("reading an image lazily from the real registry", () => {
 
   it("reads a layer through its blob URL, and prints its TOC exactly as stored", async () => {
     const url = `http://${registry.host}/v2/seekable/test/blobs/${layerDigests[1]}`;
-    const r = await seekable("toc", url, "--no-cache");
+    const r = await seekable("toc", url, "--no-cache", "--stats");
     expect(r.code, describeRun(r)).toBe(0);
     expect(sha(r.stdout)).toBe(tocDigests[1]);
+    // One suffix range tells the size and brings footer and TOC: a single request.
+    expect(JSON.parse(r.stderr.trim().split("\n").pop() as string).requests).toBe(1);
+    const big = `http://${registry.host}/v2/seekable/test/blobs/${layerDigests[0]}`;
+    const b = await seekable("cat", big, "etc/passwd", "--no-cache", "--stats");
+    expect(b.code, describeRun(b)).toBe(0);
+    expect(b.stdout.toString()).toBe("root:x:0:0:root:/root:/bin/sh\n");
+    expect(JSON.parse(b.stderr.trim().split("\n").pop() as string).requests).toBe(2);
     const c = await seekable("cat", url, "opt/old/y", "--toc-digest", tocDigests[1], "--no-cache");
     expect(c.code, describeRun(c)).toBe(0);
     expect(c.stdout.toString()).toBe("y");

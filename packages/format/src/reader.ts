@@ -24,6 +24,8 @@ export interface OpenOptions {
   tocDigest?: string;
   /** Bytes read from the end of the blob at open; the TOC is usually inside. */
   tailSize?: number;
+  /** The blob's last bytes, already read (e.g. by a suffix range that also told the size). */
+  tail?: Uint8Array;
   signal?: AbortSignal;
 }
 
@@ -82,9 +84,14 @@ export class LayerReader {
     const size = source.size;
     if (size < 47)
       throw new FormatError(`blob of ${size} bytes is too small for an eStargz footer`);
-    const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
-    const tailStart = size - tailLen;
-    const [tail] = await source.read([{ offset: tailStart, length: tailLen }], opts.signal);
+    let tail: Uint8Array;
+    if (opts.tail && opts.tail.length >= Math.min(size, FOOTER_SIZE) && opts.tail.length <= size) {
+      tail = opts.tail;
+    } else {
+      const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
+      [tail] = await source.read([{ offset: size - tailLen, length: tailLen }], opts.signal);
+    }
+    const tailStart = size - tail.length;
     const footer = parseFooter(tail);
     const tocEnd = size - footer.footerSize;
     if (footer.tocOffset >= tocEnd)

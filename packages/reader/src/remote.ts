@@ -9,6 +9,7 @@ import {
   type Reference,
   RegistryBlobSource,
   type RegistryClient,
+  readBlobRanges,
 } from "@seekable/registry";
 import { CountingSource } from "./counting-source.js";
 import { ImageFS } from "./image-fs.js";
@@ -153,8 +154,18 @@ async function openRegistryLayer(
   opts: TargetOptions,
 ): Promise<OpenedLayer> {
   const repo = { registry: ref.registry, repository: ref.repository };
+  // Without a descriptor (a blob URL), one suffix range gives the size and the tail at once.
+  let tail: Uint8Array | undefined;
+  let size = desc?.size;
+  if (size === undefined) {
+    const res = await readBlobRanges(client, repo, digest, [{ suffix: 64 << 10 }], {
+      signal: opts.signal,
+    });
+    size = res.size;
+    if (size !== undefined) tail = res.data[0];
+  }
   const source: RangeSource = await RegistryBlobSource.open(client, repo, digest, {
-    size: desc?.size,
+    size,
     signal: opts.signal,
   });
   const expected = desc?.annotations?.[TOC_DIGEST_ANNOTATION] ?? opts.tocDigest;
@@ -163,6 +174,7 @@ async function openRegistryLayer(
       tocDigest: expected,
       cache: opts.cache,
       tailSize: tailSizeFor(source.size),
+      tail,
       signal: opts.signal,
     });
     return { digest, descriptor: desc, view: reader, reader, expectedTocDigest: expected };
