@@ -13,17 +13,16 @@
 //   node tools/bench-image.mjs --push docker://127.0.0.1:5000/bench/python:estargz
 //   node tools/bench-image.mjs --bench --workload .work/image/workload-python-json.txt \
 //        --rtt 50 --bandwidth 100 --repeat 3 --chart bench/results/coldstart.svg
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { createGzip } from "node:zlib";
+import { startRegistry } from "../bench/lib.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SEEKABLE = join(ROOT, "packages/cli/dist/main.js");
@@ -117,63 +116,6 @@ async function writeLayout() {
   await rm(LAYOUT, { recursive: true, force: true });
   await rename(tmp, LAYOUT);
   log(`wrote oci:${LAYOUT}:latest`);
-}
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** Debian's docker-registry on loopback with its own config and storage. */
-async function startRegistry() {
-  const dir = await mkdtemp(join(tmpdir(), "seekable-bench-registry-"));
-  const port = await freePort();
-  const config = {
-    version: "0.1",
-    log: { level: "warn", accesslog: { disabled: true } },
-    storage: {
-      filesystem: { rootdirectory: join(dir, "data") },
-      redirect: { disable: true },
-      maintenance: { uploadpurging: { enabled: false } },
-    },
-    http: { addr: `127.0.0.1:${port}`, secret: "seekable-bench-secret" },
-  };
-  await writeFile(join(dir, "config.yml"), JSON.stringify(config));
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("REGISTRY_")),
-  );
-  const child = spawn("docker-registry", ["serve", join(dir, "config.yml")], {
-    env,
-    stdio: ["ignore", "ignore", "ignore"],
-  });
-  const stop = async () => {
-    if (child.exitCode === null) {
-      const done = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await done;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`);
-      await res.arrayBuffer();
-      if (res.ok) break;
-    } catch {}
-    if (Date.now() > deadline || child.exitCode !== null) {
-      await stop();
-      throw new Error("docker-registry did not start");
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host: `127.0.0.1:${port}`, stop };
 }
 
 sh(process.execPath, [join(ROOT, "tools/image/build-image.mjs")]);

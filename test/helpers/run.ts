@@ -85,21 +85,8 @@ export function jsonOut<T>(r: RunResult, lastLine = false): T {
   }
 }
 
-/** At most `n` tasks at once: spawned processes are CPU-bound, so match the cores. */
-export function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await task();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
+/** At most `n` tasks at once (spawned processes are CPU-bound: match the cores). */
+export { limiter } from "@seekable/registry";
 
 /** Memoizes an async function by a string key (shares expensive conversions across tests). */
 export function memo<A extends unknown[], T>(

@@ -3,13 +3,13 @@ import {
   formatPlatform,
   isImageManifestMediaType,
   isIndexMediaType,
+  limiter,
   MediaType,
   type Platform,
   selectPlatform,
 } from "@seekable/registry";
 import { bytesInput, emptyLayerInput, isEmptyLayer, SMALL_LAYER } from "./empty-layer.js";
 import { assignPrioritized, layerFiles } from "./layer-files.js";
-import { limiter } from "./limit.js";
 import {
   type ConvertedLayer,
   convertedLayerDescriptor,

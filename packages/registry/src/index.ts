@@ -14,6 +14,7 @@ export * from "./content-range.js";
 export * from "./credentials.js";
 export * from "./digest.js";
 export * from "./errors.js";
+export * from "./limit.js";
 export * from "./manifest.js";
 export * from "./media-types.js";
 export * from "./multipart.js";
