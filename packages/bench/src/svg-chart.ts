@@ -41,10 +41,10 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
   const BOTTOM = workloads.length > 1 ? 92 : 70;
   const wlWidth = strategies.length * BAR + (strategies.length - 1) * BAR_GAP;
   const groupWidth = workloads.length * wlWidth + (workloads.length - 1) * WL_GAP;
-  const width = Math.max(
-    LEFT + links.length * groupWidth + (links.length + 1) * GROUP_GAP,
-    LEFT + 160 * strategies.length + 40,
-  );
+  const groupsWidth = links.length * groupWidth + (links.length + 1) * GROUP_GAP;
+  const width = Math.max(LEFT + groupsWidth, LEFT + 160 * strategies.length + 40);
+  // Few groups in a wide chart (the legend sets a minimum width) sit in the middle.
+  const start = LEFT + Math.max(0, (width - 10 - LEFT - groupsWidth) / 2);
   const height = TOP + PLOT_H + BOTTOM;
   const top = Math.max(...rows.map((r) => r.seconds.max), 0);
   const scale = niceScale(top);
@@ -81,7 +81,7 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
   );
   // Bars.
   links.forEach((link, li) => {
-    const gx = LEFT + GROUP_GAP + li * (groupWidth + GROUP_GAP);
+    const gx = start + GROUP_GAP + li * (groupWidth + GROUP_GAP);
     workloads.forEach((w, wi) => {
       const wx = gx + wi * (wlWidth + WL_GAP);
       strategies.forEach((s, si) => {
