@@ -19,21 +19,16 @@
 // Usage: node bench/coldstart-bytes.mjs [--json] [--keep]
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { MemoryChunkCache, openTarget, ReadStats } from "@seekable/reader";
-import {
-  getImageManifest,
-  parseReference,
-  pushBlob,
-  putManifest,
-  RegistryClient,
-} from "@seekable/registry";
+import { getImageManifest, parseReference, RegistryClient } from "@seekable/registry";
 import {
   ensureSeekable,
   fmt,
   mdTable,
   parseArgs,
+  pushImage,
   ROOT,
   runTimed,
   SEEKABLE,
@@ -44,8 +39,6 @@ import {
 const opts = parseArgs(process.argv.slice(2), { json: false, keep: false });
 const IMAGE_DIR = join(WORK, "image");
 const OUT = join(WORK, "coldstart");
-const TOC_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest";
-const UNCOMPRESSED_ANNOTATION = "io.containers.estargz.uncompressed-size";
 const log = (s) => process.stderr.write(`coldstart-bytes: ${s}\n`);
 const sha256 = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
@@ -192,48 +185,10 @@ const expected = await expectedFiles(tars, workload);
 const registry = await startRegistry();
 const result = {};
 try {
-  const ref = `${registry.host}/bench/python:json`;
-  const repo = { registry: registry.host, repository: "bench/python" };
-  const client = new RegistryClient();
-  try {
-    log(`pushing to ${ref}`);
-    for (const l of layers)
-      await pushBlob(client, repo, { digest: l.digest, size: l.size }, createReadStream(l.blob));
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: "amd64",
-        os: "linux",
-        config: { Cmd: ["/usr/bin/python3", "-c", "import json"] },
-        rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffID) },
-      }),
-    );
-    const configDesc = { digest: sha256(config), size: config.length };
-    await pushBlob(client, repo, configDesc, config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configDesc },
-        layers: layers.map((l) => ({
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-          digest: l.digest,
-          size: l.size,
-          annotations: {
-            [TOC_ANNOTATION]: l.tocDigest,
-            [UNCOMPRESSED_ANNOTATION]: String(l.uncompressedSize),
-          },
-        })),
-      }),
-    );
-    await putManifest(
-      client,
-      parseReference(ref),
-      manifest,
-      "application/vnd.oci.image.manifest.v1+json",
-    );
-  } finally {
-    await client.close();
-  }
+  log(`pushing to ${registry.host}/bench/python:json`);
+  const ref = await pushImage(registry.host, "bench/python", "json", layers, {
+    config: { Cmd: ["/usr/bin/python3", "-c", "import json"] },
+  });
 
   // What fetching the manifest alone costs (subtracted from the per-layer open figures).
   const mClient = new RegistryClient();

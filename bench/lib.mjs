@@ -1,7 +1,9 @@
 // Shared helpers for the benchmark scripts (plain ESM, no build step).
 import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   closeSync,
+  createReadStream,
   existsSync,
   mkdirSync,
   openSync,
@@ -221,4 +223,59 @@ export async function startRegistry() {
     await new Promise((r) => setTimeout(r, 50));
   }
   return { host: `127.0.0.1:${port}`, url, stop };
+}
+
+// ---- pushing a converted image ---------------------------------------------------------------
+
+/**
+ * Pushes layers converted by `seekable convert --json` (each report plus its `blob` path) as
+ * an OCI image with the eStargz annotations; returns the reference HOST/NAME:TAG.
+ */
+export async function pushImage(host, name, tag, layers, config = {}) {
+  const { RegistryClient, parseReference, pushBlob, putManifest } = await import(
+    "@seekable/registry"
+  );
+  const sha256 = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+  const repo = { registry: host, repository: name };
+  const client = new RegistryClient();
+  try {
+    for (const l of layers)
+      await pushBlob(client, repo, { digest: l.digest, size: l.size }, createReadStream(l.blob));
+    const configBytes = Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        ...config,
+        rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffID) },
+      }),
+    );
+    const configDesc = { digest: sha256(configBytes), size: configBytes.length };
+    await pushBlob(client, repo, configDesc, configBytes);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configDesc },
+        layers: layers.map((l) => ({
+          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+          digest: l.digest,
+          size: l.size,
+          annotations: {
+            "containerd.io/snapshot/stargz/toc.digest": l.tocDigest,
+            "io.containers.estargz.uncompressed-size": String(l.uncompressedSize),
+          },
+        })),
+      }),
+    );
+    const ref = `${host}/${name}:${tag}`;
+    await putManifest(
+      client,
+      parseReference(ref),
+      manifest,
+      "application/vnd.oci.image.manifest.v1+json",
+    );
+    return ref;
+  } finally {
+    await client.close();
+  }
 }

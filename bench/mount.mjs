@@ -13,17 +13,17 @@
 //
 // Usage: node bench/mount.mjs [--json] [--keep] [--runs N]
 import { execFileSync, spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, mkdirSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { parseReference, pushBlob, putManifest, RegistryClient } from "@seekable/registry";
 import tarStream from "tar-stream";
 import {
   ensureSeekable,
   mdTable,
   median,
   parseArgs,
+  pushImage,
   ROOT,
   SEEKABLE,
   startRegistry,
@@ -33,10 +33,8 @@ import {
 const opts = parseArgs(process.argv.slice(2), { json: false, keep: false, runs: 3 });
 const IMAGE_DIR = join(WORK, "image");
 const OUT = join(WORK, "mount-bench");
-const TOC_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest";
 const BIG = 200 * 1000 * 1000;
 const log = (s) => process.stderr.write(`mount-bench: ${s}\n`);
-const sha256 = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
 function run(cmd, args, { input } = {}) {
@@ -56,48 +54,6 @@ function run(cmd, args, { input } = {}) {
         : reject(new Error(`${cmd} ${args.slice(0, 4).join(" ")}… exited ${code}: ${err.trim()}`)),
     );
   });
-}
-
-/** Pushes converted layers (from `convert --json` reports) as an image; returns the reference. */
-async function pushImage(host, name, layers) {
-  const repo = { registry: host, repository: name };
-  const client = new RegistryClient();
-  try {
-    for (const l of layers)
-      await pushBlob(client, repo, { digest: l.digest, size: l.size }, createReadStream(l.blob));
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: "amd64",
-        os: "linux",
-        rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffID) },
-      }),
-    );
-    const configDesc = { digest: sha256(config), size: config.length };
-    await pushBlob(client, repo, configDesc, config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configDesc },
-        layers: layers.map((l) => ({
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-          digest: l.digest,
-          size: l.size,
-          annotations: { [TOC_ANNOTATION]: l.tocDigest },
-        })),
-      }),
-    );
-    const ref = `${host}/${name}:bench`;
-    await putManifest(
-      client,
-      parseReference(ref),
-      manifest,
-      "application/vnd.oci.image.manifest.v1+json",
-    );
-    return ref;
-  } finally {
-    await client.close();
-  }
 }
 
 async function convert(tar, blob, extra = []) {
@@ -265,8 +221,8 @@ rmSync(join(OUT, "big.tar"), { force: true });
 const registry = await startRegistry();
 const result = {};
 try {
-  const ref = await pushImage(registry.host, "bench/python", layers);
-  const bigRef = await pushImage(registry.host, "bench/big", [bigLayer]);
+  const ref = await pushImage(registry.host, "bench/python", "bench", layers);
+  const bigRef = await pushImage(registry.host, "bench/big", "bench", [bigLayer]);
 
   const cold = [];
   const pulls = [];

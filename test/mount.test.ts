@@ -17,7 +17,7 @@ import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
-import { describeRun, jsonOut, run, seekable } from "./helpers/run.js";
+import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
 import { MTIME, makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 const BUSYBOX = "/bin/busybox";
@@ -382,7 +382,7 @@ describe("seekable mount (real FUSE, real registry)", () => {
       code = await m.stop();
     }
     expect(code).toBe(0);
-    const stats = JSON.parse(m.stderr().trim().split("\n").pop() as string);
+    const stats = statsOf(m.stderr());
     // 3 MiB in 64 KiB chunks is 49 chunks, read by the kernel in 128 KiB requests: without
     // read-ahead that is 24 fetches plus manifest and tails. With it: about 10 on a quiet
     // machine; concurrent kernel reads on a loaded one add a few.
@@ -499,7 +499,7 @@ describe("seekable mount (real FUSE, real registry)", () => {
       code = await m.stop();
     }
     expect(code).toBe(0);
-    const stats = JSON.parse(m.stderr().trim().split("\n").pop() as string);
+    const stats = statsOf(m.stderr());
     // The manifest, the layer's tail (TOC), and the prioritized region: nothing else.
     expect(stats.requests).toBe(3);
   });

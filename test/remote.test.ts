@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
-import { describeRun, jsonOut, reference, seekable } from "./helpers/run.js";
+import { describeRun, jsonOut, reference, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 let registry: RunningRegistry;
@@ -213,7 +213,7 @@ describe("reading an image lazily from the real registry", () => {
   it("opens a layer with at most two requests and fetches only what a file needs", async () => {
     const r = await seekable("ls", `docker://${ref}`, "--layer", "0", "--stats", "--no-cache");
     expect(r.code, describeRun(r)).toBe(0);
-    const stats = JSON.parse(r.stderr.trim().split("\n").pop() as string);
+    const stats = statsOf(r.stderr);
     // One manifest GET plus one tail read (the TOC fits in it).
     expect(stats.requests).toBeLessThanOrEqual(2);
     const c = await seekable(
@@ -226,7 +226,7 @@ describe("reading an image lazily from the real registry", () => {
       "--no-cache",
     );
     expect(c.code, describeRun(c)).toBe(0);
-    const cs = JSON.parse(c.stderr.trim().split("\n").pop() as string);
+    const cs = statsOf(c.stderr);
     expect(cs.requests).toBeLessThanOrEqual(3);
     const layerSize = (await readFile(join(dir, "l0.blob"))).length;
     expect(cs.bytesFetched).toBeLessThan(layerSize / 4); // not the 3 MiB file
@@ -256,8 +256,8 @@ describe("reading an image lazily from the real registry", () => {
       cache,
     );
     expect(again.code, describeRun(again)).toBe(0);
-    const s1 = JSON.parse(first.stderr.trim().split("\n").pop() as string);
-    const s2 = JSON.parse(again.stderr.trim().split("\n").pop() as string);
+    const s1 = statsOf(first.stderr);
+    const s2 = statsOf(again.stderr);
     expect(s2.bytesServedFromCache).toBe(3 * 1024 * 1024 + 7);
     expect(s2.bytesFetched).toBeLessThan(s1.bytesFetched);
     expect(sha(again.stdout)).toBe(sha(first.stdout));
@@ -280,12 +280,12 @@ describe("reading an image lazily from the real registry", () => {
     expect(r.code, describeRun(r)).toBe(0);
     expect(sha(r.stdout)).toBe(tocDigests[1]);
     // One suffix range tells the size and brings footer and TOC: a single request.
-    expect(JSON.parse(r.stderr.trim().split("\n").pop() as string).requests).toBe(1);
+    expect(statsOf(r.stderr).requests).toBe(1);
     const big = `http://${registry.host}/v2/seekable/test/blobs/${layerDigests[0]}`;
     const b = await seekable("cat", big, "etc/passwd", "--no-cache", "--stats");
     expect(b.code, describeRun(b)).toBe(0);
     expect(b.stdout.toString()).toBe("root:x:0:0:root:/root:/bin/sh\n");
-    expect(JSON.parse(b.stderr.trim().split("\n").pop() as string).requests).toBe(2);
+    expect(statsOf(b.stderr).requests).toBe(2);
     const c = await seekable("cat", url, "opt/old/y", "--toc-digest", tocDigests[1], "--no-cache");
     expect(c.code, describeRun(c)).toBe(0);
     expect(c.stdout.toString()).toBe("y");

@@ -8,18 +8,23 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: Buffer;
   stderr: string;
+  /** Wall time in milliseconds. */
+  ms: number;
 }
 
 /** Runs a command to completion; never throws for a non-zero exit (see `mustSucceed`). */
 export function run(
   file: string,
   args: string[],
-  opts: { cwd?: string; input?: Uint8Array; env?: NodeJS.ProcessEnv } = {},
+  opts: { cwd?: string; input?: Uint8Array; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    // A hang is killed after timeoutMs and shows up as a signal.
     const child = spawn(file, args, {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
+      timeout: opts.timeoutMs,
       stdio: ["pipe", "pipe", "pipe"],
     });
     const out: Buffer[] = [];
@@ -38,6 +43,7 @@ export function run(
         signal,
         stdout: Buffer.concat(out),
         stderr: Buffer.concat(err).toString("utf8"),
+        ms: Date.now() - t0,
       });
     });
   });
@@ -103,4 +109,9 @@ export function memo<A extends unknown[], T>(
     }
     return p;
   };
+}
+
+/** The `--stats` JSON line a command printed last on stderr. */
+export function statsOf(stderr: string): Record<string, number> {
+  return JSON.parse(stderr.trim().split("\n").pop() as string);
 }

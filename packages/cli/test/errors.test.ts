@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,47 +17,21 @@ import {
 } from "@seekable/format";
 import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunResult, run as runProcess } from "../../../test/helpers/run.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-  ms: number;
-}
-
 let root: string;
 let childTmp: string;
 
-/** Runs the built CLI; a hang is killed after `timeoutMs` and shows up as a signal. */
+/** Runs the built CLI with its own TMPDIR (checked for leftovers). */
 function run(args: string[], stdin?: Buffer, timeoutMs = 15_000, cwd?: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const p = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { ...process.env, TMPDIR: childTmp },
-      timeout: timeoutMs,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    p.stdout.on("data", (c: Buffer) => out.push(c));
-    p.stderr.on("data", (c: Buffer) => err.push(c));
-    p.on("error", reject);
-    p.stdin.on("error", () => {});
-    p.stdin.end(stdin);
-    p.on("close", (code, signal) =>
-      resolve({
-        code,
-        signal,
-        stdout: Buffer.concat(out),
-        stderr: Buffer.concat(err).toString(),
-        ms: Date.now() - t0,
-      }),
-    );
+  return runProcess(process.execPath, [CLI, ...args], {
+    input: stdin,
+    env: { ...process.env, TMPDIR: childTmp },
+    timeoutMs,
+    cwd,
   });
 }
 

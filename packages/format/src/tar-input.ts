@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type tarStream from "tar-stream";
 import { FormatError } from "./errors.js";
@@ -311,7 +311,6 @@ async function peek(source: Readable, n: number): Promise<{ bytes: Uint8Array; s
     if (len >= n) break;
   }
   const bytes = Buffer.concat(chunks);
-  const { PassThrough } = await import("node:stream");
   const pt = new PassThrough({ highWaterMark: 1 << 20 });
   pt.write(bytes);
   source.on("error", (e) => pt.destroy(e));

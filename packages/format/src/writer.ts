@@ -287,12 +287,14 @@ export class LayerWriter {
     if (!segs) throw new Error(`unknown batch ${seq}`);
     this.batches.delete(seq);
     const data = new Uint8Array(res.buffer);
+    let offset = this.written; // each member starts where the previous one ends
     segs.forEach((s, i) => {
       if (s.start) {
-        s.start.offset = this.written + sumBefore(res.lengths, i);
+        s.start.offset = offset;
         s.start.chunkDigest = `sha256:${res.chunkDigests[i]}`;
         if (s.wholeFile) s.wholeFile.digest = s.start.chunkDigest;
       }
+      offset += res.lengths[i];
     });
     await this.emit(data);
   }
@@ -302,12 +304,6 @@ export class LayerWriter {
     this.written += data.length;
     await this.sink.write(data);
   }
-}
-
-function sumBefore(a: number[], i: number): number {
-  let s = 0;
-  for (let k = 0; k < i; k++) s += a[k];
-  return s;
 }
 
 /** The reference emits a user/group name only when it changed for that id. */

@@ -20,38 +20,8 @@ import {
   TieredChunkCache,
   WholeLayer,
 } from "@seekable/reader";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-type Item = {
-  name: string;
-  type?: "file" | "directory" | "symlink" | "link";
-  body?: string;
-  linkname?: string;
-};
-
-async function makeTar(items: Item[]): Promise<Buffer> {
-  const pack = tarStream.pack();
-  const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
-  for (const it of items) {
-    const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      {
-        name: it.name,
-        type,
-        linkname: it.linkname,
-        mode: type === "directory" ? 0o755 : 0o644,
-        mtime: new Date(1_700_000_000_000),
-      },
-      it.body ?? "",
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+import { makeTar } from "../../../test/helpers/tar.js";
 
 let dir: string;
 const layersTar: Buffer[] = [];
