@@ -11,3 +11,4 @@ export * from "./tar-header.js";
 export * from "./tar-input.js";
 export * from "./toc.js";
 export * from "./writer.js";
+export * from "./stream-write.js";
