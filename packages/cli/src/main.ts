@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { describeError, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
@@ -52,8 +53,15 @@ function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+/** The version of the installed @seekable/cli package. */
+function cliVersion(): string {
+  const pkg = new URL("../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+}
+
 const program = new Command("seekable")
   .description("Convert container image layers to eStargz and read them lazily")
+  .version(cliVersion(), "-V, --version", "print the version")
   .option("--debug", "print stack traces on errors")
   .exitOverride()
   .configureOutput({ outputError: (s, write) => write(s.replace(/^error: /, "seekable: ")) });

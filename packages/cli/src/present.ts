@@ -1,4 +1,5 @@
 import type { Node } from "@seekable/format";
+import { quoteName } from "./quote.js";
 
 /** Human output is aligned "key  value" lines; --json is one JSON document. */
 export function printRecord(
@@ -60,12 +61,12 @@ export function lsLine(n: Node): string {
   const owner = `${n.userName || n.uid}/${n.groupName || n.gid}`;
   const size =
     n.type === "char" || n.type === "block" ? `${n.devMajor},${n.devMinor}` : String(n.size);
-  const name = n.path === "" ? "/" : n.path + (n.type === "dir" ? "/" : "");
+  const name = n.path === "" ? "/" : quoteName(n.path) + (n.type === "dir" ? "/" : "");
   const link =
     n.type === "symlink"
-      ? ` -> ${n.linkName}`
+      ? ` -> ${quoteName(n.linkName)}`
       : n.type === "hardlink"
-        ? ` link to ${n.linkName}`
+        ? ` link to ${quoteName(n.linkName)}`
         : "";
   return `${TYPE_CHAR[n.type]}${rwx} ${owner.padEnd(12)} ${size.padStart(10)} ${(n.modtime || "-").padEnd(20)} ${name}${link}`;
 }
