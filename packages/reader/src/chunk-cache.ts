@@ -1,5 +1,6 @@
 import { randomBytes, webcrypto } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { type FileHandle, mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { ChunkCache } from "@seekable/format";
@@ -12,7 +13,7 @@ export class MemoryChunkCache implements ChunkCache {
 
   constructor(private readonly maxBytes = 32 << 20) {}
 
-  get(digest: string): Uint8Array | undefined {
+  get(digest: string, _size?: number): Uint8Array | undefined {
     const v = this.map.get(digest);
     if (v) {
       this.map.delete(digest);
@@ -33,10 +34,15 @@ export class MemoryChunkCache implements ChunkCache {
   }
 }
 
+/** Largest chunk file read when the caller does not know the chunk's size. */
+const MAX_UNSIZED_CHUNK = 64 << 20;
+
 /**
  * Chunks on disk, content-addressed by chunk digest: DIR/chunks/sha256/ab/<hex>.
  * Written to a unique temporary name and renamed, so several processes can share the
- * directory; read bytes are checked against the digest (a damaged file is a miss).
+ * directory. The directory is not trusted: only a regular file (not followed through a
+ * symlink, opened without blocking, so a FIFO cannot hang a thread) of the expected size
+ * whose bytes match the digest is a hit; anything else is a miss, replaced on the next put.
  */
 export class DiskChunkCache implements ChunkCache {
   constructor(readonly dir: string) {}
@@ -47,22 +53,37 @@ export class DiskChunkCache implements ChunkCache {
     return join(this.dir, "chunks", "sha256", m[1].slice(0, 2), m[1]);
   }
 
-  async get(digest: string): Promise<Uint8Array | undefined> {
+  /** `size`: the chunk's size from its TOC entry; without it, files up to 64 MiB are read. */
+  async get(digest: string, size?: number): Promise<Uint8Array | undefined> {
     const p = this.path(digest);
     if (!p) return undefined;
-    let data: Buffer;
+    if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0)) return undefined;
+    let fh: FileHandle;
     try {
-      data = await readFile(p);
+      fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch {
       return undefined;
     }
-    // WebCrypto hashes on the thread pool: the main thread keeps serving reads meanwhile.
-    const sum = Buffer.from(await webcrypto.subtle.digest("SHA-256", data)).toString("hex");
-    if (`sha256:${sum}` !== digest) {
-      await rm(p, { force: true });
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return undefined;
+      if (size === undefined ? st.size > MAX_UNSIZED_CHUNK : st.size !== size) return undefined;
+      // Exactly the size fstat gave: a file that grows meanwhile cannot grow the buffer.
+      const data = Buffer.allocUnsafe(st.size);
+      let got = 0;
+      while (got < data.length) {
+        const { bytesRead } = await fh.read(data, got, data.length - got, got);
+        if (bytesRead === 0) return undefined;
+        got += bytesRead;
+      }
+      // WebCrypto hashes on the thread pool: the main thread keeps serving reads meanwhile.
+      const sum = Buffer.from(await webcrypto.subtle.digest("SHA-256", data)).toString("hex");
+      return `sha256:${sum}` === digest ? data : undefined;
+    } catch {
       return undefined;
+    } finally {
+      await fh.close().catch(() => {});
     }
-    return data;
   }
 
   async put(digest: string, data: Uint8Array): Promise<void> {
@@ -73,7 +94,15 @@ export class DiskChunkCache implements ChunkCache {
     try {
       await mkdir(dir, { recursive: true });
       await writeFile(tmp, data, { flag: "wx" });
-      await rename(tmp, p);
+      try {
+        await rename(tmp, p); // replaces a bad file, FIFO or symlink atomically
+      } catch (e) {
+        // A directory in the way cannot be renamed over: it goes first.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== "EISDIR" && code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+        await rm(p, { recursive: true, force: true });
+        await rename(tmp, p);
+      }
     } catch {
       await rm(tmp, { force: true }); // a cache that cannot be written is only slower
     }
@@ -88,10 +117,11 @@ export class TieredChunkCache implements ChunkCache {
     private readonly stats: ReadStats,
   ) {}
 
-  async get(digest: string): Promise<Uint8Array | undefined> {
+  /** `size`: the chunk's size from its TOC entry, when the caller knows it. */
+  async get(digest: string, size?: number): Promise<Uint8Array | undefined> {
     let v: Uint8Array | undefined = this.memory.get(digest);
     if (!v && this.disk) {
-      v = await this.disk.get(digest);
+      v = await this.disk.get(digest, size);
       if (v) this.memory.put(digest, v);
     }
     if (v) this.stats.bytesServedFromCache += v.length;
