@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { inflateRawSync } from "node:zlib";
+import { createInflateRaw, inflateRawSync } from "node:zlib";
 import { FormatError, VerificationError } from "./errors.js";
 
 /** Where one chunk of a file lives in the blob. */
@@ -17,32 +17,128 @@ export interface ChunkRef {
   chunkDigest?: string;
 }
 
+/** The member's data ended before its deflate stream did: its range was cut short. */
+export class TruncatedMemberError extends FormatError {}
+
+/** Chunks up to this size are inflated synchronously (faster than a threadpool round trip). */
+const SYNC_MAX_CHUNK = 64 * 1024;
+/** Output a synchronous inflate may make (the chunk plus tar padding and headers after it). */
+const SYNC_MAX_OUTPUT = 256 * 1024;
+
 /**
- * Decompresses the gzip member starting at `compressed` and returns the chunk's bytes.
- * node:zlib's raw inflate with an output buffer sized from the TOC is the fastest decoder
- * measured here (bench/inflate.mjs: ahead of zlib-sync at 64 KiB and larger members, even
- * with small ones); it stops at the end of the member, so what follows is ignored. The
- * gzip CRC is not needed: the chunk is checked against its sha256 digest.
+ * Decompresses the start of the gzip member in `compressed` and returns the chunk's bytes.
+ * Never inflates much past innerOffset + chunkSize, whatever the member holds (a member of
+ * a few MB can inflate to GBs): what follows the chunk in the member (tar padding, the next
+ * headers) is not needed, and the chunk is checked against its sha256 digest, not the gzip
+ * CRC. Small chunks are inflated in place with a bounded output; larger ones, or members that
+ * hold more, on the libuv threadpool, so the event loop keeps serving other reads meanwhile.
+ * `name` says whose chunk it is in errors.
  */
-export function inflateChunk(compressed: Uint8Array, ref: ChunkRef): Uint8Array {
+export async function inflateChunkAsync(
+  compressed: Uint8Array,
+  ref: ChunkRef,
+  name?: string,
+): Promise<Uint8Array> {
   const want = ref.innerOffset + ref.chunkSize;
   let out: Buffer;
   try {
-    const start = memberPayloadStart(compressed);
-    out = inflateRawSync(compressed.subarray(start), {
+    const body = compressed.subarray(memberPayloadStart(compressed));
+    out = (want <= SYNC_MAX_CHUNK && inflateSmall(body)) || (await inflatePrefix(body, want));
+  } catch (e) {
+    throw inflateError(e, ref, name);
+  }
+  return chunkOf(out, ref, name);
+}
+
+/**
+ * The same, synchronously, for callers that cannot wait (prefer inflateChunkAsync: this
+ * blocks the event loop). The member may inflate to at most SYNC_SLACK bytes more than the
+ * chunk needs; past that it is refused rather than truncated (no partial output from a
+ * synchronous node:zlib call).
+ */
+export function inflateChunk(compressed: Uint8Array, ref: ChunkRef, name?: string): Uint8Array {
+  const want = ref.innerOffset + ref.chunkSize;
+  let out: Buffer;
+  try {
+    const body = compressed.subarray(memberPayloadStart(compressed));
+    out = inflateRawSync(body, {
       chunkSize: Math.min(Math.max(want + 16 * 1024, 16 * 1024), 64 << 20),
+      maxOutputLength: want + SYNC_SLACK,
     });
   } catch (e) {
-    throw new FormatError(
-      `chunk at offset ${ref.offset}: corrupted gzip data (${(e as Error).message})`,
-    );
+    throw inflateError(e, ref, name);
   }
+  return chunkOf(out, ref, name);
+}
+
+const SYNC_SLACK = 8 << 20;
+
+function describe(ref: ChunkRef, name?: string): string {
+  return `${name ? `${name}: ` : ""}chunk at offset ${ref.offset}`;
+}
+
+function inflateError(e: unknown, ref: ChunkRef, name?: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  const what = describe(ref, name);
+  if (err.code === "Z_BUF_ERROR")
+    return new TruncatedMemberError(`${what}: gzip member ends early (${err.message})`);
+  if (err.code === "ERR_BUFFER_TOO_LARGE")
+    return new FormatError(
+      `${what}: gzip member inflates to more than the ${ref.innerOffset + ref.chunkSize} bytes the TOC says`,
+    );
+  return new FormatError(`${what}: corrupted gzip data (${err.message})`);
+}
+
+function chunkOf(out: Buffer, ref: ChunkRef, name?: string): Uint8Array {
+  const want = ref.innerOffset + ref.chunkSize;
   if (out.length < want) {
     throw new FormatError(
-      `chunk at offset ${ref.offset}: member holds ${out.length} bytes, TOC says ${want}`,
+      `${describe(ref, name)}: member holds ${out.length} bytes, TOC says ${want}`,
     );
   }
   return out.subarray(ref.innerOffset, want);
+}
+
+/** The whole member if it inflates to at most SYNC_MAX_OUTPUT bytes, else undefined. */
+function inflateSmall(body: Uint8Array): Buffer | undefined {
+  try {
+    // node:zlib stops and throws as soon as the output passes maxOutputLength.
+    return inflateRawSync(body, { chunkSize: 64 * 1024, maxOutputLength: SYNC_MAX_OUTPUT });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The first `want` (or more, by less than one output buffer) inflated bytes of a raw deflate
+ * stream, or all of it if shorter. The stream is destroyed once enough has come out.
+ */
+function inflatePrefix(body: Uint8Array, want: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    // One output buffer holds a whole default-size chunk: one threadpool job per chunk.
+    const z = createInflateRaw({
+      chunkSize: Math.min(Math.max(want + 16 * 1024, 64 * 1024), 8 << 20),
+    });
+    const parts: Buffer[] = [];
+    let got = 0;
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      z.destroy();
+      if (err) reject(err);
+      else resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts, got));
+    };
+    z.on("data", (b: Buffer) => {
+      parts.push(b);
+      got += b.length;
+      if (got >= want) finish();
+    });
+    z.on("error", finish);
+    z.on("end", () => finish());
+    z.end(body);
+  });
 }
 
 /** Offset of the deflate data after a gzip member header (RFC 1952, optional fields). */

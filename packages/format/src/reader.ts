@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import { type ChunkRef, inflateChunk, verifyChunk } from "./chunk.js";
+import { type ChunkRef, inflateChunkAsync, TruncatedMemberError, verifyChunk } from "./chunk.js";
 import { FormatError, NotFoundError, VerificationError } from "./errors.js";
 import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
@@ -183,7 +183,8 @@ export class LayerReader {
           throw new VerificationError(`${n.path}: empty file with a non-empty digest`);
         continue;
       }
-      for await (const { data } of this.chunksOf(n, 0, n.size, signal)) {
+      // Not from the cache: a member whose chunk digest was seen elsewhere is read too.
+      for await (const { data } of this.chunksOf(n, 0, n.size, signal, false)) {
         chunks++;
         bytes += data.length;
       }
@@ -247,11 +248,13 @@ export class LayerReader {
     }
   }
 
+  /** `cached` false: every member is read from the source and checked (verify). */
   private async readChunkSet(
     items: { path: string; ref: ChunkRef }[],
     signal?: AbortSignal,
+    cached = true,
   ): Promise<Uint8Array[]> {
-    const cache = this.cache;
+    const cache = cached ? this.cache : undefined;
     const out: (Uint8Array | undefined)[] = await Promise.all(
       items.map(({ ref }) => (cache && ref.chunkDigest ? cache.get(ref.chunkDigest) : undefined)),
     );
@@ -269,13 +272,36 @@ export class LayerReader {
       for (let k = 0; k < items.length; k++) {
         if (out[k]) continue;
         const { path, ref } = items[k];
-        const data = inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref);
+        const data = await inflateChunkAsync(
+          byOffset.get(ref.offset) as Uint8Array,
+          ref,
+          path,
+        ).catch((e: unknown) => {
+          throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
+        });
         verifyChunk(data, ref, path);
         out[k] = data;
         if (cache && ref.chunkDigest) await cache.put(ref.chunkDigest, data);
       }
     }
     return out as Uint8Array[];
+  }
+
+  /**
+   * A member whose data ends early was cut by the next offset, which points into its middle:
+   * the entry at that offset (or the footer's TOC offset) is the bad one.
+   */
+  private blameCut(ref: ChunkRef, e: Error): Error {
+    if (ref.nextOffset === this.footer.tocOffset)
+      return new FormatError(
+        `TOC offset ${ref.nextOffset} points into the middle of the gzip member at ${ref.offset} (${e.message})`,
+      );
+    const cutter = this.toc.entries.find((x) => x.offset === ref.nextOffset && !x.innerOffset);
+    if (!cutter) return e;
+    const name = cleanEntryName(cutter.name);
+    return new FormatError(
+      `${name}: chunk offset ${ref.nextOffset} points into the middle of the gzip member at ${ref.offset}`,
+    );
   }
 
   /**
@@ -288,6 +314,7 @@ export class LayerReader {
     start: number,
     end: number,
     signal?: AbortSignal,
+    cached = true,
   ): AsyncGenerator<{ data: Uint8Array; fileOffset: number }> {
     const all = node.chunks;
     const needWhole = all.some((c) => !c.chunkDigest);
@@ -309,7 +336,11 @@ export class LayerReader {
         j++;
       }
       const group = wanted.slice(i, j);
-      const datas = await this.readChunks(node, group, signal);
+      const datas = await this.readChunkSet(
+        group.map((ref) => ({ path: node.path, ref })),
+        signal,
+        cached,
+      );
       for (let k = 0; k < group.length; k++) {
         const data = datas[k];
         fileHash?.update(data);
