@@ -12,7 +12,7 @@ import { Digester } from "./digest.js";
 import { RegistryError } from "./errors.js";
 import { byterangesBoundary, MultipartError, parseByteranges } from "./multipart.js";
 import { formatRepository, type Reference } from "./reference.js";
-import { backoffDelay, classifyNetworkError, sleep } from "./retry.js";
+import { classifyNetworkError, Retrier } from "./retry.js";
 import { countBytes, type RegistryStats } from "./stats.js";
 
 /** The repository a blob lives in (tag and digest of the reference are ignored). */
@@ -122,19 +122,29 @@ async function* streamBlob(
   const sinks = [client.stats, options.stats];
   let offset = 0;
   let size = options.size;
-  for (let failures = 0; ; ) {
+  // One attempt budget for the whole download, whether a request fails to start or its
+  // body breaks off: each attempt resumes where the last one stopped.
+  const retrier = new Retrier(client.retryPolicy, options.signal);
+  for (;;) {
     if (size !== undefined && offset === size && offset > 0) break; // broke off after the last byte
     const headers: Record<string, string> = { "accept-encoding": "identity" };
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await client.call(
-      blobRequest(repo, digest, {
-        headers,
-        signal: options.signal,
-        stats: options.stats,
-        expect: [200, 206],
-      }),
-      async (r) => r,
-    );
+    let res: RegistryResponse;
+    try {
+      res = await client.call(
+        blobRequest(repo, digest, {
+          headers,
+          signal: options.signal,
+          stats: options.stats,
+          expect: [200, 206],
+          retry: false,
+        }),
+        async (r) => r,
+      );
+    } catch (e) {
+      await retrier.failed(e);
+      continue;
+    }
     try {
       const length = checkStart(res, offset, subject);
       if (length !== undefined) {
@@ -165,26 +175,17 @@ async function* streamBlob(
           `body shorter than promised (connection closed at byte ${offset} of ${size})`,
         );
       }
-      failures++;
-      if (!err.retryable) throw err;
-      if (failures >= client.retryPolicy.attempts) {
-        throw err.withReason(`${err.reason} after ${failures} attempts`, { retryable: false });
-      }
-      await sleep(backoffDelay(failures - 1, client.retryPolicy), options.signal);
+      await retrier.failed(err);
       continue;
     }
     if (size !== undefined && offset < size) {
       // Ended cleanly but short (no Content-Length to catch it): resume like a reset.
-      failures++;
-      if (failures >= client.retryPolicy.attempts) {
-        throw new RegistryError(
-          subject,
-          `body shorter than promised (${offset} of ${size} bytes) after ${failures} attempts`,
-          {
-            kind: "network",
-          },
-        );
-      }
+      await retrier.failed(
+        new RegistryError(subject, `body shorter than promised (${offset} of ${size} bytes)`, {
+          kind: "network",
+          retryable: true,
+        }),
+      );
       continue;
     }
     break;

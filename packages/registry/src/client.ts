@@ -58,7 +58,10 @@ export interface RegistryRequest {
   stats?: RegistryStats;
   /** Statuses the handler wants to see; any other becomes a RegistryError. Default 2xx. */
   expect?: readonly number[];
-  /** Retry on retryable failures (default true); false for non-idempotent uploads. */
+  /**
+   * Retry on retryable failures (default true). false: one attempt, its error unchanged, for
+   * non-idempotent uploads and for callers that retry with a Retrier of their own.
+   */
   retry?: boolean;
   timeouts?: Partial<Timeouts>;
 }
@@ -157,9 +160,8 @@ export class RegistryClient {
    * the body.
    */
   async call<T>(req: RegistryRequest, handle: (res: RegistryResponse) => Promise<T>): Promise<T> {
-    const policy = req.retry === false ? { ...this.retryPolicy, attempts: 1 } : this.retryPolicy;
     const sinks = [this.stats, req.stats];
-    return withRetries(policy, req.signal, async () => {
+    const once = async () => {
       const { res, note } = await this.exchange(req);
       const ok = req.expect
         ? req.expect.includes(res.status)
@@ -178,7 +180,10 @@ export class RegistryClient {
         if (req.signal?.aborted) throw req.signal.reason;
         throw classifyNetworkError(req.subject, e);
       }
-    });
+    };
+    // retry: false sends once and leaves the error as it is (retryable or not), for callers
+    // that cannot repeat the request or that count attempts themselves (blob resumes).
+    return req.retry === false ? once() : withRetries(this.retryPolicy, req.signal, once);
   }
 
   /** One send, repeated at most twice to answer auth challenges. */

@@ -9,6 +9,11 @@ export interface RetryPolicy {
   maxDelayMs: number;
   /** Longest Retry-After honoured; a longer one fails at once rather than stalling (default 60 s). */
   maxRetryAfterMs: number;
+  /**
+   * Attempts allowed when transfers are too slow (below the floor, past the deadline):
+   * default 2, one retry on a fresh connection, since each such failure costs a whole window.
+   */
+  slowAttempts: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = {
@@ -16,6 +21,7 @@ export const DEFAULT_RETRY: RetryPolicy = {
   minDelayMs: 100,
   maxDelayMs: 10_000,
   maxRetryAfterMs: 60_000,
+  slowAttempts: 2,
 };
 
 /** 429 and 5xx are worth another try, except 501 (the server will never do it). */
@@ -115,6 +121,48 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Codes of failures where the server was reached but sent too slowly (see body.ts). */
+const SLOW_CODES = new Set(["SLOW_TRANSFER", "DEADLINE"]);
+
+/**
+ * The one retry decision for an operation, however many requests it takes (a blob download
+ * resumes with Range after each failure, so it cannot be one closure): after each failure
+ * call `failed(e)`, which throws the final error or waits before the next attempt.
+ */
+export class Retrier {
+  private failures = 0;
+  private slowFailures = 0;
+
+  constructor(
+    private readonly policy: RetryPolicy,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  async failed(e: unknown): Promise<void> {
+    if (this.signal?.aborted) throw this.signal.reason;
+    if (!(e instanceof RegistryError) || !e.retryable) throw e;
+    this.failures++;
+    if (e.code !== undefined && SLOW_CODES.has(e.code)) this.slowFailures++;
+    if (e.retryAfterMs !== undefined && e.retryAfterMs > this.policy.maxRetryAfterMs) {
+      throw e.withReason(
+        `${e.reason}; server asks to retry after ${Math.ceil(e.retryAfterMs / 1000)} s`,
+        { retryable: false },
+      );
+    }
+    // A slow transfer costs a whole window per attempt: allow fewer of them.
+    if (this.failures >= this.policy.attempts || this.slowFailures >= this.policy.slowAttempts) {
+      const n = this.failures;
+      throw e.withReason(n > 1 ? `${e.reason} after ${n} attempts` : e.reason, {
+        retryable: false,
+      });
+    }
+    await sleep(
+      Math.max(e.retryAfterMs ?? 0, backoffDelay(this.failures - 1, this.policy)),
+      this.signal,
+    );
+  }
+}
+
 /**
  * Runs fn until it succeeds, throws a non-retryable error, or attempts run out. The final
  * error says how many attempts were made. An abort is rethrown as the signal's reason.
@@ -124,28 +172,12 @@ export async function withRetries<T>(
   signal: AbortSignal | undefined,
   fn: (attempt: number) => Promise<T>,
 ): Promise<T> {
+  const retrier = new Retrier(policy, signal);
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (e) {
-      if (signal?.aborted) throw signal.reason;
-      if (!(e instanceof RegistryError) || !e.retryable) throw e;
-      const last = attempt + 1 >= policy.attempts;
-      if (e.retryAfterMs !== undefined && e.retryAfterMs > policy.maxRetryAfterMs) {
-        throw e.withReason(
-          `${e.reason}; server asks to retry after ${Math.ceil(e.retryAfterMs / 1000)} s`,
-          {
-            retryable: false,
-          },
-        );
-      }
-      if (last) {
-        const n = attempt + 1;
-        throw e.withReason(n > 1 ? `${e.reason} after ${n} attempts` : e.reason, {
-          retryable: false,
-        });
-      }
-      await sleep(Math.max(e.retryAfterMs ?? 0, backoffDelay(attempt, policy)), signal);
+      await retrier.failed(e);
     }
   }
 }

@@ -164,6 +164,18 @@ describe("retries", () => {
     expect(client.stats.bytesFetched).toBe(data.length);
   });
 
+  it("counts failed starts and broken bodies of one download against one attempt budget", async () => {
+    // Alternate a 500 with a body cut short: a download must not get a fresh budget per kind.
+    let n = 0;
+    proxy.rule = isBlobGet(() =>
+      n++ % 2 === 0 ? { kind: "status", status: 500 } : { kind: "reset", after: 1 << 20 },
+    );
+    const err = await fetchBlob(newClient(), repo(), digest).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.message).toMatch(/ after 4 attempts$/);
+    expect(blobGets()).toHaveLength(4);
+  });
+
   it("retries a truncated body, then succeeds", async () => {
     proxy.rule = firstN(2, { kind: "truncate", after: 10 });
     const got = await readBlobRanges(newClient(), repo(), digest, [{ start: 1000, end: 2000 }]);
