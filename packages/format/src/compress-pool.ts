@@ -30,7 +30,9 @@ export class CompressPool {
   private nextSeq = 0;
   private nextDeliver = 0;
   private inFlight = 0;
-  private delivering = false;
+  /** The delivery loop while it runs: `close` waits for it (a write may be in flight). */
+  private pumping: Promise<void> | undefined;
+  private closed = false;
   private failure: Error | undefined;
   private waiters: (() => void)[] = [];
 
@@ -51,7 +53,7 @@ export class CompressPool {
         if (res.error) this.fail(new Error(`compression failed: ${res.error}`));
         else {
           this.done.set(res.seq, res);
-          void this.pump();
+          this.pump();
         }
       });
       w.on("error", (e) => this.fail(e));
@@ -60,8 +62,9 @@ export class CompressPool {
   }
 
   async submit(buffer: Uint8Array, lengths: number[], chunkLengths: number[]): Promise<void> {
-    while (this.inFlight >= this.maxInFlight && !this.failure) await this.wait();
+    while (this.inFlight >= this.maxInFlight && !this.failure && !this.closed) await this.wait();
     if (this.failure) throw this.failure;
+    if (this.closed) throw new Error("compression pool is closed");
     const seq = this.nextSeq++;
     this.inFlight++;
     const slot = this.workers.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
@@ -78,21 +81,36 @@ export class CompressPool {
 
   /** Waits until every submitted batch has been delivered. */
   async drain(): Promise<void> {
-    while (this.nextDeliver < this.nextSeq && !this.failure) await this.wait();
+    while (this.nextDeliver < this.nextSeq && !this.failure && !this.closed) await this.wait();
     if (this.failure) throw this.failure;
+    if (this.closed) throw new Error("compression pool is closed");
   }
 
+  /**
+   * Stops delivering, stops the workers and waits for a delivery in progress: once this
+   * resolves nothing more reaches the caller's sink, so it may be reset or reused.
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    this.wake();
     await Promise.all(this.workers.map((s) => s.w.terminate()));
+    await this.pumping;
   }
 
-  private async pump(): Promise<void> {
-    if (this.delivering) return;
-    this.delivering = true;
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = this.deliverReady().finally(() => {
+      this.pumping = undefined;
+      if (this.done.has(this.nextDeliver) && !this.failure) this.pump();
+    });
+  }
+
+  /** Delivers completed batches in order, one at a time; never rejects (failures are kept). */
+  private async deliverReady(): Promise<void> {
     try {
       for (;;) {
         const res = this.done.get(this.nextDeliver);
-        if (!res || this.failure) break;
+        if (!res || this.failure || this.closed) break;
         this.done.delete(this.nextDeliver);
         await this.deliver(this.nextDeliver, res);
         this.nextDeliver++;
@@ -101,10 +119,7 @@ export class CompressPool {
       }
     } catch (e) {
       this.fail(e as Error);
-    } finally {
-      this.delivering = false;
     }
-    if (this.done.has(this.nextDeliver) && !this.failure) void this.pump();
   }
 
   private fail(e: Error): void {

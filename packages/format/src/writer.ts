@@ -87,6 +87,7 @@ export class LayerWriter {
   private readonly batches = new Map<number, PendingSegment[]>();
   private batchSeq = 0;
   private finished = false;
+  private aborted = false;
 
   constructor(
     private readonly sink: ByteSink,
@@ -233,9 +234,13 @@ export class LayerWriter {
     };
   }
 
-  /** Stops the workers after a failure. */
+  /**
+   * Stops the workers after a failure and waits for any write still in flight, so the
+   * caller may reset or discard the sink without a late write landing in it.
+   */
   async abort(): Promise<void> {
     this.finished = true;
+    this.aborted = true;
     await this.pool.close();
   }
 
@@ -300,6 +305,7 @@ export class LayerWriter {
   }
 
   private async emit(data: Uint8Array): Promise<void> {
+    if (this.aborted) throw new Error("write after abort");
     this.blobHash.update(data);
     this.written += data.length;
     await this.sink.write(data);
