@@ -171,9 +171,40 @@ readingOptions(program.command("mount"))
     "write the files opened under the mount, in first-access order, for --prioritized-files",
   )
   .option("--background-fetch", "fetch the rest of the image while no read is waiting")
+  .option(
+    "--prefetch <file|auto>",
+    "fetch a profile's files at mount, one batched request per layer, in the background: a file as --record writes it, or auto (the newest profile pushed with `seekable profile push`); a missing or unusable profile is a warning",
+  )
   .option("--json", 'print {"mounted","dir",...} when mounted')
   .action(async (ref: string, dir: string, o) =>
     (await import("./commands/mount.js")).mountCommand(subject(ref), dir, o),
+  );
+
+const profileCommand = program
+  .command("profile")
+  .description("start-up profiles (the files a program opens) stored beside images");
+profileCommand
+  .command("push")
+  .description(
+    "store a profile as an OCI artifact whose subject is the image manifest (referrers API, or the sha256-<hex> tag fallback)",
+  )
+  .argument("<ref>", "docker://REF: the image the profile was recorded on")
+  .argument(
+    "<file>",
+    "the profile: paths one a line, first-access order (as mount --record writes)",
+  )
+  .option("--platform <os/arch>", "with an index: the platform's manifest is the subject")
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option("--json", 'print {"digest","subject","via",...} (digest: the artifact manifest)')
+  .action(async (ref: string, file: string, o) =>
+    (await import("./commands/profile.js")).profilePushCommand(subject(ref), file, o),
   );
 
 program
@@ -204,7 +235,7 @@ function numberList(name: string) {
 program
   .command("bench")
   .description(
-    "cold-start benchmark: full pull vs lazy vs lazy with prioritized files, through a shaped link",
+    "cold-start benchmark: a program started from a cold `seekable mount` (with and without a recorded profile) against a full pull, through a shaped link",
   )
   .argument("<image>", "docker://REF or oci:DIR[:TAG] (converted to eStargz first if it is not)")
   .option(
@@ -215,7 +246,7 @@ program
   )
   .option(
     "--run <cmd>",
-    "a command run in a chroot of the mounted image, its file accesses recorded as a workload; repeatable (root, FUSE)",
+    "a command started in a chroot of the image (recorded first with `mount --record`: its profile); repeatable (root, FUSE)",
     (v: string, prev: string[] = []) => [...prev, v],
     [] as string[],
   )
@@ -236,6 +267,14 @@ program
     "runs of each strategy (medians, with min-max)",
     intArg("--repeat", 1, 100),
     1,
+  )
+  .option(
+    "--strategies <list>",
+    "comma list of full-pull, cold-mount, cold-mount-profile, reference-store, batched-list (default: the first three, + reference-store with --reference-store)",
+  )
+  .option(
+    "--reference-store <bin>",
+    "the stargz-store binary (tools/reference-store/build.sh): adds the reference lazy store, background fetch and prefetch off",
   )
   .option("--chart <file>", "write an SVG bar chart of the times")
   .option("--platform <os/arch>", "the platform to pick from an index")

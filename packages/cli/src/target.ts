@@ -26,6 +26,8 @@ export interface ReadingFlags {
 
 export interface Session {
   target: OpenedTarget;
+  /** The session's registry client (its requests count in --stats). */
+  client(): RegistryClient;
   /** Prints the --stats line (if asked) and releases everything. */
   finish(): Promise<void>;
 }
@@ -82,6 +84,7 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
   }
   return {
     target,
+    client: getClient,
     finish: async () => {
       report();
       await target.close();

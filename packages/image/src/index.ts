@@ -3,6 +3,7 @@ export * from "./image-ref.js";
 export * from "./layout-server.js";
 export * from "./manifest-rewrite.js";
 export * from "./oci-layout.js";
+export * from "./profile.js";
 export * from "./sink.js";
 export * from "./sink-oci.js";
 export * from "./sink-registry.js";

@@ -6,7 +6,12 @@ import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
-import { backgroundFetch, PrioritizedPrefetch } from "./prefetch.js";
+import {
+  backgroundFetch,
+  PrioritizedPrefetch,
+  ProfilePrefetch,
+  type ProfilePrefetchResult,
+} from "./prefetch.js";
 import { AccessRecorder } from "./record.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 
@@ -17,6 +22,11 @@ export interface MountOptions {
   backgroundFetch?: boolean;
   /** Bytes fetched ahead of sequential reads (default 8 MiB). */
   readAhead?: number;
+  /**
+   * `--prefetch`: the paths of a profile (first-access order), fetched at mount. A promise,
+   * so a profile looked up in the registry does not delay the mount; undefined: none.
+   */
+  prefetch?: Promise<string[] | undefined>;
   /** One line for the user (stderr): failed reads, cleared stale mounts. */
   log(line: string): void;
 }
@@ -25,6 +35,11 @@ export interface MountedImage {
   readonly dir: string;
   /** Settles when the prioritized region of every layer has been fetched (or failed). */
   readonly prioritized: Promise<void>;
+  /**
+   * Settles when the profile of `prefetch` has been fetched: undefined without one; rejects
+   * when it does not fit the image or a fetch failed (reads then fetch on demand).
+   */
+  readonly profiled: Promise<ProfilePrefetchResult | undefined>;
   /** Detaches the mount, stops background work and writes the record. Idempotent. */
   unmount(): Promise<void>;
 }
@@ -56,7 +71,8 @@ export async function mountTarget(
   if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
 
   const prefetch = new PrioritizedPrefetch();
-  const pool = new ChunkPool(64 << 20, (item) => prefetch.covering(item));
+  const profile = new ProfilePrefetch();
+  const pool = new ChunkPool(64 << 20, (item) => prefetch.covering(item) ?? profile.covering(item));
   const recorder = opts.record ? new AccessRecorder() : undefined;
   const reported = new Map<string, number>();
   const ops = fuseOperations({
@@ -92,8 +108,14 @@ export async function mountTarget(
   const prioritized = prefetch.start(target.layers, (e) =>
     opts.log(`prefetch of the prioritized files failed: ${describe(e)}`),
   );
+  const profiled = (opts.prefetch ?? Promise.resolve(undefined)).then((paths) =>
+    paths && !background.signal.aborted
+      ? profile.start(target, paths, background.signal)
+      : undefined,
+  );
+  profiled.catch(() => {}); // the caller reports it
   if (opts.backgroundFetch) {
-    void prioritized
+    void Promise.allSettled([prioritized, profiled])
       .then(() => backgroundFetch(target.layers, pool, { signal: background.signal }))
       .catch((e) => {
         if (!background.signal.aborted) opts.log(`background fetch stopped: ${describe(e)}`);
@@ -104,6 +126,7 @@ export async function mountTarget(
   return {
     dir,
     prioritized,
+    profiled,
     unmount() {
       unmounting ??= (async () => {
         background.abort();

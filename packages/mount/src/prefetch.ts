@@ -1,5 +1,13 @@
-import { cleanEntryName, type LayerReader, PREFETCH_LANDMARK } from "@seekable/format";
-import type { OpenedLayer } from "@seekable/reader";
+import {
+  type ChunkRef,
+  cleanEntryName,
+  inflateChunk,
+  type LayerReader,
+  PREFETCH_LANDMARK,
+  verifyChunk,
+} from "@seekable/format";
+import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
+import { resolved } from "./attr.js";
 import type { ChunkItem, ChunkPool } from "./chunks.js";
 
 /** Paths of the regular files before `.prefetch.landmark` (none when there is no landmark). */
@@ -90,4 +98,271 @@ export async function backgroundFetch(
     if (batch.length > 0) await flush();
   }
   return { files };
+}
+
+/** A byte span to fetch and the member ranges (indexes into the input) it serves. */
+export interface MergedSpan {
+  start: number;
+  end: number;
+  members: number[];
+}
+
+/**
+ * Merges sorted, disjoint ranges into at most `maxRanges` spans (one multi-range request)
+ * by closing the smallest gaps first, so the bytes fetched in vain are as few as they can
+ * be; a gap wider than `maxGap` is never closed (more spans, rather than megabytes of
+ * unwanted data).
+ */
+export function mergeSpans(
+  ranges: readonly { start: number; end: number }[],
+  maxRanges: number,
+  maxGap: number,
+): MergedSpan[] {
+  const spans: MergedSpan[] = [];
+  ranges.forEach((r, i) => {
+    const last = spans[spans.length - 1];
+    if (last && r.start <= last.end) {
+      last.end = Math.max(last.end, r.end);
+      last.members.push(i);
+    } else spans.push({ start: r.start, end: r.end, members: [i] });
+  });
+  if (spans.length <= maxRanges) return spans;
+  const gaps = spans
+    .slice(1)
+    .map((s, i) => ({ i, gap: s.start - spans[i].end }))
+    .filter((g) => g.gap <= maxGap)
+    .sort((a, b) => a.gap - b.gap || a.i - b.i)
+    .slice(0, spans.length - maxRanges);
+  const join = new Set(gaps.map((g) => g.i));
+  const out: MergedSpan[] = [];
+  spans.forEach((s, i) => {
+    const last = out[out.length - 1];
+    if (last && join.has(i - 1)) {
+      last.end = s.end;
+      last.members.push(...s.members);
+    } else out.push({ ...s, members: [...s.members] });
+  });
+  return out;
+}
+
+/** What a profile prefetch did. */
+export interface ProfilePrefetchResult {
+  /** Regular files of the profile found in the image. */
+  files: number;
+  /** Chunks fetched and verified, and chunks found in the cache already. */
+  chunks: number;
+  cached: number;
+  /** Compressed bytes asked of the sources (spans, gaps included). */
+  bytes: number;
+  /** Source reads: one batched (multi-range) request each where the registry allows. */
+  reads: number;
+  ms: number;
+}
+
+/** The profile does not describe this image (paths that are not in it). */
+export class ProfileMismatchError extends Error {
+  override readonly name = "ProfileMismatchError";
+}
+
+export interface ProfilePrefetchOptions {
+  /** Spans per source read (the registry source sends up to 32 per multi-range request). */
+  maxRanges?: number;
+  /** Widest gap between wanted members fetched to save a request (default 2 MiB). */
+  maxGap?: number;
+  /** Compressed bytes per read; a larger profile takes several (default 32 MiB). */
+  batchBytes?: number;
+}
+
+interface Batch {
+  chunks: { path: string; ref: ChunkRef }[];
+  members: Map<number, ChunkRef>;
+  bytes: number;
+  done: Promise<void>;
+  settle: () => void;
+}
+
+/**
+ * `mount --prefetch`: the chunks of a profile's files (paths in first-access order, as
+ * `--record` writes them), fetched at mount with one batched read per layer and put, once
+ * verified against their chunk digests, in the reader's cache. An on-demand read of a
+ * chunk still being prefetched waits for it (ChunkPool's `before` hook) instead of
+ * fetching it again; if the prefetch fails, the read fetches it itself.
+ */
+export class ProfilePrefetch {
+  private readonly pending = new Map<LayerReader, Map<number, Promise<void>>>();
+  private readonly maxRanges: number;
+  private readonly maxGap: number;
+  private readonly batchBytes: number;
+
+  constructor(opts: ProfilePrefetchOptions = {}) {
+    this.maxRanges = Math.max(1, opts.maxRanges ?? 32);
+    this.maxGap = opts.maxGap ?? 2 << 20;
+    this.batchBytes = opts.batchBytes ?? 32 << 20;
+  }
+
+  /**
+   * Plans synchronously (so reads from now on wait for what is planned), then fetches.
+   * Rejects with ProfileMismatchError, before fetching anything, when a path is not in
+   * the image; with the first fetch or verification error otherwise (after the rest ran).
+   */
+  start(
+    target: { fs: ImageFS; layers: OpenedLayer[] },
+    paths: string[],
+    signal?: AbortSignal,
+  ): Promise<ProfilePrefetchResult> {
+    const t0 = Date.now();
+    const readers = new Map<LayerView, LayerReader | undefined>(
+      target.layers.map((l) => [l.view, l.reader]),
+    );
+    const missing: string[] = [];
+    const wanted = new Map<LayerReader, { path: string; ref: ChunkRef }[]>();
+    let files = 0;
+    for (const p of paths) {
+      const m = target.fs.lookup(cleanEntryName(p));
+      if (!m) {
+        missing.push(p);
+        continue;
+      }
+      const n = resolved(m.node);
+      if (n.type !== "reg") continue;
+      files++;
+      const reader = readers.get(m.layer);
+      if (!reader?.cache) continue; // a layer streamed whole is local already
+      const list = wanted.get(reader) ?? [];
+      for (const ref of n.chunks) if (ref.chunkDigest) list.push({ path: n.path, ref });
+      wanted.set(reader, list);
+    }
+    if (missing.length > 0) {
+      return Promise.reject(
+        new ProfileMismatchError(
+          `${missing.length} of ${paths.length} paths are not in this image (first: /${cleanEntryName(missing[0])})`,
+        ),
+      );
+    }
+    const result: ProfilePrefetchResult = {
+      files,
+      chunks: 0,
+      cached: 0,
+      bytes: 0,
+      reads: 0,
+      ms: 0,
+    };
+    const runs = [...wanted].map(([reader, list]) =>
+      this.runLayer(reader, this.plan(reader, list), result, signal),
+    );
+    return Promise.allSettled(runs).then((settled) => {
+      result.ms = Date.now() - t0;
+      const failed = settled.find((s) => s.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return result;
+    });
+  }
+
+  /** The pending prefetch a chunk belongs to, if any. */
+  covering(item: ChunkItem): Promise<void> | undefined {
+    return this.pending.get(item.reader)?.get(item.ref.offset);
+  }
+
+  /** Chunks in profile order, cut into batches of about `batchBytes`; registered as pending. */
+  private plan(reader: LayerReader, list: { path: string; ref: ChunkRef }[]): Batch[] {
+    const batches: Batch[] = [];
+    const memberBatch = new Map<number, Batch>();
+    const seen = new Set<string>();
+    const offsets = this.pending.get(reader) ?? new Map<number, Promise<void>>();
+    this.pending.set(reader, offsets);
+    for (const c of list) {
+      const key = `${c.ref.offset}:${c.ref.innerOffset}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      let b = memberBatch.get(c.ref.offset);
+      if (!b) {
+        b = batches[batches.length - 1];
+        if (!b || b.bytes >= this.batchBytes) {
+          let settle = () => {};
+          const done = new Promise<void>((r) => {
+            settle = r;
+          });
+          b = { chunks: [], members: new Map(), bytes: 0, done, settle };
+          batches.push(b);
+        }
+        b.members.set(c.ref.offset, c.ref);
+        b.bytes += c.ref.nextOffset - c.ref.offset;
+        memberBatch.set(c.ref.offset, b);
+        offsets.set(c.ref.offset, b.done);
+      }
+      b.chunks.push(c);
+    }
+    return batches;
+  }
+
+  private async runLayer(
+    reader: LayerReader,
+    batches: Batch[],
+    result: ProfilePrefetchResult,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const offsets = this.pending.get(reader);
+    let error: unknown;
+    for (const b of batches) {
+      try {
+        if (!signal?.aborted) await this.fetchBatch(reader, b, result, signal);
+      } catch (e) {
+        error ??= e;
+      } finally {
+        for (const off of b.members.keys()) if (offsets?.get(off) === b.done) offsets.delete(off);
+        b.settle();
+      }
+    }
+    if (offsets?.size === 0) this.pending.delete(reader);
+    if (error !== undefined) throw error;
+  }
+
+  private async fetchBatch(
+    reader: LayerReader,
+    b: Batch,
+    result: ProfilePrefetchResult,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const cache = reader.cache;
+    if (!cache) return;
+    const hits = await Promise.all(b.chunks.map(({ ref }) => cache.get(ref.chunkDigest as string)));
+    const need = b.chunks.filter((_, k) => !hits[k]);
+    result.cached += b.chunks.length - need.length;
+    if (need.length === 0) return;
+    const members = [...new Set(need.map((c) => c.ref.offset))]
+      .sort((x, y) => x - y)
+      .map((off) => b.members.get(off) as ChunkRef);
+    const spans = mergeSpans(
+      members.map((m) => ({ start: m.offset, end: m.nextOffset })),
+      this.maxRanges,
+      this.maxGap,
+    );
+    const spanOf = new Map<number, MergedSpan>();
+    for (const s of spans) for (const i of s.members) spanOf.set(members[i].offset, s);
+    result.reads++;
+    for (const s of spans) result.bytes += s.end - s.start;
+    const bufs = await reader.source.read(
+      spans.map((s) => ({ offset: s.start, length: s.end - s.start })),
+      signal,
+    );
+    const bufOf = new Map(spans.map((s, k) => [s, bufs[k]]));
+    let error: unknown;
+    for (const { path, ref } of need) {
+      const s = spanOf.get(ref.offset) as MergedSpan;
+      const buf = bufOf.get(s) as Uint8Array;
+      try {
+        // The same decoding and digest check as every on-demand read.
+        const data = await inflateChunk(
+          buf.subarray(ref.offset - s.start, ref.nextOffset - s.start),
+          ref,
+        );
+        verifyChunk(data, ref, path);
+        await cache.put(ref.chunkDigest as string, data);
+        result.chunks++;
+      } catch (e) {
+        error ??= e; // this chunk is left to the on-demand read, which fetches it again
+      }
+    }
+    if (error !== undefined) throw error;
+  }
 }

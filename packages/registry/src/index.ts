@@ -20,6 +20,7 @@ export * from "./media-types.js";
 export * from "./multipart.js";
 export * from "./platform.js";
 export * from "./reference.js";
+export * from "./referrers.js";
 export * from "./retry.js";
 export * from "./stats.js";
 export * from "./upload.js";

@@ -1,11 +1,114 @@
-import { mountTarget } from "@seekable/mount";
+import { open } from "node:fs/promises";
+import { findProfile, MAX_PROFILE_BYTES, parseProfile } from "@seekable/image";
+import { mountTarget, type ProfilePrefetchResult } from "@seekable/mount";
+import { getImageManifest, parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { onInterrupt } from "../output.js";
-import { openSession, type ReadingFlags } from "../target.js";
+import { openSession, type ReadingFlags, type Session } from "../target.js";
 
 export interface MountFlags extends ReadingFlags {
   record?: string;
   backgroundFetch?: boolean;
+  /** A profile file (one path a line, as --record writes), or "auto". */
+  prefetch?: string;
+}
+
+/** A profile to prefetch: its paths and what to call it in messages. */
+interface Profile {
+  paths: string[];
+  name: string;
+}
+
+/** A local profile file, refused when larger than the cap (read no further than that). */
+async function readProfileFile(file: string): Promise<Profile> {
+  const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
+  });
+  try {
+    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
+    }
+    return { paths: parseProfile(buf.subarray(0, n)), name: file };
+  } catch (e) {
+    throw new Error(`${file}: ${describe(e)}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * `--prefetch auto`: the newest profile stored for the image manifest that was mounted
+ * (the platform's, for an index), by the referrers API or the tag fallback. Undefined
+ * (with a reason) when there is none.
+ */
+async function registryProfile(
+  ref: string,
+  session: Session,
+  flags: MountFlags,
+): Promise<Profile | string> {
+  if (!ref.startsWith("docker://")) return "--prefetch auto needs a docker:// image";
+  const reference = parseReference(ref.slice("docker://".length));
+  const client = session.client();
+  const { manifest } = await getImageManifest(client, reference, {
+    platform: flags.platform ? parsePlatform(flags.platform) : undefined,
+  });
+  // The tag could have moved since the mount opened it: the profile must be for what is mounted.
+  const layers = new Set((manifest.json.layers ?? []).map((l) => l.digest));
+  if (session.target.layers.some((l) => l.digest === undefined || !layers.has(l.digest)))
+    return `${ref} changed while it was being mounted`;
+  const repo = { registry: reference.registry, repository: reference.repository };
+  const found = await findProfile(client, repo, manifest.digest);
+  if (!found)
+    return `no profile stored for ${manifest.digest} (looked for referrers, and the ${referrersTag(manifest.digest)} tag)`;
+  return {
+    paths: found.paths,
+    name: `${found.digest} (found by the ${found.via === "api" ? "referrers API" : "tag fallback"})`,
+  };
+}
+
+function describe(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+}
+
+function megabytes(n: number): string {
+  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
+/**
+ * Reports what --prefetch did, as one line on stderr: the files fetched, or why the profile
+ * was not used (the mount then reads on demand, as without --prefetch).
+ */
+function reportPrefetch(
+  profile: Promise<Profile | string>,
+  done: Promise<ProfilePrefetchResult | undefined>,
+  log: (line: string) => void,
+): void {
+  let name = "";
+  void profile.then(
+    (p) => {
+      if (typeof p === "string") log(`warning: ${p}; reading on demand`);
+      else name = p.name;
+    },
+    () => {},
+  );
+  void done.then(
+    (r) => {
+      if (!r) return;
+      const cached = r.cached > 0 ? `, ${r.cached} chunks already cached` : "";
+      log(
+        `prefetched ${r.files} files of profile ${name}: ${r.chunks} chunks, ${megabytes(r.bytes)} in ${r.reads} batched reads${cached}, ${(r.ms / 1000).toFixed(2)} s`,
+      );
+    },
+    (e) => {
+      if ((e as Error)?.name === "AbortError") return; // unmounted meanwhile
+      log(`warning: ${name ? `profile ${name}: ` : ""}${describe(e)}; reading on demand`);
+    },
+  );
 }
 
 /**
@@ -19,11 +122,20 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
     flags.backgroundFetch = false;
   }
   const session = await openSession(ref, flags);
+  // The profile is found while the kernel mounts; the mount does not wait for it.
+  const profile: Promise<Profile | string> | undefined =
+    flags.prefetch === undefined
+      ? undefined
+      : flags.prefetch === "auto"
+        ? registryProfile(ref, session, flags)
+        : readProfileFile(flags.prefetch);
+  profile?.catch(() => {});
   let mounted: Awaited<ReturnType<typeof mountTarget>>;
   try {
     mounted = await mountTarget(session.target, dir, {
       record: flags.record,
       backgroundFetch: flags.backgroundFetch,
+      prefetch: profile?.then((p) => (typeof p === "string" ? undefined : p.paths)),
       log,
     });
   } catch (e) {
@@ -37,6 +149,7 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
       `${JSON.stringify({ mounted: ref, dir: mounted.dir, kind: session.target.kind, layers: session.target.layers.length })}\n`,
     );
   } else process.stdout.write(`mounted ${ref} at ${mounted.dir}\n`);
+  if (profile) reportPrefetch(profile, mounted.profiled, log);
 
   // The process stays up while the kernel may call in; a signal ends it cleanly.
   const keepAlive = setInterval(() => {}, 1 << 30);
