@@ -130,8 +130,27 @@ afterAll(async () => {
   await tmp?.remove();
 });
 
+interface Row {
+  strategy: string;
+  label: string;
+  link: { rttMs: number; mbit: number };
+  verified: boolean;
+  seconds: { median: number };
+  readySeconds?: { median: number };
+  bytesFetched: { median: number };
+  requests: { median: number };
+  runs: {
+    seconds: number;
+    requests: number;
+    bytesFetched: number;
+    readySeconds?: number;
+    mountStats?: { requests: number; bytesFetched: number };
+    requestsAtExit?: number;
+  }[];
+}
+
 describe("seekable bench", () => {
-  it("--run records a command's file accesses in a mount of the image and benchmarks them", async () => {
+  it("--run: the command started from a cold seekable mount, with and without its recorded profile, against a full pull", async () => {
     const r = await seekable(
       "bench",
       image,
@@ -145,22 +164,62 @@ describe("seekable bench", () => {
     );
     expect(r.code, describeRun(r)).toBe(0);
     const out = JSON.parse(r.stdout.toString()) as {
-      workloads: { name: string; files: number }[];
-      rows: { strategy: string }[];
+      workloads: { name: string; files: number; command?: string }[];
+      strategies: string[];
+      unavailable: { strategy: string; reason: string }[];
+      rows: Row[];
     };
     expect(out.workloads[0].name).toBe("run1");
+    expect(out.workloads[0].command).toBe("cat /etc/config /app/main.py");
     // busybox itself, /etc/config and /app/main.py
     expect(out.workloads[0].files).toBeGreaterThanOrEqual(3);
-    expect(new Set(out.rows.map((row) => row.strategy)).size).toBe(3);
+    // The profile strategy runs, or says why it cannot (a seekable without --prefetch).
+    expect([...out.strategies, ...out.unavailable.map((u) => u.strategy)].sort()).toEqual([
+      "cold-mount",
+      "cold-mount-profile",
+      "full-pull",
+    ]);
+    const by = Object.fromEntries(out.rows.map((x) => [x.strategy, x]));
+    const full = by["full-pull"];
+    const cold = by["cold-mount"];
+    for (const x of out.rows) {
+      expect(x.verified).toBe(true);
+      expect(x.runs).toHaveLength(1);
+      expect(x.requests.median).toBeGreaterThan(0);
+    }
+    // Manifest and the two layer blobs (the config is not needed to extract).
+    expect(full.requests.median).toBeGreaterThanOrEqual(3);
+    expect(full.bytesFetched.median).toBeGreaterThanOrEqual([...blobSizes].reduce((a, b) => a + b));
+    // The mount leaves the 3 MB library and the 2 MB data file alone.
+    expect(cold.bytesFetched.median).toBeLessThan(full.bytesFetched.median - 4_000_000);
+    for (const x of [cold, by["cold-mount-profile"]].filter(Boolean)) {
+      const run = x.runs[0];
+      // Process start to mount ready is part of the time, and comes first.
+      expect(run.readySeconds).toBeGreaterThan(0);
+      expect(run.readySeconds).toBeLessThan(run.seconds);
+      // The mount talked to the registry through the shaping proxy only: what it counted
+      // itself at exit is what crossed the proxy by then.
+      expect(run.mountStats, JSON.stringify(run)).toBeDefined();
+      expect(run.mountStats?.requests).toBe(run.requestsAtExit);
+      expect(run.requests).toBeLessThanOrEqual(run.requestsAtExit as number);
+    }
+    const prof = by["cold-mount-profile"];
+    if (prof) {
+      // With the profile the files come in batches: no more requests than on demand.
+      expect(prof.requests.median).toBeLessThanOrEqual(cold.requests.median);
+      expect(prof.bytesFetched.median).toBeLessThan(full.bytesFetched.median);
+    } else expect(out.unavailable[0].reason).toMatch(/--prefetch/);
   });
 
-  it("reports every strategy per link, lazy fetching fewer bytes, with a chart", async () => {
+  it("path-list workloads: every strategy per link, files read through the mount, with a chart", async () => {
     const chart = join(tmp.path, "chart.svg");
     const r = await seekable(
       "bench",
       image,
       "--workload",
       workload,
+      "--strategies",
+      "full-pull,cold-mount,batched-list",
       "--rtt",
       "5,20",
       "--bandwidth",
@@ -177,12 +236,16 @@ describe("seekable bench", () => {
     expect(doc.links).toHaveLength(2);
     expect(doc.rows).toHaveLength(2 * 3);
     for (const link of doc.links) {
-      const rows = doc.rows.filter((x: { link: { rttMs: number } }) => x.link.rttMs === link.rttMs);
-      const by = Object.fromEntries(rows.map((x: { strategy: string }) => [x.strategy, x]));
-      expect(Object.keys(by).sort()).toEqual(["full-pull", "lazy", "lazy-optimized"]);
-      expect(by.lazy.bytesFetched.median).toBeLessThan(by["full-pull"].bytesFetched.median);
-      expect(by["lazy-optimized"].bytesFetched.median).toBeLessThan(
+      const rows: Row[] = doc.rows.filter((x: Row) => x.link.rttMs === link.rttMs);
+      const by = Object.fromEntries(rows.map((x) => [x.strategy, x]));
+      expect(Object.keys(by)).toEqual(["full-pull", "cold-mount", "batched-list"]);
+      expect(by["batched-list"].label).toMatch(/not a real start/);
+      expect(by["cold-mount"].bytesFetched.median).toBeLessThan(
         by["full-pull"].bytesFetched.median,
+      );
+      // Batched multi-range reads of a known list: fewer requests than reading on demand.
+      expect(by["batched-list"].requests.median).toBeLessThanOrEqual(
+        by["cold-mount"].requests.median,
       );
       for (const x of rows) {
         expect(x.verified).toBe(true);
@@ -203,15 +266,18 @@ describe("seekable bench", () => {
       ),
     );
     expect(keys.size).toBe(6);
-    expect(svg).toMatch(/time to finish \(s/);
+    expect(svg).toMatch(/time until the program exits \(s/);
+    expect(svg).toContain("cold mount");
   });
 
-  it("prints a Markdown table with every strategy", async () => {
+  it("prints a Markdown table with the strategies' labels", async () => {
     const r = await seekable(
       "bench",
       image,
       "--workload",
       workload,
+      "--strategies",
+      "full-pull,cold-mount",
       "--rtt",
       "0",
       "--bandwidth",
@@ -222,9 +288,8 @@ describe("seekable bench", () => {
     expect(text).toMatch(/not eStargz: converted first/);
     const lines = text.split("\n").filter((l) => l.startsWith("| small |"));
     expect(lines.map((l) => l.split("|")[3]?.trim())).toEqual([
-      "full-pull",
-      "lazy",
-      "lazy-optimized",
+      "full pull (download, extract, run)",
+      "cold mount",
     ]);
     for (const l of lines) expect(l).toContain("sha256 ok");
   });
@@ -246,6 +311,8 @@ describe("seekable bench", () => {
         bad,
         "--workload",
         workload,
+        "--strategies",
+        "full-pull,cold-mount",
         "--rtt",
         "0",
         "--bandwidth",
@@ -254,7 +321,7 @@ describe("seekable bench", () => {
       expect(r.code, describeRun(r)).toBe(1);
       const lines = r.stderr.trim().split("\n");
       expect(lines, describeRun(r)).toHaveLength(1);
-      expect(lines[0]).toMatch(/^seekable: .*verification failed: lazy/);
+      expect(lines[0]).toMatch(/^seekable: .*verification failed: cold-mount/);
       expect(lines[0]).toMatch(/digest|mismatch|corrupt|invalid/i);
     } finally {
       await proxy?.close();

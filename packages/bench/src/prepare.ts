@@ -1,8 +1,7 @@
-// Gets the images a benchmark reads ready: the image as given (full pull), an eStargz
-// version (converted first when the image is not eStargz) and, per workload, a version
-// reconverted with the workload as prioritized files. docker:// images are pushed as more
-// tags of the same repository; oci: layouts are served with LayoutServer, the converted
-// images written to a temporary layout served next to it.
+// Gets the images a benchmark reads ready: the image as given (full pull) and an eStargz
+// version (converted first when the image is not eStargz). docker:// images are pushed as
+// another tag of the same repository; oci: layouts are served with LayoutServer, the
+// converted image written to a temporary layout served next to it.
 import { join } from "node:path";
 import { FormatError } from "@seekable/format";
 import {
@@ -41,16 +40,18 @@ export interface PreparedImage {
   original: Reference;
   /** The eStargz image read lazily. */
   lazy: Reference;
-  /** Per workload: the image reconverted with its files prioritized. */
-  optimized: Reference[];
+  /** Layer digests of the eStargz image, bottom first. */
+  lazyLayers: string[];
   /** Whether the image had to be converted to eStargz first. */
   converted: boolean;
   /** Compressed layer bytes of each image. */
-  sizes: { original: number; lazy: number; optimized: number[] };
-  /** Workloads with only the regular files kept (others reported in `dropped`). */
-  workloads: (Workload & { bytes: number; dropped: string[] })[];
+  sizes: { original: number; lazy: number };
+  /** Workloads with only the regular files of the image kept (others in `dropped`). */
+  checkWorkloads(workloads: Workload[]): Promise<CheckedWorkload[]>;
   close(): Promise<void>;
 }
+
+export type CheckedWorkload = Workload & { bytes: number; dropped: string[] };
 
 export interface PrepareOptions {
   credentials?: Credentials;
@@ -67,11 +68,7 @@ export function viaProxy(ref: Reference, host: string): Reference {
   return { ...ref, registry: host };
 }
 
-export async function prepareImage(
-  image: string,
-  workloads: Workload[],
-  opts: PrepareOptions,
-): Promise<PreparedImage> {
+export async function prepareImage(image: string, opts: PrepareOptions): Promise<PreparedImage> {
   const note = opts.onNote ?? (() => {});
   const parsed = parseImageRef(image);
   const client = new RegistryClient({
@@ -180,25 +177,15 @@ export async function prepareImage(
         note(`${image} is not eStargz: converting it first (seekable convert, default options)`);
         lazy = await convert("estargz");
       }
-      // Workload paths checked against the image: missing ones are an error, non-files dropped.
-      const checked = await checkWorkloads(client, lazy, workloads, opts.platform);
-      const optimized: Reference[] = [];
-      for (const [k, w] of checked.entries()) {
-        note(`reconverting with workload ${w.name} as prioritized files`);
-        optimized.push(await convert(`opt${k + 1}`, w.paths));
-      }
       return {
         upstream,
         original,
         lazy,
-        optimized,
+        lazyLayers: (await layersOf(lazy)).map((d) => d.digest),
         converted: !isEstargz,
-        sizes: {
-          original: await size(original),
-          lazy: await size(lazy),
-          optimized: await Promise.all(optimized.map(size)),
-        },
-        workloads: checked,
+        sizes: { original: await size(original), lazy: await size(lazy) },
+        // Workload paths checked against the image: missing ones are an error, non-files dropped.
+        checkWorkloads: (workloads) => checkWorkloads(client, lazy, workloads, opts.platform),
         close,
       };
     }
@@ -213,7 +200,7 @@ async function checkWorkloads(
   ref: Reference,
   workloads: Workload[],
   platform: string | undefined,
-): Promise<PreparedImage["workloads"]> {
+): Promise<CheckedWorkload[]> {
   const target = await openTarget(`docker://${formatReference(ref)}`, {
     client: () => client,
     stats: new ReadStats(),

@@ -1,6 +1,6 @@
 // Figures: medians with their spread, ratios to the full pull, and the Markdown table.
 import { formatLink, type LinkSetting } from "./shaping-proxy.js";
-import type { RunFigures, StrategyName } from "./strategies.js";
+import { STRATEGY_LABELS, type RunFigures, type StrategyName } from "./strategies.js";
 
 export interface Spread {
   median: number;
@@ -12,8 +12,12 @@ export interface ResultRow {
   workload: string;
   link: LinkSetting;
   strategy: StrategyName;
+  /** What the strategy is, in words. */
+  label: string;
   runs: RunFigures[];
   seconds: Spread;
+  /** Mount strategies: time until the file system answered (process start included). */
+  readySeconds?: Spread;
   bytesFetched: Spread;
   requests: Spread;
   /** Full pull's median time / this median time (how many times faster). */
@@ -46,13 +50,20 @@ function seconds(s: Spread, runs: number): string {
   return runs > 1 ? `${m} (${s.min.toFixed(2)}–${s.max.toFixed(2)})` : m;
 }
 
-/** One row per workload × link × strategy; medians, [min–max] when repeated. */
-export function markdownTable(rows: ResultRow[]): string {
+/**
+ * One row per workload × link × strategy; medians, [min–max] when repeated. Strategies
+ * that could not run are listed under the table.
+ */
+export function markdownTable(
+  rows: ResultRow[],
+  unavailable: { strategy: StrategyName; reason: string }[] = [],
+): string {
   const header = [
     "workload",
     "link (RTT / bandwidth)",
     "strategy",
     "time",
+    "of which mount ready",
     "× faster",
     "bytes fetched",
     "bytes vs full pull",
@@ -64,14 +75,23 @@ export function markdownTable(rows: ResultRow[]): string {
     line([
       r.workload,
       formatLink(r.link),
-      r.strategy,
+      r.label,
       seconds(r.seconds, r.runs.length),
-      r.strategy === "full-pull" ? "1.0" : r.speedup.toFixed(1),
+      r.readySeconds ? seconds(r.readySeconds, r.runs.length) : "–",
+      r.strategy === "full-pull" ? "1.0" : Number.isFinite(r.speedup) ? r.speedup.toFixed(1) : "–",
       formatBytes(r.bytesFetched.median),
-      `${(r.bytesRatio * 100).toFixed(1)} %`,
+      Number.isFinite(r.bytesRatio) ? `${(r.bytesRatio * 100).toFixed(1)} %` : "–",
       String(r.requests.median),
       r.verified ? "sha256 ok" : "MISMATCH",
     ]),
   );
-  return [line(header), line(header.map(() => "---")), ...body].join("\n");
+  const notes = unavailable.map(
+    (u) => `- ${STRATEGY_LABELS[u.strategy]}: not available (${u.reason})`,
+  );
+  return [
+    line(header),
+    line(header.map(() => "---")),
+    ...body,
+    ...(notes.length ? ["", ...notes] : []),
+  ].join("\n");
 }

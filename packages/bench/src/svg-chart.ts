@@ -1,14 +1,18 @@
-// A bar chart of time to finish, written by hand as SVG (no dependencies): one bar per
+// A bar chart of the time until the workload ends, written by hand as SVG (no dependencies): one bar per
 // workload × strategy, grouped per link setting, median height, min–max whisker.
 import type { ResultRow } from "./report.js";
 import { formatLink } from "./shaping-proxy.js";
-import { STRATEGIES, type StrategyName } from "./strategies.js";
+import { STRATEGIES, STRATEGY_LABELS, type StrategyName } from "./strategies.js";
 
 const COLORS: Record<StrategyName, string> = {
   "full-pull": "#9e9e9e",
-  lazy: "#1f77b4",
-  "lazy-optimized": "#2ca02c",
+  "cold-mount": "#1f77b4",
+  "cold-mount-profile": "#2ca02c",
+  "reference-store": "#ff7f0e",
+  "batched-list": "#c5b0d5",
 };
+/** Legend entry width: swatch, label (about 6.6 px a character at 12 px), gap. */
+const legendWidth = (s: StrategyName) => 18 + Math.ceil(STRATEGY_LABELS[s].length * 6.6) + 24;
 
 const esc = (s: string) =>
   s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -22,7 +26,10 @@ export function niceScale(max: number): { max: number; step: number } {
   return { max: Math.ceil(max / step - 1e-9) * step, step };
 }
 
-export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"): string {
+export function svgChart(
+  rows: ResultRow[],
+  title = "Cold start: time until the program exits",
+): string {
   const links: string[] = [];
   const workloads: string[] = [];
   for (const r of rows) {
@@ -42,7 +49,13 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
   const wlWidth = strategies.length * BAR + (strategies.length - 1) * BAR_GAP;
   const groupWidth = workloads.length * wlWidth + (workloads.length - 1) * WL_GAP;
   const groupsWidth = links.length * groupWidth + (links.length + 1) * GROUP_GAP;
-  const width = Math.max(LEFT + groupsWidth, LEFT + 160 * strategies.length + 40);
+  const legendX: number[] = [];
+  let legendEnd = LEFT;
+  for (const s of strategies) {
+    legendX.push(legendEnd);
+    legendEnd += legendWidth(s);
+  }
+  const width = Math.max(LEFT + groupsWidth, legendEnd + 20);
   // Few groups in a wide chart (the legend sets a minimum width) sit in the middle.
   const start = LEFT + Math.max(0, (width - 10 - LEFT - groupsWidth) / 2);
   const height = TOP + PLOT_H + BOTTOM;
@@ -60,10 +73,10 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
   );
   // Legend.
   strategies.forEach((s, i) => {
-    const x = LEFT + i * 160;
+    const x = legendX[i] as number;
     out.push(
       `<rect x="${x}" y="36" width="12" height="12" fill="${COLORS[s]}"/>`,
-      `<text x="${x + 18}" y="46">${esc(s)}</text>`,
+      `<text x="${x + 18}" y="46">${esc(STRATEGY_LABELS[s])}</text>`,
     );
   });
   // Y axis, grid and ticks.
@@ -77,7 +90,7 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
   out.push(
     `<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${TOP + PLOT_H}" stroke="#000"/>`,
     `<line x1="${LEFT}" y1="${TOP + PLOT_H}" x2="${width - 10}" y2="${TOP + PLOT_H}" stroke="#000"/>`,
-    `<text x="18" y="${TOP + PLOT_H / 2}" text-anchor="middle" transform="rotate(-90 18 ${TOP + PLOT_H / 2})">time to finish (s, median; whisker: min–max)</text>`,
+    `<text x="18" y="${TOP + PLOT_H / 2}" text-anchor="middle" transform="rotate(-90 18 ${TOP + PLOT_H / 2})">time until the program exits (s, median; whisker: min–max)</text>`,
   );
   // Bars.
   links.forEach((link, li) => {
@@ -94,7 +107,7 @@ export function svgChart(rows: ResultRow[], title = "Cold start: time to finish"
         const h = TOP + PLOT_H - yTop;
         const cx = x + BAR / 2;
         out.push(
-          `<rect class="bar" data-workload="${esc(w)}" data-strategy="${s}" data-link="${esc(link)}" x="${x}" y="${yTop.toFixed(1)}" width="${BAR}" height="${h.toFixed(1)}" fill="${COLORS[s]}"><title>${esc(`${w} · ${link} · ${s}: ${r.seconds.median.toFixed(2)} s`)}</title></rect>`,
+          `<rect class="bar" data-workload="${esc(w)}" data-strategy="${s}" data-link="${esc(link)}" x="${x}" y="${yTop.toFixed(1)}" width="${BAR}" height="${h.toFixed(1)}" fill="${COLORS[s]}"><title>${esc(`${w} · ${link} · ${STRATEGY_LABELS[s]}: ${r.seconds.median.toFixed(2)} s, ${r.requests.median} requests`)}</title></rect>`,
         );
         if (r.runs.length > 1) {
           const y1 = y(r.seconds.min).toFixed(1);

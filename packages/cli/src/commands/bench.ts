@@ -1,21 +1,21 @@
-import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   type BenchResult,
   ContentMismatchError,
   formatBytes,
+  isStrategyName,
   type LinkSetting,
   markdownTable,
   runBench,
+  type StrategyName,
   StrategyError,
   svgChart,
+  type WorkloadSpec,
 } from "@seekable/bench";
-import { mountTarget } from "@seekable/mount";
 import { parseCredentials } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { openSession } from "../target.js";
 
 export interface BenchFlags {
   workload: string[];
@@ -28,7 +28,15 @@ export interface BenchFlags {
   creds?: string;
   plainHttp?: boolean;
   platform?: string;
+  strategies?: string;
+  referenceStore?: string;
 }
+
+/** This CLI, to start `seekable mount` processes with (the same build as this command). */
+const SELF = {
+  file: process.execPath,
+  args: [fileURLToPath(new URL("../main.js", import.meta.url))],
+};
 
 /** `seekable bench IMAGE --workload FILE ...`: the table on stdout (or --json), --chart SVG. */
 export async function benchCommand(image: string, flags: BenchFlags): Promise<void> {
@@ -37,7 +45,7 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
   if (flags.workload.length === 0 && flags.run.length === 0) {
     throw new CliError("--workload FILE or --run CMD is required", true);
   }
-  const workloads = [];
+  const workloads: WorkloadSpec[] = [];
   const names = new Set<string>();
   for (const file of flags.workload) {
     const text = await readFile(file, "utf8");
@@ -51,14 +59,23 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
       .replace(/^workload-/, "");
     while (names.has(name)) name = `${name}'`;
     names.add(name);
-    workloads.push({ name, paths });
+    workloads.push({ name, paths, profileFile: resolve(file) });
   }
-  for (const [i, cmd] of flags.run.entries()) {
-    const paths = await recordWorkload(image, cmd, flags);
-    if (paths.length === 0)
-      throw new CliError(`--run ${JSON.stringify(cmd)}: opened no file`, true);
-    workloads.push({ name: `run${i + 1}`, paths });
-    process.stderr.write(`seekable: run${i + 1} = ${cmd} (${paths.length} files opened)\n`);
+  for (const [i, command] of flags.run.entries()) {
+    workloads.push({ name: `run${i + 1}`, command });
+  }
+  let strategies: StrategyName[] | undefined;
+  if (flags.strategies !== undefined) {
+    strategies = [];
+    for (const s of flags.strategies.split(",").map((x) => x.trim())) {
+      if (!isStrategyName(s))
+        throw new CliError(
+          `--strategies: unknown strategy ${JSON.stringify(s)} (full-pull, cold-mount, cold-mount-profile, reference-store, batched-list)`,
+          true,
+        );
+      if (!strategies.includes(s)) strategies.push(s);
+    }
+    if (strategies.length === 0) throw new CliError("--strategies: none given", true);
   }
   const rtts = flags.rtt.length > 0 ? flags.rtt : [50];
   const bandwidths = flags.bandwidth.length > 0 ? flags.bandwidth : [100];
@@ -72,6 +89,10 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
       workloads,
       links,
       repeat: flags.repeat,
+      strategies,
+      seekable: SELF,
+      referenceStore: flags.referenceStore ? resolve(flags.referenceStore) : undefined,
+      creds: flags.creds,
       credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
       plainHttp: flags.plainHttp,
       platform: flags.platform,
@@ -97,6 +118,11 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
+  process.stdout.write(present(image, result));
+}
+
+/** The human report: image, workloads, the table, what could not run. */
+function present(image: string, result: BenchResult): string {
   const out: string[] = [];
   const b = result.imageBytes;
   out.push(
@@ -105,74 +131,20 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
         ? `, not eStargz: converted first (eStargz ${formatBytes(b.estargz)})`
         : " (eStargz)") +
       `; ${result.repeat} run(s) each, medians${result.repeat > 1 ? " (min–max)" : ""}.`,
+    "Each run starts cold: a new mount process with an empty cache, no open connection.",
     "",
   );
   for (const w of result.workloads)
     out.push(
-      `Workload ${w.name}: ${w.files} files, ${formatBytes(w.bytes)}` +
+      `Workload ${w.name}: ` +
+        (w.command !== undefined
+          ? `${JSON.stringify(w.command)} (opens ${w.files} files, ${formatBytes(w.bytes)})`
+          : `${w.files} files read one after another, ${formatBytes(w.bytes)}`) +
         (w.dropped.length > 0 ? ` (${w.dropped.length} non-regular paths skipped)` : "") +
         ".",
     );
-  out.push("", markdownTable(result.rows), "");
-  process.stdout.write(out.join("\n"));
-}
-
-/**
- * A command's start-up workload: the image is mounted (cold, no disk cache), the command
- * runs in a chroot of it, and the files it opened are the workload, in first-access order.
- */
-async function recordWorkload(image: string, cmd: string, flags: BenchFlags): Promise<string[]> {
-  if (!image.startsWith("docker://")) {
-    throw new CliError(`--run needs a docker:// image to mount (got ${image})`, true);
-  }
-  const dir = await mkdtemp(join(tmpdir(), "seekable-bench-run-"));
-  const root = join(dir, "root");
-  const record = join(dir, "record.txt");
-  await mkdir(root);
-  const session = await openSession(image, {
-    cache: false,
-    creds: flags.creds,
-    plainHttp: flags.plainHttp,
-    platform: flags.platform,
-  });
-  try {
-    const mounted = await mountTarget(session.target, root, {
-      record,
-      log: (line) => process.stderr.write(`seekable: mount: ${line}\n`),
-    });
-    // Programs expect /dev and /proc: bind them where the image has the directories.
-    const binds: string[] = [];
-    let code: number | null;
-    try {
-      for (const [d, args] of [
-        ["dev", ["--rbind", "/dev"]],
-        ["proc", ["-t", "proc", "proc"]],
-      ] as const) {
-        const target = join(root, d);
-        if (!(await stat(target).catch(() => undefined))?.isDirectory()) continue;
-        if ((await run("mount", [...args, target])) === 0) binds.unshift(target);
-      }
-      code = await run("chroot", [root, "/bin/sh", "-c", cmd], ["ignore", "ignore", "inherit"]);
-    } finally {
-      for (const b of binds) await run("umount", ["-l", b]);
-      await mounted.unmount();
-    }
-    if (code !== 0) throw new CliError(`--run ${JSON.stringify(cmd)}: exited with ${code}`, true);
-    return (await readFile(record, "utf8")).split("\n").filter((l) => l !== "");
-  } finally {
-    await session.finish();
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-function run(
-  file: string,
-  args: readonly string[],
-  stdio: ("ignore" | "inherit")[] = ["ignore", "ignore", "ignore"],
-): Promise<number | null> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [...args], { stdio });
-    child.on("error", reject);
-    child.on("exit", (c) => resolve(c));
-  });
+  if (result.strategies.includes("reference-store"))
+    out.push("The reference store runs with background fetch and prefetch off.");
+  out.push("", markdownTable(result.rows, result.unavailable), "");
+  return out.join("\n");
 }
