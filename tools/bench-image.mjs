@@ -2,17 +2,24 @@
 // The image `seekable bench` is measured on, reproducibly:
 //   1. tools/image/build-image.mjs (cached) builds the real three-layer python image
 //      (.work/image/layer{1,2,3}.tar) and its workload .work/image/workload-python-json.txt;
+//      with --node-app, the node variant (.work/image-node: same base and python layers, a
+//      node app layer of ~22k entries: express and its neighbours, this machine's node);
 //   2. this script writes it as a plain OCI image layout (tar+gzip layers, gzip level 6, as
-//      `docker build` would push it) in .work/bench/python-oci, tag "latest" (cached);
+//      `docker build` would push it) in .work/bench/python-oci (node: node-oci), tag
+//      "latest" (cached);
 //   3. --push docker://REF converts it to eStargz with `seekable convert` into a registry;
 //      --bench ARGS... starts a Debian docker-registry on loopback, pushes the eStargz image
-//      to it as bench/python:estargz and runs `seekable bench docker://… ARGS...` against it.
+//      to it as bench/python:estargz (bench/node:estargz) and runs
+//      `seekable bench docker://… ARGS...` against it, with the reference lazy store
+//      (tools/reference-store/build.sh, built offline once) unless --no-reference-store.
 //
 // Usage:
 //   node tools/bench-image.mjs                       # just the OCI layout (oci:.work/bench/python-oci:latest)
 //   node tools/bench-image.mjs --push docker://127.0.0.1:5000/bench/python:estargz
-//   node tools/bench-image.mjs --bench --workload .work/image/workload-python-json.txt \
+//   node tools/bench-image.mjs --bench --run 'python3 -c "import json"' \
 //        --rtt 50 --bandwidth 100 --repeat 3 --chart bench/results/coldstart.svg
+//   node tools/bench-image.mjs --node-app --bench --run 'cd /app && node -e "require(\'express\')"' \
+//        --rtt 50 --bandwidth 100 --repeat 3
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync } from "node:fs";
@@ -26,8 +33,6 @@ import { startRegistry } from "../bench/lib.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SEEKABLE = join(ROOT, "packages/cli/dist/main.js");
-const IMAGE_DIR = join(ROOT, ".work/image");
-const LAYOUT = join(ROOT, ".work/bench/python-oci");
 const log = (s) => process.stderr.write(`bench-image: ${s}\n`);
 
 const args = process.argv.slice(2);
@@ -36,6 +41,16 @@ const benchArgs = benchAt >= 0 ? args.slice(benchAt + 1) : undefined;
 const own = benchAt >= 0 ? args.slice(0, benchAt) : args;
 const pushAt = own.indexOf("--push");
 const pushRef = pushAt >= 0 ? own[pushAt + 1] : undefined;
+const nodeApp = own.includes("--node-app");
+const withReference = !own.includes("--no-reference-store");
+const NAME = nodeApp ? "node" : "python";
+const IMAGE_DIR = join(ROOT, nodeApp ? ".work/image-node" : ".work/image");
+const LAYOUT = join(ROOT, `.work/bench/${NAME}-oci`);
+const CMD = nodeApp
+  ? ["/bin/sh", "-c", "cd /app && node server.js"]
+  : ["/usr/bin/python3", "-c", "import json"];
+const STORE_BUILD = join(ROOT, "tools/reference-store/build.sh");
+const STORE_BIN = join(ROOT, "tools/reference-store/bin/stargz-store");
 
 const sh = (cmd, argv, opts = {}) => {
   const r = spawnSync(cmd, argv, { stdio: "inherit", ...opts });
@@ -84,7 +99,7 @@ async function writeLayout() {
       JSON.stringify({
         architecture: "amd64",
         os: "linux",
-        config: { Cmd: ["/usr/bin/python3", "-c", "import json"] },
+        config: { Cmd: CMD },
         rootfs: { type: "layers", diff_ids: info.map((l) => l.diffID) },
       }),
     ),
@@ -118,22 +133,31 @@ async function writeLayout() {
   log(`wrote oci:${LAYOUT}:latest`);
 }
 
-sh(process.execPath, [join(ROOT, "tools/image/build-image.mjs")]);
+sh(process.execPath, [
+  join(ROOT, "tools/image/build-image.mjs"),
+  ...(nodeApp ? ["--node-app"] : []),
+]);
 await writeLayout();
 if (pushRef) {
   log(`converting to eStargz and pushing to ${pushRef}`);
   sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, pushRef]);
 }
 if (benchArgs) {
+  const extra = [];
+  if (withReference) {
+    log("building the reference lazy store (tools/reference-store/build.sh; offline, cached)");
+    sh(STORE_BUILD, []);
+    extra.push("--reference-store", STORE_BIN);
+  }
   const registry = await startRegistry();
   try {
-    const ref = `docker://${registry.host}/bench/python:estargz`;
+    const ref = `docker://${registry.host}/bench/${NAME}:estargz`;
     log(`converting to eStargz and pushing to ${ref}`);
     sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, ref], {
       stdio: ["ignore", 2, 2],
     });
-    log(`seekable bench ${ref} ${benchArgs.join(" ")}`);
-    sh(process.execPath, [SEEKABLE, "bench", ref, ...benchArgs], { cwd: ROOT });
+    log(`seekable bench ${ref} ${[...extra, ...benchArgs].join(" ")}`);
+    sh(process.execPath, [SEEKABLE, "bench", ref, ...extra, ...benchArgs], { cwd: ROOT });
   } finally {
     await registry.stop();
   }

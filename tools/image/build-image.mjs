@@ -17,7 +17,15 @@
 //                           executed programs and their ELF interpreter count as opened.
 // Tars are deterministic (GNU tar, PAX, sorted names, mtime 0, owner 0:0, no atime/ctime/xattrs).
 // Cached: does nothing when the outputs exist (--force rebuilds). Needs root (chroot), strace.
-// Usage: node tools/image/build-image.mjs [--force] [--out DIR]
+//
+// --node-app: the node variant instead (default out .work/image-node): the same base OS and
+// python layers (built first in .work/image, then copied) and, as layer 3, a node app:
+//   /usr/bin/node and the shared libraries it links (this machine's node), /app/server.js
+//   (an express server) and /app/node_modules from tools/image/node-app/package-lock.json
+//   (`npm ci --omit=dev --ignore-scripts`: express and a realistic tree, ~22k entries; needs
+//   the npm registry once). The start measured on it: cd /app && node -e "require('express')".
+//   Its image.json is written; no workload file (seekable bench --run records the start).
+// Usage: node tools/image/build-image.mjs [--force] [--out DIR] [--node-app]
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -38,11 +46,13 @@ import { dirname, join, posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-let out = join(ROOT, ".work/image");
+let out;
 let force = false;
+let nodeApp = false;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--force") force = true;
+  else if (argv[i] === "--node-app") nodeApp = true;
   else if (argv[i] === "--out") out = resolve(argv[++i] ?? "");
   else if (argv[i] === "-h" || argv[i] === "--help") {
     process.stdout.write(
@@ -54,6 +64,7 @@ for (let i = 0; i < argv.length; i++) {
     process.exit(2);
   }
 }
+out ??= join(ROOT, nodeApp ? ".work/image-node" : ".work/image");
 const env = { ...process.env, LC_ALL: "C" };
 const log = (s) => process.stderr.write(`build-image: ${s}\n`);
 const sh = (cmd, args, opts = {}) =>
@@ -366,13 +377,7 @@ async function buildLayers() {
     for (const f of [tmp, appList, hostList]) rmSync(f, { force: true });
     rmSync(stage, { recursive: true, force: true });
   }
-  const meta = [];
-  for (const f of LAYERS) {
-    const entries = sh("tar", ["-tf", f]).split("\n").filter(Boolean).length;
-    meta.push({ tar: f, size: statSync(f).size, diffID: await sha256File(f), entries });
-    log(`wrote ${f} (${(statSync(f).size / 1e6).toFixed(1)} MB, ${entries} entries)`);
-  }
-  writeFileSync(META, `${JSON.stringify(meta, null, 2)}\n`);
+  await writeMeta();
 }
 
 // ---- workload -----------------------------------------------------------------------------
@@ -500,7 +505,95 @@ function recordWorkload() {
   }
 }
 
+// ---- the node app variant ---------------------------------------------------------------
+
+const NODE_APP_DIR = join(ROOT, "tools/image/node-app");
+
+/** `file` and the shared libraries it links (ldd), as canonical paths with their symlinks. */
+function withLibraries(file) {
+  const out = new Set([file.slice(1)]);
+  const r = spawnSync("ldd", [file], { encoding: "utf8", env });
+  for (const m of (r.stdout ?? "").matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)) {
+    const lib = m[1];
+    // The name ld.so looks for (often a symlink) and what it points to.
+    const named = canonical(lib);
+    if (named) out.add(named.slice(1));
+    out.add(realpathSync(lib).slice(1));
+  }
+  return [...out];
+}
+
+async function buildNodeVariant() {
+  // Layers 1 and 2: the python image's, built (or found) in .work/image.
+  const base = join(ROOT, ".work/image");
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--out", base], {
+    stdio: "inherit",
+  });
+  if (r.status !== 0) throw new Error("building the base layers failed");
+  for (const n of [0, 1]) {
+    const tmp = `${LAYERS[n]}.tmp.${process.pid}`;
+    sh("cp", ["--reflink=auto", join(base, `layer${n + 1}.tar`), tmp]);
+    renameSync(tmp, LAYERS[n]);
+  }
+  // Layer 3: the node app, staged with `npm ci` from the committed lock file.
+  const stage = join(out, "node-stage");
+  rmSync(stage, { recursive: true, force: true });
+  mkdirSync(join(stage, "app"), { recursive: true });
+  for (const f of ["package.json", "package-lock.json", "server.js"])
+    writeFileSync(join(stage, "app", f), readFileSync(join(NODE_APP_DIR, f)));
+  log("layer 3: npm ci (express and its neighbours)");
+  sh("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], {
+    cwd: join(stage, "app"),
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  rmSync(join(stage, "app/node_modules/.package-lock.json"), { force: true });
+  sh("chmod", ["-R", "u+rwX,go+rX,go-w", join(stage, "app")]);
+  const app = sh("find", ["app"], { cwd: stage }).split("\n").filter(Boolean);
+  const host = withParents(withLibraries("/usr/bin/node"));
+  const appList = join(out, "layer3.app.list");
+  const hostList = join(out, "layer3.host.list");
+  writeFileSync(appList, `${withParents(app).join("\n")}\n`);
+  writeFileSync(hostList, `${host.join("\n")}\n`);
+  const tmp = `${LAYERS[2]}.tmp.${process.pid}`;
+  try {
+    sh("tar", [
+      "-cf",
+      tmp,
+      ...TAR_COMMON,
+      "--verbatim-files-from",
+      "-C",
+      stage,
+      "-T",
+      appList,
+      "-C",
+      "/",
+      "-T",
+      hostList,
+    ]);
+    renameSync(tmp, LAYERS[2]);
+  } finally {
+    for (const f of [tmp, appList, hostList]) rmSync(f, { force: true });
+    rmSync(stage, { recursive: true, force: true });
+  }
+  await writeMeta();
+}
+
+async function writeMeta() {
+  const meta = [];
+  for (const f of LAYERS) {
+    const entries = sh("tar", ["-tf", f]).split("\n").filter(Boolean).length;
+    meta.push({ tar: f, size: statSync(f).size, diffID: await sha256File(f), entries });
+    log(`wrote ${f} (${(statSync(f).size / 1e6).toFixed(1)} MB, ${entries} entries)`);
+  }
+  writeFileSync(META, `${JSON.stringify(meta, null, 2)}\n`);
+}
+
 const layersReady = LAYERS.every((f) => existsSync(f)) && existsSync(META);
+if (nodeApp) {
+  if (force || !layersReady) await buildNodeVariant();
+  else log(`cached ${LAYERS.join(", ")}`);
+  process.exit(0);
+}
 if (force || !layersReady) {
   await buildLayers();
   rmSync(WORKLOAD, { force: true });
