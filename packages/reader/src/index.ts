@@ -5,3 +5,4 @@ export * from "./layer-view.js";
 export * from "./remote.js";
 export * from "./stats.js";
 export * from "./whole-layer.js";
+export * from "./batch-read.js";

@@ -1,4 +1,5 @@
-import type { Node } from "@seekable/format";
+import { type Node, writeChunk } from "@seekable/format";
+import { type FileRef, readFiles } from "@seekable/reader";
 import { CliError } from "../errors.js";
 import { lsLine, nodeRecord, printRecord } from "../present.js";
 import { openSession, type ReadingFlags, type Session } from "../target.js";
@@ -47,19 +48,18 @@ export function lsCommand(
 
 export function catCommand(blob: string, paths: string[], flags: ReadingFlags): Promise<void> {
   return withSession(blob, flags, async ({ target }) => {
-    const fs = target.kind === "layer" ? target.layers[0].view : target.fs;
-    for (const p of paths) {
-      const found = target.kind === "layer" ? target.layers[0].view.lookup(p) : target.fs.lookup(p);
-      if (!found) throw new CliError(`${p}: no such file in the ${target.kind}`);
-    }
-    // Several files: fetch their chunks together first (fewer, multi-range requests).
-    if (paths.length > 1) await fs.prefetch?.(paths);
-    for (const p of paths) {
-      for await (const chunk of fs.stream(p)) {
-        if (!process.stdout.write(chunk))
-          await new Promise<void>((res) => process.stdout.once("drain", () => res()));
+    const files: FileRef[] = paths.map((p) => {
+      if (target.kind === "layer") {
+        const view = target.layers[0].view;
+        if (!view.lookup(p)) throw new CliError(`${p}: no such file in the ${target.kind}`);
+        return { layer: view, path: p };
       }
-    }
+      const m = target.fs.lookup(p);
+      if (!m) throw new CliError(`${p}: no such file in the ${target.kind}`);
+      return { layer: m.layer, path: m.node.path };
+    });
+    // In windows of bounded bytes, one multi-range read per layer each, written in order.
+    for await (const chunk of readFiles(files)) await writeChunk(process.stdout, chunk);
   });
 }
 
