@@ -3,10 +3,10 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { finished } from "node:stream/promises";
+import type { Readable, Writable } from "node:stream";
 import {
   cleanEntryName,
+  endStream,
   FormatError,
   type Node,
   NotFoundError,
@@ -14,6 +14,7 @@ import {
   readTarEntries,
   TOC_TYPE_OF_TAR,
   VerificationError,
+  writeChunk,
 } from "@seekable/format";
 import type { LayerView } from "./layer-view.js";
 
@@ -51,6 +52,28 @@ export class WholeLayer implements LayerView {
     const hash = createHash("sha256");
     blob.on("data", (d: Buffer) => hash.update(d));
     const out = createWriteStream(this.spool);
+    // A failed parse or write must not leave the spool's descriptor open.
+    try {
+      await this.spoolEntries(blob, out);
+    } finally {
+      out.destroy();
+    }
+    const got = `sha256:${hash.digest("hex")}`;
+    if (expectedDigest && got !== expectedDigest) {
+      throw new VerificationError(`layer ${expectedDigest}: content has digest ${got}`);
+    }
+    for (const n of this.nodes.values()) {
+      if (n.type !== "hardlink") continue;
+      const t = this.nodes.get(cleanEntryName(n.linkName));
+      if (t?.type !== "reg")
+        throw new FormatError(`hardlink ${n.path} points to missing ${n.linkName}`);
+      n.target = t;
+      t.numLink++;
+    }
+  }
+
+  /** Tar entries to nodes, regular files' contents appended to the spool. */
+  private async spoolEntries(blob: Readable, out: Writable): Promise<void> {
     let pos = 0;
     for await (const e of readTarEntries(blob)) {
       const type = TOC_TYPE_OF_TAR[e.header.type];
@@ -79,25 +102,12 @@ export class WholeLayer implements LayerView {
         for await (const c of e.body) {
           h.update(c);
           pos += c.length;
-          if (!out.write(c)) await new Promise<void>((r) => out.once("drain", () => r()));
+          await writeChunk(out, c);
         }
         n.digest = `sha256:${h.digest("hex")}`;
       }
     }
-    out.end();
-    await finished(out);
-    const got = `sha256:${hash.digest("hex")}`;
-    if (expectedDigest && got !== expectedDigest) {
-      throw new VerificationError(`layer ${expectedDigest}: content has digest ${got}`);
-    }
-    for (const n of this.nodes.values()) {
-      if (n.type !== "hardlink") continue;
-      const t = this.nodes.get(cleanEntryName(n.linkName));
-      if (t?.type !== "reg")
-        throw new FormatError(`hardlink ${n.path} points to missing ${n.linkName}`);
-      n.target = t;
-      t.numLink++;
-    }
+    await endStream(out);
   }
 
   walk(): Iterable<Node> {
