@@ -203,6 +203,18 @@ const viaProxy = (ref: string) => ref.replace(registry.host, proxy.host);
 const isLayerGet = (e: ProxyLogEntry) =>
   e.method === "GET" && layerBlobs.some((b) => e.url.endsWith(`/blobs/${b.digest}`));
 
+/** A read of a layer's end (the footer and TOC, at open). */
+const isTail = (e: ProxyLogEntry) => {
+  const b = layerBlobs.find((l) => e.url.endsWith(`/blobs/${l.digest}`));
+  return (
+    b !== undefined &&
+    /^bytes=(\d+-)?\d*$/.test(e.range ?? "") &&
+    (e.range?.startsWith("bytes=-") ||
+      e.range?.endsWith(`-${b.size - 1}`) ||
+      e.range?.endsWith("-"))
+  );
+};
+
 /** Records the workload's start-up profile of an image (mount --record). */
 async function record(ref: string, file: string): Promise<string[]> {
   const m = await mount(ref, "--record", file);
@@ -340,9 +352,9 @@ describe("profile-guided prefetch (real FUSE, real registry)", () => {
       expect(line).toContain(pushed.digest);
       expect(line).toMatch(/tag fallback/);
       expect(line).toMatch(/prefetched 52 files/); // busybox, motd, 40 + 10
-      // After the mount answered, the layers were read only by the prefetch: at most one
-      // batched (multi-range) request per layer.
-      prefetchGets = proxy.log.slice(m.logAt).filter(isLayerGet);
+      // Besides opening them (the tail with the TOC), the layers were read only by the
+      // prefetch: at most one batched (multi-range) request per layer.
+      prefetchGets = proxy.log.slice(m.logStart).filter((e) => isLayerGet(e) && !isTail(e));
       expect(prefetchGets.length).toBeGreaterThanOrEqual(1);
       expect(prefetchGets.length).toBeLessThanOrEqual(layerBlobs.length);
       expect(prefetchGets.some((e) => (e.range ?? "").includes(","))).toBe(true);
@@ -364,9 +376,313 @@ describe("profile-guided prefetch (real FUSE, real registry)", () => {
     expect(stats.requests).toBe(mine.length);
     expect(beforeWorkload - m.logStart).toBe(stats.requests);
     const profileGets = proxy.log
-      .slice(m.logAt)
+      .slice(m.logStart)
       .filter((e) => !isLayerGet(e) && e.url.includes("/blobs/"));
     expect(profileGets).toHaveLength(1);
     expect(profileGets.length + prefetchGets.length).toBeLessThanOrEqual(1 + layerBlobs.length);
+  });
+
+  it("--prefetch FILE: reads of chunks being prefetched wait for them instead of fetching", async () => {
+    const img = await image("local");
+    const file = join(dir, "local.txt");
+    await writeFile(file, `${["bin/busybox", ...workloadFiles].join("\n")}\n`);
+    // The batched requests take a while: the program starts meanwhile and must wait for them.
+    proxy.rule = (req) =>
+      (req.headers.range ?? "").includes(",") ? { kind: "delay", ms: 1500 } : undefined;
+    const m = await mount(viaProxy(img.ref), "--prefetch", file, "--no-cache");
+    let code: number | null;
+    try {
+      const w = await workload(m.dir);
+      expect(w.code, describeRun(w)).toBe(0);
+      expect(w.stdout.toString()).toBe(workloadOutput);
+      const line = await m.waitFor(/prefetched/);
+      expect(line).toContain(file);
+      const gets = proxy.log.slice(m.logAt).filter(isLayerGet);
+      expect(gets.length).toBeLessThanOrEqual(layerBlobs.length);
+      expect(gets.every((e) => e.fault === "delay")).toBe(true);
+    } finally {
+      proxy.rule = undefined;
+      code = await m.stop();
+    }
+    expect(code).toBe(0);
+  });
+
+  it("two pushes keep both descriptors in the tag's index; auto uses the newest", async () => {
+    const img = await image("twice");
+    const first = join(dir, "first.txt");
+    const second = join(dir, "second.txt");
+    await writeFile(first, "etc/motd\n");
+    await writeFile(second, `bin/busybox\n${libFiles.join("\n")}\n`);
+    const a = await pushProfile(img.ref, first);
+    const b = await pushProfile(img.ref, second);
+    expect(a.digest).not.toBe(b.digest);
+    const index = await tagIndex(img.digest);
+    const listed = (index.json.manifests ?? []).map((d) => [d.digest, d.artifactType]);
+    expect(listed).toEqual([
+      [a.digest, ARTIFACT_TYPE],
+      [b.digest, ARTIFACT_TYPE],
+    ]);
+    // With SOURCE_DATE_EPOCH the artifact is reproducible: pushing it twice lists it once.
+    const reproducible = async () => {
+      const r = await run(
+        process.execPath,
+        [seekableCli(), "profile", "push", img.ref, second, "--json"],
+        { env: { ...process.env, SOURCE_DATE_EPOCH: "1900000000" } },
+      );
+      expect(r.code, describeRun(r)).toBe(0);
+      return jsonOut<{ digest: string }>(r).digest;
+    };
+    const c = await reproducible();
+    expect(await reproducible()).toBe(c);
+    expect(((await tagIndex(img.digest)).json.manifests ?? []).map((d) => d.digest)).toEqual([
+      a.digest,
+      b.digest,
+      c,
+    ]);
+
+    const m = await mount(img.ref, "--prefetch", "auto");
+    try {
+      const line = await m.waitFor(/prefetched/);
+      expect(line).toContain(c); // created 2030: the newest
+      expect(line).toMatch(/prefetched 41 files/);
+    } finally {
+      expect(await m.stop()).toBe(0);
+    }
+  });
+
+  it("the profile of an index is the mounted platform's", async () => {
+    const img = await image("platform");
+    const client = new RegistryClient();
+    let indexRef: string;
+    try {
+      const idx = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: [
+            {
+              mediaType: OCI_MANIFEST,
+              digest: img.digest,
+              size: img.size,
+              platform: { os: "linux", architecture: "amd64" },
+            },
+          ],
+        }),
+      );
+      indexRef = `${registry.host}/${repo.repository}:multi`;
+      await putManifest(client, parseReference(indexRef), idx, OCI_INDEX);
+    } finally {
+      await client.close();
+    }
+    const file = join(dir, "platform.txt");
+    await writeFile(file, "etc/motd\nusr/lib/m1.txt\n");
+    const pushed = await pushProfile(`docker://${indexRef}`, file, "--platform", "linux/amd64");
+    expect(pushed.subject.digest).toBe(img.digest);
+    const m = await mount(
+      `docker://${indexRef}`,
+      "--platform",
+      "linux/amd64",
+      "--prefetch",
+      "auto",
+    );
+    try {
+      expect(await m.waitFor(/prefetched/)).toContain(pushed.digest);
+    } finally {
+      expect(await m.stop()).toBe(0);
+    }
+  });
+
+  it("no profile stored: a warning, and an ordinary lazy mount", async () => {
+    const img = await image("none");
+    await expectLazyWithWarning(
+      img.ref,
+      /no profile stored for sha256:[0-9a-f]{64}.*sha256-/,
+      "--prefetch",
+      "auto",
+    );
+  });
+
+  it("a corrupt profile (bad JSON) is a warning, and an ordinary lazy mount", async () => {
+    const img = await image("badjson");
+    const client = new RegistryClient();
+    try {
+      const empty = Buffer.from("{}");
+      await pushBlob(client, repo, { digest: digestOf(empty), size: 2 }, empty);
+      const body = Buffer.from('{"paths": ["etc/motd",');
+      await pushBlob(client, repo, { digest: digestOf(body), size: body.length }, body);
+      const art = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: ARTIFACT_TYPE,
+          config: {
+            mediaType: "application/vnd.oci.empty.v1+json",
+            digest: digestOf(empty),
+            size: 2,
+          },
+          layers: [{ mediaType: ARTIFACT_TYPE, digest: digestOf(body), size: body.length }],
+          subject: { mediaType: OCI_MANIFEST, digest: img.digest, size: img.size },
+        }),
+      );
+      const digest = await putManifest(
+        client,
+        { ...repo, digest: digestOf(art) },
+        art,
+        OCI_MANIFEST,
+      );
+      await addReferrer(client, repo, img.digest, {
+        mediaType: OCI_MANIFEST,
+        digest,
+        size: art.length,
+        artifactType: ARTIFACT_TYPE,
+      });
+    } finally {
+      await client.close();
+    }
+    await expectLazyWithWarning(img.ref, /not valid JSON/, "--prefetch", "auto");
+  });
+
+  it("a profile whose bytes do not match its digest is a warning, and a lazy mount", async () => {
+    const img = await image("baddigest");
+    const file = join(dir, "baddigest.txt");
+    await writeFile(file, "etc/motd\n");
+    await pushProfile(img.ref, file);
+    const body = Buffer.from(JSON.stringify({ mediaType: ARTIFACT_TYPE, paths: ["etc/motd"] }));
+    proxy.rule = (req) =>
+      req.url?.endsWith(`/blobs/${digestOf(body)}`) ? { kind: "corrupt", at: 5 } : undefined;
+    try {
+      await expectLazyWithWarning(viaProxy(img.ref), /digest/, "--prefetch", "auto");
+    } finally {
+      proxy.rule = undefined;
+    }
+  });
+
+  it("a profile naming paths not in the image is a warning, and a lazy mount", async () => {
+    const img = await image("otherimage");
+    const file = join(dir, "other.txt");
+    await writeFile(file, "etc/motd\nusr/lib/not-here.so\n");
+    await pushProfile(img.ref, file);
+    await expectLazyWithWarning(
+      img.ref,
+      /1 of 2 paths are not in this image.*not-here/,
+      "--prefetch",
+      "auto",
+    );
+  });
+
+  it("a missing, oversized or malformed local profile is a warning, and a lazy mount", async () => {
+    const img = await image("localbad");
+    await expectLazyWithWarning(
+      img.ref,
+      /nope\.txt: no such file/,
+      "--prefetch",
+      join(dir, "nope.txt"),
+    );
+    const big = join(dir, "big.txt");
+    await writeFile(big, Buffer.alloc((16 << 20) + 10, 0x61));
+    await expectLazyWithWarning(img.ref, /larger than/, "--prefetch", big);
+    const nul = join(dir, "nul.txt");
+    await writeFile(nul, "etc/motd\nbad\0path\n");
+    await expectLazyWithWarning(img.ref, /line 2: not a path/, "--prefetch", nul);
+  });
+
+  it("prefetched bytes are verified: a corrupted batch is a warning and reads fetch again", async () => {
+    const img = await image("corruptbatch");
+    const file = join(dir, "corrupt.txt");
+    await writeFile(file, `${workloadFiles.join("\n")}\n`);
+    // Layer 1's batch answered with valid gzip members in the wrong places: each range gets
+    // the bytes of the next one (the members are all the same size), so every part inflates
+    // and only the chunk digests can tell.
+    const top = layerBlobs[1];
+    proxy.rule = (req) => {
+      const range = req.headers.range ?? "";
+      if (!range.includes(",") || !req.url?.endsWith(top.digest)) return undefined;
+      const spans = range
+        .slice("bytes=".length)
+        .split(",")
+        .map((r) => r.split("-").map(Number) as [number, number]);
+      const parts = spans.map(([a, b], k) => {
+        const [c, d] = spans[(k + 1) % spans.length];
+        const data = d - c === b - a ? top.data.subarray(c, d + 1) : Buffer.alloc(b - a + 1, 1);
+        return Buffer.concat([
+          Buffer.from(`--XYZ\r\nContent-Range: bytes ${a}-${b}/${top.size}\r\n\r\n`),
+          data,
+          Buffer.from("\r\n"),
+        ]);
+      });
+      const body = Buffer.concat([...parts, Buffer.from("--XYZ--\r\n")]);
+      return {
+        kind: "status",
+        status: 206,
+        headers: { "content-type": "multipart/byteranges; boundary=XYZ" },
+        body: body as unknown as string, // res.end() takes the bytes as they are
+      };
+    };
+    let m: Mount;
+    try {
+      m = await mount(viaProxy(img.ref), "--prefetch", file, "--no-cache");
+      await m.waitFor(/warning/);
+    } finally {
+      proxy.rule = undefined;
+    }
+    let code: number | null;
+    try {
+      const w = await workload(m.dir);
+      expect(w.code, describeRun(w)).toBe(0);
+      expect(w.stdout.toString()).toBe(workloadOutput);
+    } finally {
+      code = await m.stop();
+    }
+    expect(code).toBe(0);
+    expect(m.stderr()).toMatch(/warning: profile .*does not match its digest/);
+  });
+
+  it("uses the referrers API where the registry has one (no fallback tag)", async () => {
+    const img = await image("api");
+    let answer = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] as unknown[] };
+    const seen: string[] = [];
+    // The proxy plays a registry with the referrers API in front of the real one.
+    proxy.rule = (req) => {
+      if (!req.url?.includes("/referrers/")) return undefined;
+      seen.push(req.url);
+      return {
+        kind: "status",
+        status: 200,
+        headers: { "content-type": OCI_INDEX },
+        body: JSON.stringify(answer),
+      };
+    };
+    try {
+      const file = join(dir, "api.txt");
+      await writeFile(file, "etc/motd\n");
+      const pushed = await pushProfile(viaProxy(img.ref), file);
+      expect(pushed.via).toBe("api");
+      expect(pushed.tag).toBeUndefined();
+      await expect(tagIndex(img.digest)).rejects.toThrow(/unknown|not found/i);
+      answer = {
+        ...answer,
+        manifests: [
+          {
+            mediaType: OCI_MANIFEST,
+            digest: pushed.digest,
+            size: 1,
+            artifactType: ARTIFACT_TYPE,
+          },
+        ],
+      };
+      const m = await mount(viaProxy(img.ref), "--prefetch", "auto");
+      try {
+        const line = await m.waitFor(/prefetched|warning/);
+        expect(line).toMatch(/prefetched 1 files/);
+        expect(line).toMatch(/referrers API/);
+      } finally {
+        expect(await m.stop()).toBe(0);
+      }
+      expect(seen.at(-1)).toBe(
+        `/v2/${repo.repository}/referrers/${img.digest}?artifactType=${encodeURIComponent(ARTIFACT_TYPE)}`,
+      );
+    } finally {
+      proxy.rule = undefined;
+    }
   });
 });

@@ -65,6 +65,7 @@ export async function mountTarget(
   dirArg: string,
   opts: MountOptions,
 ): Promise<MountedImage> {
+  opts.prefetch?.catch(() => {}); // settled below, once mounted (reported through `profiled`)
   const dir = resolve(dirArg);
   if (await clearStaleMount(dir)) opts.log(`${dir}: cleared a stale mount left by a dead process`);
   const st = await stat(dir);

@@ -129,13 +129,14 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
       : flags.prefetch === "auto"
         ? registryProfile(ref, session, flags)
         : readProfileFile(flags.prefetch);
-  profile?.catch(() => {});
+  const paths = profile?.then((p) => (typeof p === "string" ? undefined : p.paths));
+  paths?.catch(() => {}); // reported by reportPrefetch, once the mount is up
   let mounted: Awaited<ReturnType<typeof mountTarget>>;
   try {
     mounted = await mountTarget(session.target, dir, {
       record: flags.record,
       backgroundFetch: flags.backgroundFetch,
-      prefetch: profile?.then((p) => (typeof p === "string" ? undefined : p.paths)),
+      prefetch: paths,
       log,
     });
   } catch (e) {
