@@ -2,13 +2,18 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { finished } from "node:stream/promises";
+import type { Readable, Writable } from "node:stream";
 import { FormatError } from "./errors.js";
 import { toByteString } from "./go-json.js";
 import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName, type TarHeader } from "./tar-header.js";
-import { type InputEntry, readTarEntries, wrapInputError } from "./tar-input.js";
+import { endStream, writeChunk } from "./stream-write.js";
+import {
+  describeSystemError,
+  type InputEntry,
+  isSystemError,
+  readTarEntries,
+} from "./tar-input.js";
 import { type ByteSink, LayerWriter, type WriteResult, type WriterOptions } from "./writer.js";
 
 /** A layer that can be read more than once (a file; stdin is spooled to one first). */
@@ -51,10 +56,19 @@ export async function convertLayer(
   sink: ResettableSink,
   opts: ConvertOptions = {},
 ): Promise<ConvertResult> {
-  try {
-    return await convertPasses(input, sink, opts);
-  } catch (e) {
-    throw wrapInputError(e);
+  // Input errors are typed where the input is read (readTarEntries); a sink or spool error
+  // passes through as it is, so a full disk is never blamed on the input.
+  return await convertPasses(input, sink, opts);
+}
+
+/** The temporary spool (under TMPDIR) failed: neither the input's fault nor the output's. */
+export class SpoolError extends Error {
+  override readonly name = "SpoolError";
+  constructor(
+    readonly dir: string,
+    cause: Error,
+  ) {
+    super(`temporary directory ${dir}: ${describeSystemError(cause)}`, { cause });
   }
 }
 
@@ -192,7 +206,12 @@ class NotInLayer extends Error {}
 
 /** Copies the moved entries' bodies to a spool file, then writes them in priority order. */
 async function emitMoved(input: LayerInput, writer: LayerWriter, moved: number[]): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "seekable-spool-"));
+  const base = tmpdir();
+  // System errors here are the spool's: input read errors arrive typed as FormatErrors.
+  const spoolFailed = (e: unknown): never => {
+    throw isSystemError(e) ? new SpoolError(base, e) : e;
+  };
+  const dir = await mkdtemp(join(base, "seekable-spool-")).catch(spoolFailed);
   try {
     const spoolPath = join(dir, "bodies");
     const spool = createWriteStream(spoolPath);
@@ -200,14 +219,17 @@ async function emitMoved(input: LayerInput, writer: LayerWriter, moved: number[]
     const saved = new Map<number, { header: TarHeader; offset: number }>();
     let offset = 0;
     let i = 0;
-    for await (const e of readTarEntries(input.open())) {
-      const idx = i++;
-      if (!wanted.has(idx)) continue;
-      saved.set(idx, { header: e.header, offset });
-      if (e.header.type === "0") offset += await copyBody(e, spool);
+    try {
+      for await (const e of readTarEntries(input.open())) {
+        const idx = i++;
+        if (!wanted.has(idx)) continue;
+        saved.set(idx, { header: e.header, offset });
+        if (e.header.type === "0") offset += await copyBody(e, spool).catch(spoolFailed);
+      }
+      await endStream(spool).catch(spoolFailed);
+    } finally {
+      spool.destroy();
     }
-    spool.end();
-    await finished(spool);
     for (const idx of moved) {
       const s = saved.get(idx) as { header: TarHeader; offset: number };
       const size = s.header.type === "0" ? s.header.size : 0;
@@ -226,11 +248,11 @@ async function emitMoved(input: LayerInput, writer: LayerWriter, moved: number[]
   }
 }
 
-async function copyBody(e: InputEntry, out: import("node:fs").WriteStream): Promise<number> {
+async function copyBody(e: InputEntry, out: Writable): Promise<number> {
   let n = 0;
   for await (const c of e.body) {
     n += c.length;
-    if (!out.write(c)) await new Promise<void>((r) => out.once("drain", () => r()));
+    await writeChunk(out, c);
   }
   return n;
 }

@@ -27,11 +27,14 @@ export async function writeChunk(out: Writable, chunk: Uint8Array): Promise<void
   if (out.destroyed || out.errored || out.writableEnded) throw closedError(out);
   if (out.write(chunk)) return;
   await new Promise<void>((resolve, reject) => {
-    const done = () => {
+    // The error comes from the event itself: process.stdout/stderr "un-destroy" themselves
+    // before emitting it, so `errored` is already clear by then.
+    const done = (err?: unknown) => {
       out.off("drain", done);
       out.off("close", done);
       out.off("error", done);
-      if (out.errored || out.destroyed) reject(closedError(out));
+      if (err instanceof Error) reject(err);
+      else if (out.errored || out.destroyed) reject(closedError(out));
       else resolve();
     };
     out.on("drain", done);

@@ -153,7 +153,7 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
       yield {
         header,
         clean: cleanEntryName(header.name),
-        body: entry as AsyncIterable<Uint8Array>,
+        body: inputBody(entry as AsyncIterable<Uint8Array>),
       };
       entry.resume(); // drain whatever the consumer left
     }
@@ -164,11 +164,39 @@ export async function* readTarEntries(source: Readable): AsyncGenerator<InputEnt
   }
 }
 
-/** Maps zlib and tar-stream errors to FormatErrors that say what is wrong with the input. */
+/** An entry's body whose read errors (truncated or corrupt input) are typed as input errors. */
+async function* inputBody(entry: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const c of entry) yield c;
+  } catch (e) {
+    throw wrapInputError(e);
+  }
+}
+
+/** An error from a system call (fs, net): it has an errno code and the call's name. */
+export function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  const err = e as NodeJS.ErrnoException;
+  return e instanceof Error && typeof err.code === "string" && typeof err.syscall === "string";
+}
+
+/** "no space left on device" rather than "ENOSPC: no space left on device, write". */
+export function describeSystemError(e: Error): string {
+  if (!isSystemError(e)) return e.message;
+  if (e.code === "EPIPE") return "closed by the reader before the end (broken pipe)";
+  const m = /^[A-Z0-9_]+: (.*?),/.exec(e.message);
+  return m ? m[1] : e.message;
+}
+
+/**
+ * Maps an error met while reading the input (zlib, tar-stream, the input's own reads) to
+ * a FormatError that says what is wrong with the input. Only called where the input is
+ * read: errors of the output or the spool never come through here.
+ */
 export function wrapInputError(e: unknown): Error {
   if (e instanceof FormatError) return e;
   const err = e as NodeJS.ErrnoException;
   const msg = err?.message ?? String(e);
+  if (isSystemError(e)) return new FormatError(`cannot read the input: ${describeSystemError(e)}`);
   if (err?.code === "Z_BUF_ERROR" || /unexpected end/i.test(msg))
     return new FormatError(`truncated input (${msg})`);
   if (

@@ -1,9 +1,17 @@
-import { createWriteStream } from "node:fs";
+import { createWriteStream, fstat as fstatCb, type Stats } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { pipeline } from "node:stream/promises";
-import { type ConvertResult, convertLayer, fileInput } from "@seekable/format";
+import {
+  type ConvertOptions,
+  type ConvertResult,
+  convertLayer,
+  fileInput,
+  isSystemError,
+  SpoolError,
+} from "@seekable/format";
 import {
   type ConvertImageResult,
   convertImage,
@@ -27,7 +35,7 @@ import {
   RegistryError,
 } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { AtomicFileSink, onInterrupt, stdoutSink } from "../output.js";
+import { AtomicFileSink, onInterrupt, StreamSink } from "../output.js";
 import { printRecord } from "../present.js";
 
 export interface ConvertFlags {
@@ -57,16 +65,22 @@ export async function convertCommand(
   let unregister: (() => void) | undefined;
   let inPath = input;
   try {
+    const inStat = input === "-" ? await fstat(0).catch(() => undefined) : await stat(input);
+    if (input !== "-" && !inStat?.isFile()) throw new CliError(`${input}: not a regular file`);
+    await refuseSameFile(inStat, input, output);
     if (input === "-") {
       // stdin is read more than once when names repeat or files are prioritized: spool it.
-      spoolDir = await mkdtemp(join(tmpdir(), "seekable-stdin-"));
-      const dir = spoolDir;
-      unregister = onInterrupt(() => rm(dir, { recursive: true, force: true }));
-      inPath = join(spoolDir, "input");
-      await pipeline(process.stdin, createWriteStream(inPath));
-    } else {
-      const st = await stat(input);
-      if (!st.isFile()) throw new CliError(`${input}: not a regular file`);
+      const base = tmpdir();
+      try {
+        spoolDir = await mkdtemp(join(base, "seekable-stdin-"));
+        const dir = spoolDir;
+        unregister = onInterrupt(() => rm(dir, { recursive: true, force: true }));
+        inPath = join(spoolDir, "input");
+        await pipeline(process.stdin, createWriteStream(inPath));
+      } catch (e) {
+        if (!isSystemError(e) || e.syscall === "read") throw e;
+        throw new CliError(new SpoolError(base, e).message, true);
+      }
     }
     const opts = {
       chunkSize: flags.chunkSize,
@@ -76,24 +90,26 @@ export async function convertCommand(
       allowMissingPrioritized: flags.allowMissingPrioritized,
     };
     let result: ConvertResult;
-    if (output !== "-" && (await stat(output).catch(() => undefined))?.isDirectory()) {
-      throw new CliError(`${output}: is a directory`, true);
-    }
-    if (output === "-") {
-      result = await convertLayer(fileInput(inPath), stdoutSink, opts);
-    } else {
-      const sink = await AtomicFileSink.create(output).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === "ENOENT") throw new CliError(`${output}: directory does not exist`, true);
-        if (e.code === "EACCES") throw new CliError(`${output}: permission denied`, true);
-        throw e;
-      });
-      try {
-        result = await convertLayer(fileInput(inPath), sink, opts);
-        await sink.commit();
-      } catch (e) {
-        await sink.discard();
-        throw e;
+    const outStat = output === "-" ? undefined : await stat(output).catch(() => undefined);
+    if (outStat?.isDirectory()) throw new CliError(`${output}: is a directory`, true);
+    try {
+      if (output === "-" || (outStat && !outStat.isFile())) {
+        result = await convertToStream(inPath, output, opts);
+      } else {
+        const sink = await AtomicFileSink.create(output);
+        try {
+          result = await convertLayer(fileInput(inPath), sink, opts);
+          // What is renamed into place is checked to be the blob reported below.
+          await sink.commit({ digest: result.digest, size: result.size });
+        } catch (e) {
+          await sink.discard();
+          throw e;
+        }
       }
+    } catch (e) {
+      // The spool under TMPDIR is neither the input nor the output: its line names it.
+      if (e instanceof SpoolError) throw new CliError(e.message, true);
+      throw e;
     }
     for (const m of result.missedPrioritized)
       process.stderr.write(
@@ -115,6 +131,44 @@ export async function convertCommand(
     if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
   }
 }
+
+/** stdout or an existing device or FIFO: written in place (a rename would replace a device). */
+async function convertToStream(
+  inPath: string,
+  output: string,
+  opts: ConvertOptions,
+): Promise<ConvertResult> {
+  const sink = output === "-" ? StreamSink.stdout() : await StreamSink.open(output);
+  // A closed stdout cuts the blob short: for convert that is a failure (one line, exit 1),
+  // not the "reader has seen enough" that the process-wide EPIPE handler assumes.
+  const inherited = output === "-" ? process.stdout.listeners("error") : [];
+  for (const l of inherited) process.stdout.off("error", l as (e: Error) => void);
+  try {
+    const result = await convertLayer(fileInput(inPath), sink, opts);
+    await sink.end();
+    return result;
+  } finally {
+    sink.close();
+    for (const l of inherited) process.stdout.on("error", l as (e: Error) => void);
+  }
+}
+
+/** `convert X X` (or X through another path or a hardlink) would replace its own input. */
+async function refuseSameFile(
+  inStat: Stats | undefined,
+  input: string,
+  output: string,
+): Promise<void> {
+  if (output === "-" || !inStat?.isFile()) return;
+  const outStat = await stat(output).catch(() => undefined);
+  if (outStat && outStat.dev === inStat.dev && outStat.ino === inStat.ino)
+    throw new CliError(
+      `${output}: is the input ${input === "-" ? "(stdin)" : input}; choose another output`,
+      true,
+    );
+}
+
+const fstat = promisify(fstatCb);
 
 async function readPriorityList(path: string): Promise<string[]> {
   const text = await readFile(path, "utf8");
