@@ -27,7 +27,9 @@ export type Fault =
   | { kind: "stall"; after: number }
   | { kind: "redirect"; location: string; status?: number }
   /** Forward with the byte at `at` of the body flipped. */
-  | { kind: "corrupt"; at: number };
+  | { kind: "corrupt"; at: number }
+  /** Forward the headers at once, then the body `bytes` at a time every `everyMs` (never idle). */
+  | { kind: "drip"; bytes: number; everyMs: number };
 
 export interface ProxyLogEntry {
   method: string;
@@ -146,6 +148,15 @@ export async function startFaultProxy(
           upRes.destroy();
           return;
         }
+      }
+      if (fault?.kind === "drip") {
+        for (let i = 0; i < piece.length && !res.destroyed; i += fault.bytes) {
+          await write(res, piece.subarray(i, i + fault.bytes));
+          entry.bytesSent += Math.min(fault.bytes, piece.length - i);
+          await new Promise((r) => setTimeout(r, fault.everyMs));
+        }
+        sent += piece.length;
+        continue;
       }
       if (res.destroyed) return;
       await write(res, piece);

@@ -1,5 +1,5 @@
 import type { Dispatcher } from "undici";
-import { readBody } from "./body.js";
+import { meterBody, readBody, type TransferFloor } from "./body.js";
 import type { CredentialSource, Credentials } from "./credentials.js";
 import { RegistryError } from "./errors.js";
 import { httpError } from "./http-error.js";
@@ -38,6 +38,7 @@ export interface TokenFetchContext {
   dispatcher: Dispatcher;
   headersTimeout: number;
   bodyTimeout: number;
+  floor: TransferFloor;
   userAgent: string;
   stats: readonly (RegistryStats | undefined)[];
 }
@@ -245,7 +246,14 @@ export class Authenticator {
     let parsed: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
     try {
       parsed = JSON.parse(
-        (await readBody(res.body, 1 << 20, this.ctx.stats, tokenSubject)).toString("utf8"),
+        (
+          await readBody(
+            meterBody(res.body, tokenSubject, this.ctx.floor),
+            1 << 20,
+            this.ctx.stats,
+            tokenSubject,
+          )
+        ).toString("utf8"),
       );
     } catch (e) {
       if (e instanceof RegistryError) throw e;

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, interceptors } from "undici";
 import { Authenticator } from "./auth.js";
-import { type Body, discardBody, readErrorBody } from "./body.js";
+import { type Body, discardBody, meterBody, readErrorBody } from "./body.js";
 import { type CredentialSource, type Credentials, dockerConfigCredentials } from "./credentials.js";
 import { RegistryError } from "./errors.js";
 import { httpError } from "./http-error.js";
@@ -17,6 +17,15 @@ export interface Timeouts {
   headersMs: number;
   /** Longest silence while a body streams (default 30 s). */
   bodyMs: number;
+  /**
+   * Slowest average rate a body may keep over a window (default 1 KiB/s): below it the
+   * transfer is retried once on a fresh connection, then fails. 0 disables the floor.
+   */
+  minBytesPerSecond: number;
+  /** The window the rate is averaged over (default 30 s). */
+  rateWindowMs: number;
+  /** Longest time for one attempt, from sending to the end of the body (default: none). */
+  deadlineMs?: number;
 }
 
 export interface RegistryClientOptions {
@@ -96,7 +105,14 @@ export class RegistryClient {
   private readonly userAgent: string;
 
   constructor(private readonly options: RegistryClientOptions = {}) {
-    this.timeouts = { connectMs: 10_000, headersMs: 30_000, bodyMs: 30_000, ...options.timeouts };
+    this.timeouts = {
+      connectMs: 10_000,
+      headersMs: 30_000,
+      bodyMs: 30_000,
+      minBytesPerSecond: 1024,
+      rateWindowMs: 30_000,
+      ...options.timeouts,
+    };
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
     this.userAgent = options.userAgent ?? "seekable/0.1";
     let base = options.dispatcher;
@@ -124,6 +140,10 @@ export class RegistryClient {
       dispatcher: this.dispatcher,
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.bodyMs,
+      floor: {
+        minBytesPerSecond: this.timeouts.minBytesPerSecond,
+        windowMs: this.timeouts.rateWindowMs,
+      },
       userAgent: this.userAgent,
       stats: [this.stats],
     });
@@ -197,14 +217,23 @@ export class RegistryClient {
       typeof req.body === "string" ||
       req.body instanceof Uint8Array;
     const t = { ...this.timeouts, ...req.timeouts };
+    const floor = { minBytesPerSecond: t.minBytesPerSecond, windowMs: t.rateWindowMs };
     let previous: string[] | undefined;
     for (let round = 0; ; round++) {
-      const authorization = await this.auth.authorization(
-        req.registry,
-        req.scopes,
-        req.subject,
-        req.signal,
-      );
+      const deadline = startDeadline(req.subject, t.deadlineMs, req.signal);
+      const signal = deadline?.signal ?? req.signal;
+      let authorization: string | undefined;
+      try {
+        authorization = await this.auth.authorization(
+          req.registry,
+          req.scopes,
+          req.subject,
+          signal,
+        );
+      } catch (e) {
+        deadline?.clear();
+        throw e;
+      }
       const headers: Record<string, string> = { "user-agent": this.userAgent, ...req.headers };
       if (authorization) headers.authorization = authorization;
       let raw: Dispatcher.ResponseData;
@@ -215,19 +244,22 @@ export class RegistryClient {
           method: req.method,
           headers,
           body: (req.body ?? null) as Dispatcher.DispatchOptions["body"],
-          signal: req.signal,
+          signal,
           headersTimeout: t.headersMs,
           bodyTimeout: t.bodyMs,
         });
       } catch (e) {
+        deadline?.clear();
         if (req.signal?.aborted) throw req.signal.reason;
+        if (signal?.aborted) throw signal.reason;
         throw classifyNetworkError(req.subject, e);
       }
       countRequest([this.stats, req.stats]);
       const res: RegistryResponse = {
         status: raw.statusCode,
         headers: raw.headers,
-        body: raw.body,
+        // Every body has the floor, whoever reads it; the deadline ends with the body.
+        body: meterBody(raw.body, req.subject, floor, deadline?.clear),
         url,
       };
       if (res.status !== 401 || round >= 2) return { res };
@@ -250,6 +282,38 @@ export class RegistryClient {
   async close(): Promise<void> {
     await this.ownAgent?.close();
   }
+}
+
+/**
+ * A signal that aborts when the caller's does, or with a retryable timeout error after `ms`
+ * (the whole attempt: headers and body). undefined when there is no deadline.
+ */
+function startDeadline(
+  subject: string,
+  ms: number | undefined,
+  outer: AbortSignal | undefined,
+): { signal: AbortSignal; clear: () => void } | undefined {
+  if (ms === undefined || !(ms > 0)) return undefined;
+  const ac = new AbortController();
+  const forward = () => ac.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  outer?.addEventListener("abort", forward, { once: true });
+  const timer = setTimeout(
+    () =>
+      ac.abort(
+        new RegistryError(subject, `no complete response within ${ms / 1000} s`, {
+          kind: "timeout",
+          code: "DEADLINE",
+          retryable: true,
+        }),
+      ),
+    ms,
+  );
+  const clear = () => {
+    clearTimeout(timer);
+    outer?.removeEventListener("abort", forward);
+  };
+  return { signal: ac.signal, clear };
 }
 
 /** A header as one string (undici gives arrays for repeated headers). */

@@ -1,6 +1,8 @@
 // Fault injection: a proxy of our own between the client and the real registry produces what
 // flaky networks, CDNs and other registries do. Each case must end in the right bytes or a
 // clear error — never wrong bytes, never a hang.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Readable } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -377,5 +379,143 @@ describe("altered bytes", () => {
         `^${proxy.host}/faults/img@${img.manifestDigest}: manifest digest mismatch: got sha256:`,
       ),
     );
+  });
+});
+
+describe("dripping servers", () => {
+  // Bodies that never go silent (so no idle timeout fires) but crawl: the floor must end them
+  // with one retry and then a clear error. Short windows keep the test fast; the defaults are
+  // 1 KiB/s over 30 s.
+  const WINDOW = 300;
+  const dripClient = (timeouts: RegistryClientOptions["timeouts"] = {}) =>
+    newClient({
+      timeouts: {
+        headersMs: 2000,
+        bodyMs: 2000,
+        connectMs: 1000,
+        minBytesPerSecond: 1024,
+        rateWindowMs: WINDOW,
+        ...timeouts,
+      },
+    });
+  const drip = { kind: "drip", bytes: 10, everyMs: 50 } as const; // 200 bytes/s
+  /** The operation's outcome, or "hung" when it has not ended well past its bound. */
+  const bounded = <T>(p: Promise<T>, ms = 8000) =>
+    Promise.race([p.catch((e: unknown) => e), new Promise((r) => setTimeout(r, ms, "hung"))]);
+
+  async function expectSlow(op: Promise<unknown>, requests: () => number) {
+    const t0 = Date.now();
+    const err = await bounded(op);
+    expect(err).toBeInstanceOf(RegistryError);
+    const e = err as RegistryError;
+    expect(e.code).toBe("SLOW_TRANSFER");
+    expect(e.kind).toBe("timeout");
+    expect(e.message).toMatch(
+      /: transfer too slow: \d+ bytes in 0\.3 s \(floor 1024 bytes\/s\) after 2 attempts$/,
+    );
+    expect(requests()).toBe(2); // one retry on a fresh connection, then the error
+    expect(Date.now() - t0).toBeLessThan(4 * WINDOW + 1500);
+  }
+
+  it("ends a dripping whole-blob download (buffer and stream) with a clear error", async () => {
+    proxy.rule = isBlobGet(() => drip);
+    await expectSlow(fetchBlob(dripClient(), repo(), digest), () => blobGets().length);
+    proxy.log.length = 0;
+    await expectSlow(collect(getBlob(dripClient(), repo(), digest)), () => blobGets().length);
+  });
+
+  it("ends a dripping range read and blob-source read with a clear error", async () => {
+    proxy.rule = isBlobGet(() => drip);
+    await expectSlow(
+      readBlobRanges(dripClient(), repo(), digest, [{ start: 0, end: 100_000 }]),
+      () => blobGets().length,
+    );
+    proxy.log.length = 0;
+    const source = new RegistryBlobSource(dripClient(), repo(), digest, data.length);
+    await expectSlow(source.read([{ offset: 5000, length: 50_000 }]), () => blobGets().length);
+  });
+
+  it("ends a dripping manifest GET with a clear error", async () => {
+    await pushImage(newClient(), parseReference(`${registry.host}/faults/drip:v1`), bytes(100, 4));
+    const isManifestGet = (req: { method?: string; url?: string }) =>
+      req.method === "GET" && req.url?.includes("/manifests/");
+    // A one-byte drip: a manifest is small, and a few hundred bytes fit under most floors.
+    proxy.rule = (req) =>
+      isManifestGet(req) ? { kind: "drip", bytes: 1, everyMs: 20 } : undefined;
+    await expectSlow(
+      getManifest(dripClient(), parseReference(`${proxy.host}/faults/drip:v1`)),
+      () => proxy.log.filter(isManifestGet).length,
+    );
+  });
+
+  it("ends a dripping token response with a clear error naming the token server", async () => {
+    let tokenRequests = 0;
+    const tokens = createServer((_req, res) => {
+      tokenRequests++;
+      res.writeHead(200, { "content-type": "application/json" });
+      const body = Buffer.from(JSON.stringify({ token: "x".repeat(4000) }));
+      let i = 0;
+      const t = setInterval(() => {
+        if (res.destroyed || i >= body.length) return clearInterval(t);
+        res.write(body.subarray(i, i + 5));
+        i += 5;
+      }, 20);
+      res.on("close", () => clearInterval(t));
+    });
+    await new Promise<void>((r) => tokens.listen(0, "127.0.0.1", r));
+    const realm = `http://127.0.0.1:${(tokens.address() as AddressInfo).port}/token`;
+    try {
+      proxy.rule = () => ({
+        kind: "status",
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${realm}",service="test"` },
+      });
+      const t0 = Date.now();
+      const err = await bounded(
+        readBlobRanges(dripClient(), repo(), digest, [{ start: 0, end: 10 }]),
+      );
+      expect(err).toBeInstanceOf(RegistryError);
+      expect((err as RegistryError).code).toBe("SLOW_TRANSFER");
+      expect((err as RegistryError).message).toMatch(
+        /token server http:\/\/127\.0\.0\.1:\d+\/token: transfer too slow: .* after 2 attempts$/,
+      );
+      expect(tokenRequests).toBe(2);
+      expect(Date.now() - t0).toBeLessThan(4 * WINDOW + 1500);
+    } finally {
+      tokens.closeAllConnections();
+      await new Promise((r) => tokens.close(r));
+    }
+  });
+
+  it("ends an attempt past its deadline, retries once, then fails clearly", async () => {
+    // Fast enough for the floor, never done: only the deadline ends it.
+    proxy.rule = isBlobGet(() => ({ kind: "drip", bytes: 4096, everyMs: 20 }));
+    const t0 = Date.now();
+    const err = await bounded(
+      fetchBlob(dripClient({ minBytesPerSecond: 0, deadlineMs: 400 }), repo(), digest),
+    );
+    expect(err).toBeInstanceOf(RegistryError);
+    expect((err as RegistryError).code).toBe("DEADLINE");
+    expect((err as RegistryError).message).toMatch(
+      /: no complete response within 0\.4 s after 2 attempts$/,
+    );
+    expect(blobGets()).toHaveLength(2);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it("does not blame the server for a slow consumer", async () => {
+    // Fast server, consumer stalls for several windows: the clock stops while it is behind.
+    const client = dripClient();
+    const chunks: Buffer[] = [];
+    let stalls = 0;
+    for await (const c of getBlob(client, repo(), digest)) {
+      chunks.push(c as Buffer);
+      if (stalls < 3) {
+        stalls++;
+        await new Promise((r) => setTimeout(r, 3 * WINDOW));
+      }
+    }
+    expect(Buffer.compare(Buffer.concat(chunks), data)).toBe(0);
+    expect(blobGets()).toHaveLength(1);
   });
 });
