@@ -18,6 +18,8 @@ import {
   type Repository,
   referrersTag,
 } from "@seekable/registry";
+import { decodeProfile, newestReferrer, parseProfile } from "@seekable/image";
+import { mergeSpans } from "@seekable/mount";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, type ProxyLogEntry, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
@@ -684,5 +686,50 @@ describe("profile-guided prefetch (real FUSE, real registry)", () => {
     } finally {
       proxy.rule = undefined;
     }
+  });
+});
+
+describe("profile data", () => {
+  it("parses recorded files and the stored JSON; refuses what is not a path list", () => {
+    const text = Buffer.from("bin/busybox\r\n\n/etc/motd\n./usr/lib/x\netc/motd\n");
+    expect(parseProfile(text)).toEqual(["bin/busybox", "etc/motd", "usr/lib/x"]);
+    expect(parseProfile(Buffer.from(JSON.stringify({ paths: ["a", "/b"] })))).toEqual(["a", "b"]);
+    expect(() => decodeProfile(Buffer.from("[1]"))).toThrow(/paths/);
+    expect(() => decodeProfile(Buffer.from('{"paths":[3]}'))).toThrow(/not a path/);
+    expect(() => decodeProfile(Buffer.from('{"paths":["/"]}'))).toThrow(/not a file path/);
+    expect(() => decodeProfile(Buffer.from('{"mediaType":"x","paths":[]}'))).toThrow(/media type/);
+  });
+
+  it("the sha256-<hex> tag, and the newest referrer by its created annotation", () => {
+    const d = `sha256:${"ab".repeat(32)}`;
+    expect(referrersTag(d)).toBe(`sha256-${"ab".repeat(32)}`);
+    const at = (digest: string, created?: string) => ({
+      mediaType: OCI_MANIFEST,
+      digest,
+      size: 1,
+      ...(created && { annotations: { "org.opencontainers.image.created": created } }),
+    });
+    expect(
+      newestReferrer([at("a", "2026-01-02T00:00:00Z"), at("b", "2026-01-01T00:00:00Z"), at("c")])
+        ?.digest,
+    ).toBe("a");
+    expect(newestReferrer([at("a"), at("b")])?.digest).toBe("b");
+    expect(newestReferrer([])).toBeUndefined();
+  });
+
+  it("merges member ranges into at most N spans, closing the smallest gaps first", () => {
+    const r = (start: number, end: number) => ({ start, end });
+    // Adjacent ranges always merge.
+    expect(mergeSpans([r(0, 10), r(10, 20), r(50, 60)], 32, 1 << 20)).toEqual([
+      { start: 0, end: 20, members: [0, 1] },
+      { start: 50, end: 60, members: [2] },
+    ]);
+    // Four spans into two: the gaps of 5 and 10 close, the one of 100 stays.
+    expect(mergeSpans([r(0, 10), r(15, 20), r(120, 130), r(140, 150)], 2, 1 << 20)).toEqual([
+      { start: 0, end: 20, members: [0, 1] },
+      { start: 120, end: 150, members: [2, 3] },
+    ]);
+    // A gap wider than maxGap is never closed, even past the span count.
+    expect(mergeSpans([r(0, 10), r(5000, 5010)], 1, 100)).toHaveLength(2);
   });
 });
