@@ -7,6 +7,7 @@ import {
   LayerReader,
   type Node,
   NotFoundError,
+  TruncatedMemberError,
   VerificationError,
   verifyChunk,
 } from "@seekable/format";
@@ -283,7 +284,12 @@ async function fetchWindow(w: Window, signal: AbortSignal): Promise<Map<string, 
               byOffset.get(ref.offset) as Uint8Array,
               ref,
               job.node.path,
-            );
+            ).catch(async (e: unknown) => {
+              // The layer reader names the entry whose offset cuts the member: its error.
+              if (e instanceof TruncatedMemberError)
+                await reader.readChunks(job.node, [ref], signal);
+              throw e;
+            });
             verifyChunk(data, ref, job.node.path);
             got.set(digest, data);
             await cache?.put(digest, data);

@@ -14,6 +14,7 @@ import {
 } from "@seekable/format";
 import { type FileRef, ImageFS, readFiles, WholeLayer } from "@seekable/reader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rewriteBlob } from "../../../test/helpers/hostile.js";
 import { makeTar, pseudoRandom } from "../../../test/helpers/tar.js";
 
 /** A local blob that records every range read (the offsets a registry would be asked for). */
@@ -199,6 +200,21 @@ describe("readFiles", () => {
     ]);
     expect(Buffer.concat(parts).equals(good.subarray(0, Buffer.concat(parts).length))).toBe(true);
     expect(Buffer.concat(parts).length).toBeLessThanOrEqual(good.length);
+  });
+
+  it("names the entry whose offset cuts a member short", async () => {
+    const cut = join(dir, "cut.esgz");
+    const blob = await rewriteBlob(await readFile(blobs[0] as string), ({ toc }) => {
+      const last = toc.entries.filter((e) => e.name === "l0/f5").pop();
+      const next = toc.entries.find((e) => e.name === "l0/f6");
+      if (!last?.offset || !next) throw new Error("no entries");
+      next.offset = last.offset + 50; // into the middle of f5's last member
+    });
+    await writeFile(cut, blob);
+    const { fs } = await open([cut]);
+    await expect(collect(readFiles(refs(fs, ["l0/f1", "l0/f5"])))).rejects.toThrow(
+      /l0\/f6: chunk offset \d+ points into the middle/,
+    );
   });
 
   it("stops fetching when the consumer stops early", async () => {
