@@ -7,6 +7,8 @@ import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
 import { parseToc, sha256Digest, type Toc, type TocEntry } from "./toc.js";
+import { DEFAULT_MAX_TOC_ENTRIES, TocIndex } from "./toc-index.js";
+import { LimitError } from "./toc-scan.js";
 
 /**
  * Verified chunk contents by chunkDigest. Implementations that keep bytes outside the
@@ -26,6 +28,10 @@ export interface OpenOptions {
   tailSize?: number;
   /** The blob's last bytes, already read (e.g. by a suffix range that also told the size). */
   tail?: Uint8Array;
+  /** Most TOC entries accepted (default 2,000,000): bounds the memory an open can take. */
+  maxEntries?: number;
+  /** Most TOC JSON bytes accepted (default 512 MiB). */
+  maxTocBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -57,11 +63,14 @@ export interface Node {
 
 const DEFAULT_TAIL = 64 * 1024;
 const MAX_TOC_BYTES = 512 << 20;
+export { DEFAULT_MAX_TOC_ENTRIES };
 
 /** Reads an eStargz (or legacy stargz) blob through a RangeSource, verifying every byte. */
 export class LayerReader {
   readonly root: Node;
-  private readonly nodes = new Map<string, Node>();
+  private readonly nodes: Map<string, Node>;
+  private readonly index: TocIndex;
+  private parsedToc: Toc | undefined;
 
   /** Set at open; may be replaced. */
   cache: ChunkCache | undefined;
@@ -71,12 +80,23 @@ export class LayerReader {
     readonly footer: Footer,
     readonly tocBytes: Uint8Array,
     readonly tocDigest: string,
-    readonly toc: Toc,
+    maxEntries: number,
   ) {
-    this.root = newNode("", "dir");
-    this.root.mode = 0o755;
-    this.nodes.set("", this.root);
-    this.build();
+    const bytes = Buffer.from(tocBytes.buffer, tocBytes.byteOffset, tocBytes.byteLength);
+    this.index = TocIndex.build(bytes, footer.tocOffset, maxEntries);
+    this.nodes = this.index.nodes;
+    this.root = this.index.root;
+  }
+
+  /** The TOC as objects, parsed on first use (opening indexes the JSON bytes directly). */
+  get toc(): Toc {
+    this.parsedToc ??= parseToc(this.tocBytes);
+    return this.parsedToc;
+  }
+
+  /** Paths of the regular files before `.prefetch.landmark` (none when there is no landmark). */
+  prioritizedPaths(): string[] {
+    return [...this.index.prioritized];
   }
 
   /** Footer, then TOC: one read when the TOC fits in the tail, else a second for the rest. */
@@ -100,7 +120,7 @@ export class LayerReader {
     if (footer.tocOffset >= tailStart) {
       member = tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart);
     } else {
-      if (tocEnd - footer.tocOffset > MAX_TOC_BYTES)
+      if (tocEnd - footer.tocOffset > (opts.maxTocBytes ?? MAX_TOC_BYTES))
         throw new FormatError(`TOC of ${tocEnd - footer.tocOffset} bytes is too large`);
       const [head] = await source.read(
         [{ offset: footer.tocOffset, length: tailStart - footer.tocOffset }],
@@ -108,14 +128,20 @@ export class LayerReader {
       );
       member = Buffer.concat([head, tail.subarray(0, tocEnd - tailStart)]);
     }
-    const tocBytes = extractTocJson(member);
+    const tocBytes = extractTocJson(member, opts.maxTocBytes ?? MAX_TOC_BYTES);
     const tocDigest = sha256Digest(tocBytes);
     if (opts.tocDigest && opts.tocDigest !== tocDigest) {
       throw new VerificationError(
         `TOC digest ${tocDigest} does not match the expected ${opts.tocDigest}`,
       );
     }
-    const reader = new LayerReader(source, footer, tocBytes, tocDigest, parseToc(tocBytes));
+    const reader = new LayerReader(
+      source,
+      footer,
+      tocBytes,
+      tocDigest,
+      opts.maxEntries ?? DEFAULT_MAX_TOC_ENTRIES,
+    );
     reader.cache = opts.cache;
     return reader;
   }
@@ -363,108 +389,6 @@ export class LayerReader {
       if (item.fileOffset < end && item.fileOffset + item.data.length > start) yield item;
     }
   }
-
-  private build(): void {
-    const entries = this.toc.entries;
-    const unames = new Map<number, string>();
-    const gnames = new Map<number, string>();
-    let lastReg: Node | undefined;
-    const hardlinks: Node[] = [];
-    const refs = new Map<TocEntry, ChunkRef>();
-    for (const e of entries) {
-      if (e.type === "chunk") {
-        if (!lastReg)
-          throw new FormatError(
-            `TOC chunk entry ${JSON.stringify(e.name)} has no regular file before it`,
-          );
-        const ref = chunkRef(e, lastReg.size);
-        lastReg.chunks.push(ref);
-        refs.set(e, ref);
-        continue;
-      }
-      const path = cleanEntryName(e.name);
-      if (path === TOC_TAR_NAME) continue;
-      const n = this.ensure(path, e.type);
-      if (e.userName) unames.set(e.uid ?? 0, e.userName);
-      if (e.groupName) gnames.set(e.gid ?? 0, e.groupName);
-      Object.assign(n, {
-        type: e.type,
-        entry: e,
-        size: e.type === "reg" ? (e.size ?? 0) : 0,
-        mode: e.mode ?? 0,
-        uid: e.uid ?? 0,
-        gid: e.gid ?? 0,
-        userName: e.userName || unames.get(e.uid ?? 0) || "",
-        groupName: e.groupName || gnames.get(e.gid ?? 0) || "",
-        modtime: e.modtime ?? "",
-        linkName: e.linkName ?? "",
-        devMajor: e.devMajor ?? 0,
-        devMinor: e.devMinor ?? 0,
-        xattrs: e.xattrs ?? {},
-        digest: e.digest ?? "",
-        chunks: [],
-      });
-      if (e.type === "dir" && !n.children) n.children = new Map();
-      if (e.type !== "dir") n.children = undefined;
-      if (e.type === "reg") {
-        lastReg = n;
-        if (n.size > 0) {
-          const ref = chunkRef(e, n.size);
-          n.chunks.push(ref);
-          refs.set(e, ref);
-        }
-      }
-      if (e.type === "hardlink") hardlinks.push(n);
-    }
-    // nextOffset: scanning backwards, each payload's range ends where the next member starts.
-    let last = this.footer.tocOffset;
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const e = entries[i];
-      const ref = refs.get(e);
-      if (ref) ref.nextOffset = last;
-      if (e.offset && !e.innerOffset) last = e.offset;
-    }
-    for (const n of this.nodes.values()) {
-      if (n.type !== "reg" || n.size === 0) continue;
-      validateChunks(n, this.footer.tocOffset);
-    }
-    for (const h of hardlinks) {
-      let t = this.nodes.get(cleanEntryName(h.linkName));
-      for (let depth = 0; t?.type === "hardlink" && depth < 64; depth++)
-        t = t.target ?? this.nodes.get(cleanEntryName(t.linkName));
-      if (!t || t.type === "hardlink")
-        throw new FormatError(
-          `hardlink ${JSON.stringify(h.path)} points to missing ${JSON.stringify(h.linkName)}`,
-        );
-      h.target = t;
-      t.numLink++;
-    }
-  }
-
-  private ensure(path: string, type: Node["type"]): Node {
-    let n = this.nodes.get(path);
-    if (n) {
-      if (n.type === "dir" && type !== "dir" && n.children && n.children.size > 0) {
-        throw new FormatError(`TOC entry ${JSON.stringify(path)} replaces a non-empty directory`);
-      }
-      return n;
-    }
-    const slash = path.lastIndexOf("/");
-    const parentPath = slash < 0 ? "" : path.slice(0, slash);
-    let parent = this.nodes.get(parentPath);
-    if (!parent) {
-      parent = this.ensure(parentPath, "dir");
-      parent.mode = parent.entry ? parent.mode : 0o755;
-    }
-    if (parent.type !== "dir")
-      throw new FormatError(`TOC entry ${JSON.stringify(path)} is under a non-directory`);
-    n = newNode(path, type);
-    if (type === "dir") n.mode = 0o755;
-    parent.children ??= new Map();
-    parent.children.set(path.slice(slash + 1), n);
-    this.nodes.set(path, n);
-    return n;
-  }
 }
 
 /** A node with Go's zero values (directories 0755), filled in by whoever builds a tree. */
@@ -490,39 +414,15 @@ export function newNode(path: string, type: Node["type"]): Node {
   };
 }
 
-function chunkRef(e: TocEntry, fileSize: number): ChunkRef {
-  const chunkOffset = e.chunkOffset ?? 0;
-  return {
-    offset: e.offset ?? 0,
-    nextOffset: 0,
-    innerOffset: e.innerOffset ?? 0,
-    chunkOffset,
-    chunkSize: e.chunkSize || fileSize - chunkOffset,
-    chunkDigest: e.chunkDigest || undefined,
-  };
-}
-
-/** Chunks must tile the file exactly and point inside the blob's payload area. */
-function validateChunks(n: Node, tocOffset: number): void {
-  let pos = 0;
-  for (const c of n.chunks) {
-    if (c.chunkOffset !== pos)
-      throw new FormatError(`${n.path}: chunks do not tile the file (gap or overlap at ${pos})`);
-    if (c.chunkSize <= 0) throw new FormatError(`${n.path}: chunk at ${pos} is empty`);
-    if (c.offset <= 0 || c.offset >= tocOffset || c.nextOffset <= c.offset) {
-      throw new FormatError(`${n.path}: chunk at ${pos} has an invalid blob offset ${c.offset}`);
-    }
-    pos += c.chunkSize;
-  }
-  if (pos !== n.size) throw new FormatError(`${n.path}: chunks cover ${pos} bytes of ${n.size}`);
-}
-
 /** The TOC member: one gzip member holding a tar entry "stargz.index.json". */
-function extractTocJson(member: Uint8Array): Uint8Array {
+function extractTocJson(member: Uint8Array, maxBytes: number): Uint8Array {
   let tar: Buffer;
   try {
-    tar = gunzipSync(member, { maxOutputLength: MAX_TOC_BYTES });
+    // The tar header and padding come on top of the JSON.
+    tar = gunzipSync(member, { maxOutputLength: maxBytes + 2048 });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+      throw new LimitError(`TOC JSON is larger than the limit of ${maxBytes} bytes`);
     throw new FormatError(`TOC is not valid gzip (${(e as Error).message})`);
   }
   if (tar.length < 512) throw new FormatError("TOC member holds no tar header");

@@ -170,7 +170,7 @@ function validateEntry(e: unknown, i: number): void {
       bad(`${k} is not a sha256 digest`);
   }
   if (x.xattrs !== undefined && x.xattrs !== null) {
-    if (typeof x.xattrs !== "object") bad("xattrs is not an object");
+    if (typeof x.xattrs !== "object" || Array.isArray(x.xattrs)) bad("xattrs is not an object");
     for (const v of Object.values(x.xattrs as object))
       if (typeof v !== "string") bad("xattr value is not base64");
   }

@@ -1,0 +1,307 @@
+#!/usr/bin/env node
+// TOC open benchmark: how long a layer's TOC takes to parse, verify and index, and how soon a
+// mount of a real 3-layer image answers its first stat.
+//
+//   1. TOC parse + index. Blobs whose TOC holds N entries (default 25k and 100k) are written to
+//      .work/bench-toc/ (cached). Their TOCs are real in shape: the entries of the real image's
+//      layers (tools/image/build-image.mjs, converted with `seekable convert`) repeated under
+//      numbered prefixes, with modification times as a registry image has them. The payload
+//      area is a sparse hole: opening reads only the footer and the TOC. Each measurement is a
+//      fresh `node` process that opens the blob with LayerReader.open (footer, gunzip, sha256
+//      checked against the known TOC digest, JSON parse, validation, index) and looks one path
+//      up; it reports CPU ms (process.cpuUsage) and wall ms of that call. Median of --runs.
+//      --impl DIR[,DIR...] compares builds of @seekable/format (a dist/index.js each; default
+//      this tree's), e.g. an original commit checked out in a worktree and built with tsc -b.
+//   2. --mount: starts Debian's docker-registry on loopback, pushes the converted image, and
+//      measures, from process spawn: `seekable mount docker://…` until stat of etc/os-release
+//      in the mount succeeds, and `seekable ls docker://… /etc/os-release` to exit (wall and
+//      CPU from /usr/bin/time). Median of --runs.
+//
+// Usage: node bench/toc-open.mjs [--entries 25000,100000] [--runs 5]
+//                               [--impl packages/format/dist/index.js,/tmp/orig/.../index.js]
+//                               [--mount]
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  writeSync,
+  ftruncateSync,
+  renameSync,
+  statSync,
+  readFileSync,
+  writeFileSync,
+  mkdtempSync,
+  rmSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { gzipSync } from "node:zlib";
+import {
+  fmt,
+  load,
+  median,
+  mdTable,
+  pushImage,
+  ROOT,
+  runTimed,
+  SEEKABLE,
+  startRegistry,
+  TIME,
+} from "./lib.mjs";
+
+const DIR = join(ROOT, ".work/bench-toc");
+const LOCAL_FORMAT = join(ROOT, "packages/format/dist/index.js");
+
+// ---- child: one measured open ---------------------------------------------------------------
+if (process.argv[2] === "--child") {
+  const [, , , impl, blob, tocDigest, probe] = process.argv;
+  const fmtLib = await import(pathToFileURL(resolve(impl)).href);
+  const src = await fmtLib.FileRangeSource.open(blob);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const reader = await fmtLib.LayerReader.open(src, { tocDigest });
+  const found = reader.lookup(probe);
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  if (!found) throw new Error(`${probe} not found`);
+  await src.close();
+  process.stdout.write(
+    `${JSON.stringify({ cpuMs: (c.user + c.system) / 1000, wallMs: wall, rssMiB: process.memoryUsage().rss / 2 ** 20 })}\n`,
+  );
+  process.exit(0);
+}
+
+const args = { entries: "25000,100000", runs: 5, impl: LOCAL_FORMAT, mount: false };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const k = argv[i].replace(/^--/, "");
+  if (k === "mount") args.mount = true;
+  else if (k in args) args[k] = k === "runs" ? Number(argv[++i]) : argv[++i];
+  else {
+    process.stderr.write(`toc-open: unknown argument ${argv[i]}\n`);
+    process.exit(2);
+  }
+}
+const log = (s) => process.stderr.write(`toc-open: ${s}\n`);
+
+// ---- the real image, converted (cached) -----------------------------------------------------
+function realLayers() {
+  spawnSync(process.execPath, [join(ROOT, "tools/image/build-image.mjs")], { stdio: "inherit" });
+  mkdirSync(DIR, { recursive: true });
+  const out = [];
+  for (const i of [1, 2, 3]) {
+    const blob = join(DIR, `real-layer${i}.esgz`);
+    const meta = `${blob}.json`;
+    if (!existsSync(meta)) {
+      log(`converting layer${i}.tar`);
+      const r = spawnSync(
+        process.execPath,
+        [SEEKABLE, "convert", join(ROOT, `.work/image/layer${i}.tar`), `${blob}.tmp`, "--json"],
+        { encoding: "utf8" },
+      );
+      if (r.status !== 0) throw new Error(`convert layer${i}: ${r.stderr}`);
+      renameSync(`${blob}.tmp`, blob);
+      writeFileSync(meta, r.stdout);
+    }
+    out.push({ ...JSON.parse(readFileSync(meta, "utf8")), blob });
+  }
+  return out;
+}
+
+// ---- synthetic blobs: real entries repeated --------------------------------------------------
+async function synthBlob(n, templates) {
+  const blob = join(DIR, `toc-${n}.esgz`);
+  const meta = `${blob}.json`;
+  if (existsSync(meta)) return { ...JSON.parse(readFileSync(meta, "utf8")), blob };
+  const { serializeToc, encodeFooter, emptyHeader, encodeHeader, padding } = await import(
+    pathToFileURL(LOCAL_FORMAT).href
+  );
+  // Units: an entry and the chunk entries that continue it (never cut apart).
+  const units = [];
+  for (const e of templates) {
+    if (e.type === "chunk") units[units.length - 1]?.push(e);
+    else if (!e.name.endsWith(".landmark")) units.push([e]);
+  }
+  const entries = [];
+  let offset = 0;
+  const stamp = (k) => `2024-0${1 + (k % 9)}-1${k % 10}T0${k % 10}:1${k % 6}:2${k % 10}Z`;
+  for (let rep = 0; entries.length < n; rep++) {
+    const prefix = `r${rep}/`;
+    entries.push({ name: prefix, type: "dir", mode: 493, modtime: stamp(rep) });
+    for (const unit of units) {
+      if (entries.length + unit.length > n) break;
+      for (const e of unit) {
+        const c = { ...e, name: prefix + e.name };
+        if (c.type !== "chunk") c.modtime = stamp(entries.length);
+        if (c.type === "hardlink") c.linkName = prefix + c.linkName;
+        if (e.offset) {
+          offset += 200 + Math.floor((e.chunkSize || e.size || 0) / 3);
+          c.offset = offset;
+        }
+        entries.push(c);
+      }
+    }
+    if (entries.length + units[0].length > n) break;
+  }
+  const json = serializeToc({ version: 1, entries });
+  const h = emptyHeader("stargz.index.json", "0");
+  h.size = json.length;
+  const member = gzipSync(
+    Buffer.concat([encodeHeader(h), json, Buffer.alloc(padding(json.length) + 1024)]),
+  );
+  const tocOffset = offset + (1 << 20);
+  const fd = openSync(`${blob}.tmp`, "w");
+  ftruncateSync(fd, tocOffset); // sparse payload area
+  writeSync(fd, member, 0, member.length, tocOffset);
+  const footer = encodeFooter(tocOffset);
+  writeSync(fd, footer, 0, footer.length, tocOffset + member.length);
+  closeSync(fd);
+  renameSync(`${blob}.tmp`, blob);
+  const info = {
+    entries: entries.length,
+    tocDigest: `sha256:${createHash("sha256").update(json).digest("hex")}`,
+    tocJsonBytes: json.length,
+    probe: entries.find((e) => e.type === "reg" && e.name.includes("/usr/")).name,
+  };
+  writeFileSync(meta, JSON.stringify(info));
+  return { ...info, blob };
+}
+
+function runChild(impl, b) {
+  const r = spawnSync(
+    process.execPath,
+    [process.argv[1], "--child", impl, b.blob, b.tocDigest, b.probe],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+// ---- main -----------------------------------------------------------------------------------
+const real = realLayers();
+const { LayerReader, FileRangeSource } = await import(pathToFileURL(LOCAL_FORMAT).href);
+const templates = [];
+const blobs = [];
+for (const l of real) {
+  const src = await FileRangeSource.open(l.blob);
+  const r = await LayerReader.open(src);
+  const tocEntries = JSON.parse(Buffer.from(r.tocBytes).toString("utf8")).entries;
+  templates.push(...tocEntries);
+  const probe = tocEntries.find((e) => e.type === "reg" && !e.name.endsWith(".landmark")).name;
+  blobs.push({
+    label: `real ${l.blob.split("/").pop()}`,
+    blob: l.blob,
+    tocDigest: l.tocDigest,
+    probe,
+    entries: tocEntries.length,
+    tocJsonBytes: r.tocBytes.length,
+  });
+  await src.close();
+}
+for (const n of args.entries.split(",").map(Number)) {
+  const b = await synthBlob(n, templates);
+  blobs.push({ label: `synthetic ${n / 1000}k`, ...b });
+}
+
+const impls = args.impl.split(",");
+log(`load ${load()}, ${args.runs} runs per cell, implementations: ${impls.join(" ")}`);
+const rows = [];
+for (const b of blobs) {
+  const cells = [b.label, String(b.entries), fmt(b.tocJsonBytes / 2 ** 20, 1)];
+  for (const impl of impls) {
+    const ms = [];
+    for (let i = 0; i < args.runs; i++) ms.push(runChild(impl, b));
+    cells.push(
+      `${fmt(median(ms.map((m) => m.cpuMs)), 0)} / ${fmt(median(ms.map((m) => m.wallMs)), 0)}`,
+    );
+    cells.push(fmt(median(ms.map((m) => m.rssMiB)), 0));
+  }
+  rows.push(cells);
+  log(cells.join("  "));
+}
+const header = ["TOC", "entries", "JSON MiB"];
+for (const impl of impls) {
+  const name = impl === LOCAL_FORMAT ? "this tree" : impl;
+  header.push(`${name}: CPU / wall ms`, "RSS MiB");
+}
+process.stdout.write(
+  `\n### TOC open (LayerReader.open + one lookup, fresh process, median of ${args.runs}; load ${load()})\n\n${mdTable(header, rows)}\n`,
+);
+
+if (args.mount) await mountBench();
+
+// ---- mount-ready time -----------------------------------------------------------------------
+async function mountBench() {
+  const registry = await startRegistry();
+  const mnt = mkdtempSync(join(tmpdir(), "toc-open-mnt-"));
+  const cache = mkdtempSync(join(tmpdir(), "toc-open-cache-"));
+  try {
+    const ref = await pushImage(registry.host, "bench/tocopen", "v1", real);
+    const target = `docker://${ref}`;
+    const ready = [];
+    const lsRuns = [];
+    for (let i = 0; i < args.runs; i++) {
+      ready.push(await mountReady(target, mnt));
+      lsRuns.push(
+        await runTimed(process.execPath, [SEEKABLE, "ls", target, "/etc/os-release", "--no-cache"]),
+      );
+    }
+    const rows2 = [
+      [
+        "`seekable mount` until stat(etc/os-release) succeeds",
+        fmt(median(ready.map((r) => r.ms)), 0),
+        "—",
+      ],
+      [
+        "`seekable ls docker://… /etc/os-release` (process)",
+        fmt(median(lsRuns.map((r) => r.wall * 1000)), 0),
+        fmt(median(lsRuns.map((r) => r.cpu * 1000)), 0),
+      ],
+    ];
+    process.stdout.write(
+      `\n### Ready time on loopback (3-layer image, ${real.reduce((s, l) => s + l.entries, 0)} entries, process start included, median of ${args.runs})\n\n${mdTable(["what", "wall ms", "CPU ms"], rows2)}\n`,
+    );
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+    await registry.stop();
+  }
+
+  async function mountReady(target, dir) {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [SEEKABLE, "mount", target, dir, "--no-cache"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    let exited = false;
+    child.once("exit", () => {
+      exited = true;
+    });
+    let ms;
+    try {
+      for (;;) {
+        if (exited) throw new Error(`mount exited: ${err}`);
+        try {
+          if (statSync(join(dir, "etc/os-release")).isFile()) {
+            ms = performance.now() - t0;
+            break;
+          }
+        } catch {}
+        if (performance.now() - t0 > 30_000) throw new Error(`mount not ready in 30 s: ${err}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      const done = new Promise((r) => (exited ? r() : child.once("exit", r)));
+      child.kill("SIGTERM");
+      await done;
+    }
+    return { ms };
+  }
+}
+void TIME;

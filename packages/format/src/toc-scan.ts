@@ -1,0 +1,875 @@
+import { FormatError } from "./errors.js";
+
+/**
+ * A one-pass scanner of TOC JSON bytes. It accepts exactly what `JSON.parse` accepts and
+ * applies the entry validation of `parseToc`, but builds no object per entry: each entry
+ * is read into one reused `EntryScratch` (numbers, and byte ranges of strings inside the
+ * JSON) and handed to a callback. Strings are decoded only when the caller asks.
+ */
+
+/** Entry type codes (0: none). */
+export const T_DIR = 1;
+export const T_REG = 2;
+export const T_SYMLINK = 3;
+export const T_HARDLINK = 4;
+export const T_CHAR = 5;
+export const T_BLOCK = 6;
+export const T_FIFO = 7;
+export const T_CHUNK = 8;
+export const TYPE_NAMES = [
+  "",
+  "dir",
+  "reg",
+  "symlink",
+  "hardlink",
+  "char",
+  "block",
+  "fifo",
+  "chunk",
+] as const;
+const TYPE_CODES = new Map<string, number>(TYPE_NAMES.map((t, i) => [t, i]));
+TYPE_CODES.delete("");
+
+/** String flags: the string holds escapes (decode with JSON.parse); it holds non-ASCII bytes. */
+export const S_ESCAPED = 1;
+export const S_NONASCII = 2;
+/** A string field's start when the value is present but not a string. */
+const NOT_STRING = -2;
+/** A number field's value when the value is not a non-negative safe integer. */
+const BAD_NUMBER = -1;
+/** xattrsS when a value of the xattrs object is not a string. */
+const BAD_XATTR = -3;
+
+// Key ids.
+const K_NAME = 1;
+const K_TYPE = 2;
+const K_SIZE = 3;
+const K_MODTIME = 4;
+const K_LINKNAME = 5;
+const K_MODE = 6;
+const K_UID = 7;
+const K_GID = 8;
+const K_USERNAME = 9;
+const K_GROUPNAME = 10;
+const K_OFFSET = 11;
+const K_INNEROFFSET = 12;
+const K_DEVMAJOR = 13;
+const K_DEVMINOR = 14;
+const K_XATTRS = 15;
+const K_DIGEST = 16;
+const K_CHUNKOFFSET = 17;
+const K_CHUNKSIZE = 18;
+const K_CHUNKDIGEST = 19;
+const KEY_NAMES = [
+  "",
+  "name",
+  "type",
+  "size",
+  "modtime",
+  "linkName",
+  "mode",
+  "uid",
+  "gid",
+  "userName",
+  "groupName",
+  "offset",
+  "innerOffset",
+  "devMajor",
+  "devMinor",
+  "xattrs",
+  "digest",
+  "chunkOffset",
+  "chunkSize",
+  "chunkDigest",
+];
+const KEY_IDS = new Map<string, number>(KEY_NAMES.map((k, i) => [k, i]));
+KEY_IDS.delete("");
+/** Candidate keys by byte length, as byte arrays. */
+const KEYS_BY_LENGTH: { id: number; bytes: Uint8Array }[][] = [];
+for (let id = 1; id < KEY_NAMES.length; id++) {
+  const bytes = Buffer.from(KEY_NAMES[id], "latin1");
+  KEYS_BY_LENGTH[bytes.length] ??= [];
+  KEYS_BY_LENGTH[bytes.length].push({ id, bytes });
+}
+const NUMBER_KEY_ORDER = [
+  K_SIZE,
+  K_MODE,
+  K_UID,
+  K_GID,
+  K_OFFSET,
+  K_INNEROFFSET,
+  K_DEVMAJOR,
+  K_DEVMINOR,
+  K_CHUNKOFFSET,
+  K_CHUNKSIZE,
+];
+
+/** One entry as scanned: numbers (0 when absent) and string ranges [S, E) in the bytes. */
+export class EntryScratch {
+  /** Byte range of the entry's JSON object. */
+  start = 0;
+  end = 0;
+  /** Type code; 0 when absent or unknown (see typeS). */
+  type = 0;
+  typeS = -1;
+  typeE = 0;
+  typeF = 0;
+  nameS = -1;
+  nameE = 0;
+  nameF = 0;
+  size = 0;
+  mode = 0;
+  uid = 0;
+  gid = 0;
+  offset = 0;
+  innerOffset = 0;
+  devMajor = 0;
+  devMinor = 0;
+  chunkOffset = 0;
+  chunkSize = 0;
+  modtimeS = 0;
+  modtimeE = 0;
+  modtimeF = 0;
+  linkNameS = 0;
+  linkNameE = 0;
+  linkNameF = 0;
+  userNameS = 0;
+  userNameE = 0;
+  userNameF = 0;
+  groupNameS = 0;
+  groupNameE = 0;
+  groupNameF = 0;
+  digestS = 0;
+  digestE = 0;
+  digestF = 0;
+  chunkDigestS = 0;
+  chunkDigestE = 0;
+  chunkDigestF = 0;
+  /** Byte range of the xattrs object; xattrsS < 0: absent or null; NOT_STRING: not an object. */
+  xattrsS = -1;
+  xattrsE = 0;
+
+  reset(start: number): void {
+    this.start = start;
+    this.end = 0;
+    this.type = 0;
+    this.typeS = -1;
+    this.typeE = 0;
+    this.typeF = 0;
+    this.nameS = -1;
+    this.nameE = 0;
+    this.nameF = 0;
+    this.size = 0;
+    this.mode = 0;
+    this.uid = 0;
+    this.gid = 0;
+    this.offset = 0;
+    this.innerOffset = 0;
+    this.devMajor = 0;
+    this.devMinor = 0;
+    this.chunkOffset = 0;
+    this.chunkSize = 0;
+    this.modtimeS = 0;
+    this.modtimeE = 0;
+    this.modtimeF = 0;
+    this.linkNameS = 0;
+    this.linkNameE = 0;
+    this.linkNameF = 0;
+    this.userNameS = 0;
+    this.userNameE = 0;
+    this.userNameF = 0;
+    this.groupNameS = 0;
+    this.groupNameE = 0;
+    this.groupNameF = 0;
+    this.digestS = 0;
+    this.digestE = 0;
+    this.digestF = 0;
+    this.chunkDigestS = 0;
+    this.chunkDigestE = 0;
+    this.chunkDigestF = 0;
+    this.xattrsS = -1;
+    this.xattrsE = 0;
+  }
+}
+
+/** Receives each entry as it is scanned (index counts every entry, chunks included). */
+export interface EntrySink {
+  entry(e: EntryScratch, index: number): void;
+}
+
+export interface ScanLimits {
+  /** Entries beyond this many are refused before anything is built for them. */
+  maxEntries: number;
+}
+
+/** Decodes the JSON string whose contents are bytes[s, e) with flags f. */
+export function decodeString(bytes: Buffer, s: number, e: number, f: number): string {
+  if (e <= s) return "";
+  if (f & S_ESCAPED) return JSON.parse(bytes.toString("utf8", s - 1, e + 1)) as string;
+  return bytes.toString(f & S_NONASCII ? "utf8" : "latin1", s, e);
+}
+
+class JsonError extends Error {}
+
+/**
+ * Scans TOC JSON. For each entries array, `newSink()` gives the receiver (a second
+ * "entries" key replaces the first, as JSON.parse's last-wins does); returns the sink of
+ * the array that counts, or undefined for absent/null entries. Errors are FormatErrors in
+ * the order parseToc reports them: JSON syntax, then version, then the entries array, then
+ * the first bad entry.
+ */
+export function scanToc<S extends EntrySink>(
+  bytes: Buffer,
+  newSink: () => S,
+  limits: ScanLimits,
+): S | undefined {
+  const sc = new Scanner(bytes, limits);
+  try {
+    return sc.document(newSink);
+  } catch (e) {
+    if (e instanceof JsonError) throw new FormatError(`TOC is not valid JSON (${e.message})`);
+    throw e;
+  }
+}
+
+/** Scans the one entry object at `start` (already validated by a full scan). */
+export function rescanEntry(bytes: Buffer, start: number, into: EntryScratch): void {
+  const sc = new Scanner(bytes, { maxEntries: Number.MAX_SAFE_INTEGER });
+  sc.entryObject(start, into);
+}
+
+/**
+ * Counts the entries of a TOC without building anything: a cheap first look at a TOC too
+ * large to hold `maxEntries` small ones, so an oversized TOC is refused before it costs
+ * memory. Returns a lower bound (exact for well-formed TOCs with one entries array).
+ */
+export function countEntries(bytes: Uint8Array): number {
+  // Entry objects are the objects at depth 2 (inside the top object's array).
+  let depth = 0;
+  let count = 0;
+  const n = bytes.length;
+  for (let p = 0; p < n; p++) {
+    const c = bytes[p];
+    if (c === 0x22) {
+      for (p++; p < n; p++) {
+        const d = bytes[p];
+        if (d === 0x22) break;
+        if (d === 0x5c) p++;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      if (depth === 3 && c === 0x7b) count++;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return count;
+}
+
+class Scanner {
+  private readonly b: Buffer;
+  private readonly n: number;
+  /** Flags of the string last scanned. */
+  private sf = 0;
+  /** Value of the number last scanned (BAD_NUMBER unless a non-negative safe integer). */
+  private num = 0;
+  /** Stack for skipping nested values. */
+  private stack = new Uint8Array(64);
+
+  constructor(
+    bytes: Buffer,
+    private readonly limits: ScanLimits,
+  ) {
+    this.b = bytes;
+    this.n = bytes.length;
+  }
+
+  private fail(p: number, what?: string): never {
+    if (p >= this.n) throw new JsonError("unexpected end of input");
+    throw new JsonError(
+      `${what ?? "unexpected"} byte 0x${this.b[p].toString(16).padStart(2, "0")} at offset ${p}`,
+    );
+  }
+
+  private ws(p: number): number {
+    const b = this.b;
+    const n = this.n;
+    while (p < n) {
+      const c = b[p];
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+      p++;
+    }
+    return p;
+  }
+
+  /** p at the opening quote; returns the index of the closing quote; sets this.sf. */
+  private str(p: number): number {
+    const b = this.b;
+    const n = this.n;
+    let f = 0;
+    p++;
+    for (;;) {
+      if (p >= n) this.fail(p);
+      const c = b[p];
+      if (c === 0x22) break;
+      if (c === 0x5c) {
+        f |= S_ESCAPED;
+        const d = b[p + 1];
+        if (d === 0x75) {
+          for (let k = 2; k < 6; k++) {
+            const h = b[p + k];
+            if (!((h >= 0x30 && h <= 0x39) || (h >= 0x61 && h <= 0x66) || (h >= 0x41 && h <= 0x46)))
+              this.fail(p + k, "bad \\u escape");
+          }
+          p += 6;
+        } else if (
+          d === 0x22 ||
+          d === 0x5c ||
+          d === 0x2f ||
+          d === 0x62 ||
+          d === 0x66 ||
+          d === 0x6e ||
+          d === 0x72 ||
+          d === 0x74
+        ) {
+          p += 2;
+        } else this.fail(p + 1, "bad escape");
+        continue;
+      }
+      if (c < 0x20) this.fail(p, "control");
+      if (c >= 0x80) f |= S_NONASCII;
+      p++;
+    }
+    this.sf = f;
+    return p;
+  }
+
+  /** A JSON number at p; returns its end; sets this.num. */
+  private number(p: number): number {
+    const b = this.b;
+    const start = p;
+    let simple = true;
+    if (b[p] === 0x2d) {
+      simple = false;
+      p++;
+    }
+    let c = b[p];
+    let v = 0;
+    if (c === 0x30) p++;
+    else if (c >= 0x31 && c <= 0x39) {
+      do {
+        v = v * 10 + (c - 0x30);
+        c = b[++p];
+      } while (c >= 0x30 && c <= 0x39);
+    } else this.fail(p);
+    if (b[p] === 0x2e) {
+      simple = false;
+      p++;
+      if (!(b[p] >= 0x30 && b[p] <= 0x39)) this.fail(p);
+      while (b[p] >= 0x30 && b[p] <= 0x39) p++;
+    }
+    c = b[p];
+    if (c === 0x65 || c === 0x45) {
+      simple = false;
+      p++;
+      if (b[p] === 0x2b || b[p] === 0x2d) p++;
+      if (!(b[p] >= 0x30 && b[p] <= 0x39)) this.fail(p);
+      while (b[p] >= 0x30 && b[p] <= 0x39) p++;
+    }
+    if (!simple || p - start > 15) v = Number(b.toString("latin1", start, p));
+    this.num = Number.isSafeInteger(v) && v >= 0 ? v + 0 : BAD_NUMBER;
+    return p;
+  }
+
+  private literal(p: number, word: string): number {
+    for (let k = 0; k < word.length; k++)
+      if (this.b[p + k] !== word.charCodeAt(k)) this.fail(p + k);
+    return p + word.length;
+  }
+
+  /** Skips any JSON value at p (validating it); returns its end. */
+  private skip(p: number): number {
+    const b = this.b;
+    let depth = 0;
+    for (;;) {
+      p = this.ws(p);
+      const c = b[p];
+      // A value.
+      if (c === 0x7b || c === 0x5b) {
+        if (depth === this.stack.length) {
+          const s = new Uint8Array(depth * 2);
+          s.set(this.stack);
+          this.stack = s;
+        }
+        this.stack[depth++] = c;
+        p = this.ws(p + 1);
+        if (b[p] === (c === 0x7b ? 0x7d : 0x5d)) {
+          depth--;
+          p++;
+        } else {
+          if (c === 0x7b) p = this.key(p);
+          continue;
+        }
+      } else if (c === 0x22) p = this.str(p) + 1;
+      else if (c === 0x74) p = this.literal(p, "true");
+      else if (c === 0x66) p = this.literal(p, "false");
+      else if (c === 0x6e) p = this.literal(p, "null");
+      else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) p = this.number(p);
+      else this.fail(p);
+      // After a value: close containers or go to the next member.
+      for (;;) {
+        if (depth === 0) return p;
+        p = this.ws(p);
+        const top = this.stack[depth - 1];
+        if (b[p] === 0x2c) {
+          p++;
+          if (top === 0x7b) p = this.key(this.ws(p));
+          break;
+        }
+        if (b[p] === (top === 0x7b ? 0x7d : 0x5d)) {
+          depth--;
+          p++;
+          continue;
+        }
+        this.fail(p);
+      }
+    }
+  }
+
+  /** An object key at p and its colon; returns the position after the colon. */
+  private key(p: number): number {
+    if (this.b[p] !== 0x22) this.fail(p);
+    p = this.ws(this.str(p) + 1);
+    if (this.b[p] !== 0x3a) this.fail(p);
+    return p + 1;
+  }
+
+  /** The id of the key whose bytes are [s, e), or 0. */
+  private keyId(s: number, e: number): number {
+    if (this.sf & S_ESCAPED) return KEY_IDS.get(decodeString(this.b, s, e, this.sf)) ?? 0;
+    const cands = KEYS_BY_LENGTH[e - s];
+    if (cands === undefined) return 0;
+    const b = this.b;
+    for (let k = 0; k < cands.length; k++) {
+      const kb = cands[k].bytes;
+      let i = 0;
+      while (i < kb.length && b[s + i] === kb[i]) i++;
+      if (i === kb.length) return cands[k].id;
+    }
+    return 0;
+  }
+
+  document<S extends EntrySink>(newSink: () => S): S | undefined {
+    const b = this.b;
+    let p = this.ws(0);
+    if (p >= this.n) this.fail(p);
+    if (b[p] !== 0x7b) {
+      // Valid JSON first (a syntax error is reported as such), then the shape.
+      if (this.ws(this.skip(p)) < this.n) this.fail(this.ws(this.skip(p)));
+      throw new FormatError("TOC is not a JSON object");
+    }
+    let version = Number.NaN;
+    let sink: S | undefined;
+    let entriesError: Error | undefined;
+    p = this.ws(p + 1);
+    if (b[p] === 0x7d) p++;
+    else {
+      for (;;) {
+        if (b[p] !== 0x22) this.fail(p);
+        const ks = p + 1;
+        const ke = this.str(p);
+        const id = this.keyIdTop(ks, ke);
+        p = this.ws(ke + 1);
+        if (b[p] !== 0x3a) this.fail(p);
+        p = this.ws(p + 1);
+        if (id === 1) {
+          // version
+          if (b[p] === 0x2d || (b[p] >= 0x30 && b[p] <= 0x39)) {
+            const s = p;
+            p = this.number(p);
+            version = Number(b.toString("latin1", s, p));
+          } else {
+            version = Number.NaN;
+            p = this.skip(p);
+          }
+        } else if (id === 2) {
+          // entries: last one wins, as with JSON.parse
+          entriesError = undefined;
+          sink = undefined;
+          if (b[p] === 0x5b) {
+            sink = newSink();
+            try {
+              p = this.entries(p, sink);
+            } catch (e) {
+              if (!(e instanceof FormatError) || e instanceof LimitError) throw e;
+              entriesError = e; // reported after the rest is known to be valid JSON
+              p = this.skipFromInsideArray(e);
+            }
+          } else if (b[p] === 0x6e) p = this.literal(p, "null");
+          else {
+            p = this.skip(p);
+            entriesError = new FormatError("TOC entries is not an array");
+          }
+        } else p = this.skip(p);
+        p = this.ws(p);
+        if (b[p] === 0x2c) {
+          p = this.ws(p + 1);
+          continue;
+        }
+        if (b[p] === 0x7d) {
+          p++;
+          break;
+        }
+        this.fail(p);
+      }
+    }
+    p = this.ws(p);
+    if (p < this.n) this.fail(p);
+    if (version !== 1)
+      throw new FormatError(
+        `unsupported TOC version ${Number.isNaN(version) ? "(not a number)" : JSON.stringify(version)}`,
+      );
+    if (entriesError) throw entriesError;
+    return sink;
+  }
+
+  /** Where the scan of a failed entries array resumes: the array's start, skipped whole. */
+  private failedArrayStart = 0;
+  private skipFromInsideArray(_e: unknown): number {
+    return this.skip(this.failedArrayStart);
+  }
+
+  private keyIdTop(s: number, e: number): number {
+    const k = this.sf & S_ESCAPED ? decodeString(this.b, s, e, this.sf) : undefined;
+    const is = (word: string) =>
+      k !== undefined
+        ? k === word
+        : e - s === word.length && this.b.toString("latin1", s, e) === word;
+    return is("version") ? 1 : is("entries") ? 2 : 0;
+  }
+
+  /** The entries array at p; returns its end. */
+  private entries(p: number, sink: EntrySink): number {
+    const b = this.b;
+    this.failedArrayStart = p;
+    const e = new EntryScratch();
+    const max = this.limits.maxEntries;
+    let index = 0;
+    p = this.ws(p + 1);
+    if (b[p] === 0x5d) return p + 1;
+    for (;;) {
+      if (index >= max) throw new LimitError(`TOC has more than ${max} entries (the limit)`);
+      if (b[p] !== 0x7b) {
+        // Not an object: valid JSON is still required before the entry error counts.
+        this.skip(p);
+        throw new FormatError(`TOC entry ${index}: not an object`);
+      }
+      p = this.entryObject(p, e);
+      validate(e, index, this.b);
+      sink.entry(e, index);
+      index++;
+      p = this.ws(p);
+      if (b[p] === 0x2c) {
+        p = this.ws(p + 1);
+        continue;
+      }
+      if (b[p] === 0x5d) return p + 1;
+      this.fail(p);
+    }
+  }
+
+  /** One entry object at p into e; returns its end. */
+  entryObject(p: number, e: EntryScratch): number {
+    const b = this.b;
+    e.reset(p);
+    p = this.ws(p + 1);
+    if (b[p] === 0x7d) {
+      e.end = p + 1;
+      return p + 1;
+    }
+    for (;;) {
+      if (b[p] !== 0x22) this.fail(p);
+      const ks = p + 1;
+      const ke = this.str(p);
+      const id = this.keyId(ks, ke);
+      p = this.ws(ke + 1);
+      if (b[p] !== 0x3a) this.fail(p);
+      p = this.ws(p + 1);
+      const c = b[p];
+      if (id === 0) p = this.skip(p);
+      else if (isNumberKey(id)) {
+        if (c === 0x2d || (c >= 0x30 && c <= 0x39)) p = this.number(p);
+        else {
+          p = this.skip(p);
+          this.num = BAD_NUMBER;
+        }
+        setNumber(e, id, this.num);
+      } else if (id === K_XATTRS) {
+        if (c === 0x7b) {
+          e.xattrsS = p;
+          p = this.xattrs(p);
+          e.xattrsE = p;
+          if (this.num === BAD_NUMBER) e.xattrsS = BAD_XATTR;
+        } else if (c === 0x6e) {
+          e.xattrsS = -1;
+          p = this.literal(p, "null");
+        } else {
+          e.xattrsS = NOT_STRING;
+          p = this.skip(p);
+        }
+      } else if (c === 0x22) {
+        const s = p + 1;
+        p = this.str(p);
+        setString(e, id, s, p, this.sf);
+        p++;
+      } else {
+        p = this.skip(p);
+        setString(e, id, NOT_STRING, 0, 0);
+      }
+      p = this.ws(p);
+      if (b[p] === 0x2c) {
+        p = this.ws(p + 1);
+        continue;
+      }
+      if (b[p] === 0x7d) {
+        e.end = p + 1;
+        return p + 1;
+      }
+      this.fail(p);
+    }
+  }
+
+  /** An xattrs object at p; this.num = BAD_NUMBER when a value is not a string. Returns its end. */
+  private xattrs(p: number): number {
+    const b = this.b;
+    p = this.ws(p + 1);
+    this.num = 0;
+    if (b[p] === 0x7d) return p + 1;
+    let bad = false;
+    for (;;) {
+      p = this.ws(this.key(p));
+      if (b[p] === 0x22) p = this.str(p) + 1;
+      else {
+        p = this.skip(p);
+        bad = true;
+      }
+      p = this.ws(p);
+      if (b[p] === 0x2c) {
+        p = this.ws(p + 1);
+        continue;
+      }
+      if (b[p] === 0x7d) break;
+      this.fail(p);
+    }
+    this.num = bad ? BAD_NUMBER : 0;
+    return p + 1;
+  }
+}
+
+/** Refusal for a resource limit: never deferred, never retried. */
+export class LimitError extends FormatError {}
+
+function isNumberKey(id: number): boolean {
+  return (
+    id === K_SIZE ||
+    id === K_MODE ||
+    id === K_UID ||
+    id === K_GID ||
+    id === K_OFFSET ||
+    id === K_INNEROFFSET ||
+    id === K_DEVMAJOR ||
+    id === K_DEVMINOR ||
+    id === K_CHUNKOFFSET ||
+    id === K_CHUNKSIZE
+  );
+}
+
+function setNumber(e: EntryScratch, id: number, v: number): void {
+  switch (id) {
+    case K_SIZE:
+      e.size = v;
+      break;
+    case K_MODE:
+      e.mode = v;
+      break;
+    case K_UID:
+      e.uid = v;
+      break;
+    case K_GID:
+      e.gid = v;
+      break;
+    case K_OFFSET:
+      e.offset = v;
+      break;
+    case K_INNEROFFSET:
+      e.innerOffset = v;
+      break;
+    case K_DEVMAJOR:
+      e.devMajor = v;
+      break;
+    case K_DEVMINOR:
+      e.devMinor = v;
+      break;
+    case K_CHUNKOFFSET:
+      e.chunkOffset = v;
+      break;
+    case K_CHUNKSIZE:
+      e.chunkSize = v;
+      break;
+  }
+}
+
+function setString(e: EntryScratch, id: number, s: number, end: number, f: number): void {
+  switch (id) {
+    case K_NAME:
+      e.nameS = s;
+      e.nameE = end;
+      e.nameF = f;
+      break;
+    case K_TYPE:
+      e.typeS = s;
+      e.typeE = end;
+      e.typeF = f;
+      break;
+    case K_MODTIME:
+      e.modtimeS = s;
+      e.modtimeE = end;
+      e.modtimeF = f;
+      break;
+    case K_LINKNAME:
+      e.linkNameS = s;
+      e.linkNameE = end;
+      e.linkNameF = f;
+      break;
+    case K_USERNAME:
+      e.userNameS = s;
+      e.userNameE = end;
+      e.userNameF = f;
+      break;
+    case K_GROUPNAME:
+      e.groupNameS = s;
+      e.groupNameE = end;
+      e.groupNameF = f;
+      break;
+    case K_DIGEST:
+      e.digestS = s;
+      e.digestE = end;
+      e.digestF = f;
+      break;
+    case K_CHUNKDIGEST:
+      e.chunkDigestS = s;
+      e.chunkDigestE = end;
+      e.chunkDigestF = f;
+      break;
+  }
+}
+
+const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
+
+/** "" or sha256:<64 lowercase hex>. */
+function isDigest(b: Buffer, s: number, e: number, f: number): boolean {
+  if (e === s) return true;
+  if (f & S_ESCAPED) return /^(sha256:[0-9a-f]{64})?$/.test(decodeString(b, s, e, f));
+  if (e - s !== 71) return false;
+  for (let k = 0; k < 7; k++) if (b[s + k] !== SHA256_PREFIX[k]) return false;
+  for (let p = s + 7; p < e; p++) {
+    const c = b[p];
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
+/** parseToc's checks of one entry, on the scanned form. Sets e.type. */
+function validate(e: EntryScratch, i: number, b: Buffer): void {
+  const bad = (why: string): never => {
+    throw new FormatError(`TOC entry ${i}: ${why}`);
+  };
+  if (e.nameS < 0) bad("name is not a string");
+  let type = 0;
+  if (e.typeS >= 0) {
+    if (e.typeF & S_ESCAPED) type = TYPE_CODES.get(decodeString(b, e.typeS, e.typeE, e.typeF)) ?? 0;
+    else type = typeCode(b, e.typeS, e.typeE);
+  }
+  if (type === 0)
+    bad(
+      `unknown type ${e.typeS >= 0 ? JSON.stringify(decodeString(b, e.typeS, e.typeE, e.typeF)) : "(not a string)"}`,
+    );
+  e.type = type;
+  if (
+    e.size < 0 ||
+    e.mode < 0 ||
+    e.uid < 0 ||
+    e.gid < 0 ||
+    e.offset < 0 ||
+    e.innerOffset < 0 ||
+    e.devMajor < 0 ||
+    e.devMinor < 0 ||
+    e.chunkOffset < 0 ||
+    e.chunkSize < 0
+  ) {
+    for (const id of NUMBER_KEY_ORDER)
+      if (numberOf(e, id) < 0) bad(`${KEY_NAMES[id]} is not a non-negative integer`);
+  }
+  if (
+    e.modtimeS === NOT_STRING ||
+    e.linkNameS === NOT_STRING ||
+    e.userNameS === NOT_STRING ||
+    e.groupNameS === NOT_STRING ||
+    e.digestS === NOT_STRING ||
+    e.chunkDigestS === NOT_STRING
+  ) {
+    for (const [k, v] of [
+      ["modtime", e.modtimeS],
+      ["linkName", e.linkNameS],
+      ["userName", e.userNameS],
+      ["groupName", e.groupNameS],
+      ["digest", e.digestS],
+      ["chunkDigest", e.chunkDigestS],
+    ] as const)
+      if (v === NOT_STRING) bad(`${k} is not a string`);
+  }
+  if (!isDigest(b, e.digestS, e.digestE, e.digestF)) bad("digest is not a sha256 digest");
+  if (!isDigest(b, e.chunkDigestS, e.chunkDigestE, e.chunkDigestF))
+    bad("chunkDigest is not a sha256 digest");
+  if (e.xattrsS === NOT_STRING) bad("xattrs is not an object");
+  if (e.xattrsS === BAD_XATTR) bad("xattr value is not base64");
+}
+
+function numberOf(e: EntryScratch, id: number): number {
+  switch (id) {
+    case K_SIZE:
+      return e.size;
+    case K_MODE:
+      return e.mode;
+    case K_UID:
+      return e.uid;
+    case K_GID:
+      return e.gid;
+    case K_OFFSET:
+      return e.offset;
+    case K_INNEROFFSET:
+      return e.innerOffset;
+    case K_DEVMAJOR:
+      return e.devMajor;
+    case K_DEVMINOR:
+      return e.devMinor;
+    case K_CHUNKOFFSET:
+      return e.chunkOffset;
+    default:
+      return e.chunkSize;
+  }
+}
+
+/** The type code of the unescaped type string bytes [s, e), or 0. */
+function typeCode(b: Buffer, s: number, e: number): number {
+  const len = e - s;
+  const c0 = b[s];
+  let code = 0;
+  if (len === 3) code = c0 === 0x64 ? T_DIR : c0 === 0x72 ? T_REG : 0;
+  else if (len === 4) code = c0 === 0x63 ? T_CHAR : c0 === 0x66 ? T_FIFO : 0;
+  else if (len === 5) code = c0 === 0x62 ? T_BLOCK : c0 === 0x63 ? T_CHUNK : 0;
+  else if (len === 7) code = T_SYMLINK;
+  else if (len === 8) code = T_HARDLINK;
+  if (code === 0) return 0;
+  const want = TYPE_NAMES[code];
+  for (let k = 1; k < len; k++) if (b[s + k] !== want.charCodeAt(k)) return 0;
+  return b[s] === want.charCodeAt(0) ? code : 0;
+}
