@@ -59,8 +59,9 @@ type SizedGet = (digest: string, size?: number) => ReturnType<ChunkCache["get"]>
 /**
  * The contents of `files`, concatenated in order, read through bounded memory: the chunks
  * are planned in windows of bounded bytes, each window fetched with one source read per
- * layer (so the source can use multi-range requests), written in order, and the next
- * window fetched while this one is written. Chunks are held by the plan, not by a cache, so
+ * layer (a few when the list's order interleaves the blob's; the source can use
+ * multi-range requests), written in order as its reads arrive, and the next window
+ * fetched while this one is written. Chunks are held by the plan, not by a cache, so
  * nothing fetched is dropped before it is written: no member is fetched twice, however
  * large the list. Every chunk is verified against its digest before it is yielded, each
  * whole file against its digest at its end.
@@ -77,27 +78,31 @@ export async function* readFiles(
   const onAbort = () => ac.abort(opts.signal?.reason);
   if (opts.signal?.aborted) throw opts.signal.reason;
   opts.signal?.addEventListener("abort", onAbort, { once: true });
-  const start = (w: Window | undefined) => {
-    if (!w) return undefined;
-    const p = fetchWindow(w, ac.signal);
-    p.catch(() => {}); // rejections are seen when awaited; none is left unhandled on exit
-    return p;
-  };
+  const start = (w: Window | undefined) =>
+    w && !ac.signal.aborted ? fetchWindow(w, ac.signal) : undefined;
   let held = new Map<string, Uint8Array>();
-  let next = start(windows[0]);
+  let cur = start(windows[0]);
   try {
     for (let w = 0; w < windows.length; w++) {
       const win = windows[w] as Window;
-      const got = (await next) as Map<string, Uint8Array>;
-      for (const [k, v] of got) held.set(k, v);
-      next = start(windows[w + 1]);
+      const fetching = cur as Fetching;
+      // The next window is fetched while this one is written, once this one's reads are
+      // done: they go first, and the first bytes go out as soon as their read arrives.
+      const next = fetching.done.then(
+        () => start(windows[w + 1]),
+        () => undefined,
+      );
       for (let i = win.start; i < win.end; i++) {
         const p = pieces[i] as Piece;
         if ("file" in p) {
           yield* p.file.layer.stream(p.file.path, ac.signal);
           continue;
         }
-        const data = held.get(p.digest) as Uint8Array;
+        let data = held.get(p.digest);
+        if (!data) {
+          data = await (fetching.chunks.get(p.digest) as Promise<Uint8Array>);
+          held.set(p.digest, data);
+        }
         p.job.hash.update(data);
         yield data;
         if (--p.job.left === 0) checkFile(p.job.node, p.job.hash);
@@ -105,6 +110,7 @@ export async function* readFiles(
       const kept = new Map<string, Uint8Array>();
       for (const k of win.keep) kept.set(k, held.get(k) as Uint8Array);
       held = kept;
+      cur = await next;
     }
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
@@ -246,60 +252,85 @@ function lowerBound(list: Fetch[], offset: number): number {
   return lo;
 }
 
+/** A window being fetched: each chunk as its read arrives, and the whole window. */
+interface Fetching {
+  chunks: Map<string, Promise<Uint8Array>>;
+  done: Promise<void>;
+}
+
 /**
  * One window's chunks by digest: each from its layer's cache when there, the rest with the
- * planned source reads (a member shared by several chunks once), verified and cached.
+ * planned source reads (a member shared by several chunks once), verified and cached. No
+ * rejection is left unhandled: each is seen where the chunk or the window is awaited.
  */
-async function fetchWindow(w: Window, signal: AbortSignal): Promise<Map<string, Uint8Array>> {
-  const got = new Map<string, Uint8Array>();
+function fetchWindow(w: Window, signal: AbortSignal): Fetching {
+  const chunks = new Map<string, Promise<Uint8Array>>();
   const jobs: Promise<void>[] = [];
   for (const [reader, reads] of w.reads) {
-    const cache = reader.cache;
     for (const read of reads) {
-      jobs.push(
-        (async () => {
-          const hits = await Promise.all(
-            read.map((p) =>
-              cache ? (cache.get as SizedGet).call(cache, p.digest, p.ref.chunkSize) : undefined,
-            ),
-          );
-          const miss: Fetch[] = [];
-          read.forEach((p, k) => {
-            const hit = hits[k];
-            if (hit && hit.length === p.ref.chunkSize) got.set(p.digest, hit);
-            else miss.push(p);
-          });
-          if (miss.length === 0) return;
-          const members = new Map<number, ChunkRef>();
-          for (const { ref } of miss) members.set(ref.offset, ref);
-          const refs = [...members.values()];
-          const bufs = await reader.source.read(
-            refs.map((r) => ({ offset: r.offset, length: r.nextOffset - r.offset })),
-            signal,
-          );
-          const byOffset = new Map(refs.map((r, k) => [r.offset, bufs[k] as Uint8Array]));
-          for (const { job, ref, digest } of miss) {
-            // Bounded by the TOC entry, off the main thread when large (as every read).
-            const data = await inflateChunkAsync(
-              byOffset.get(ref.offset) as Uint8Array,
-              ref,
-              job.node.path,
-            ).catch(async (e: unknown) => {
-              // The layer reader names the entry whose offset cuts the member: its error.
-              if (e instanceof TruncatedMemberError)
-                await reader.readChunks(job.node, [ref], signal);
-              throw e;
-            });
-            verifyChunk(data, ref, job.node.path);
-            got.set(digest, data);
-            await cache?.put(digest, data);
-          }
-        })(),
-      );
+      const settle = new Map<string, [(d: Uint8Array) => void, (e: unknown) => void]>();
+      for (const p of read) {
+        const chunk = new Promise<Uint8Array>((resolve, reject) =>
+          settle.set(p.digest, [resolve, reject]),
+        );
+        chunk.catch(() => {});
+        chunks.set(p.digest, chunk);
+      }
+      const job = fetchRead(reader, read, signal, (d, data) => settle.get(d)?.[0](data));
+      job.catch((e) => {
+        for (const [, reject] of settle.values()) reject(e); // a settled promise ignores this
+      });
+      jobs.push(job);
     }
   }
-  await Promise.all(jobs);
-  return got;
+  const done = Promise.all(jobs).then(() => {});
+  done.catch(() => {});
+  return { chunks, done };
+}
+
+/** One planned read: cache hits, then one source read for the rest, each chunk verified. */
+async function fetchRead(
+  reader: LayerReader,
+  read: Fetch[],
+  signal: AbortSignal,
+  arrived: (digest: string, data: Uint8Array) => void,
+): Promise<void> {
+  const cache = reader.cache;
+  const hits = await Promise.all(
+    read.map((p) =>
+      cache ? (cache.get as SizedGet).call(cache, p.digest, p.ref.chunkSize) : undefined,
+    ),
+  );
+  const miss: Fetch[] = [];
+  read.forEach((p, k) => {
+    const hit = hits[k];
+    if (hit && hit.length === p.ref.chunkSize) arrived(p.digest, hit);
+    else miss.push(p);
+  });
+  if (miss.length === 0) return;
+  const members = new Map<number, ChunkRef>();
+  for (const { ref } of miss) members.set(ref.offset, ref);
+  const refs = [...members.values()];
+  const bufs = await reader.source.read(
+    refs.map((r) => ({ offset: r.offset, length: r.nextOffset - r.offset })),
+    signal,
+  );
+  const byOffset = new Map(refs.map((r, k) => [r.offset, bufs[k] as Uint8Array]));
+  for (const { job, ref, digest } of miss) {
+    // Bounded by the TOC entry, off the main thread when large (as every read).
+    const data = await inflateChunkAsync(
+      byOffset.get(ref.offset) as Uint8Array,
+      ref,
+      job.node.path,
+    ).catch(async (e: unknown) => {
+      // The layer reader names the entry whose offset cuts the member: its error.
+      if (e instanceof TruncatedMemberError) await reader.readChunks(job.node, [ref], signal);
+      throw e;
+    });
+    verifyChunk(data, ref, job.node.path);
+    arrived(digest, data);
+    await cache?.put(digest, data);
+  }
 }
 
 function checkFile(node: Node, hash: Hash): void {
