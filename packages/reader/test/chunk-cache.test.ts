@@ -1,0 +1,74 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rm,
+  symlink,
+  truncate,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { DiskChunkCache } from "@seekable/reader";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// The disk cache without a chunk size (reads through the layer reader, e.g. a mount): the
+// same distrust as with one, and a file past 64 MiB is never read. (The CLI test
+// test/cache-hostile.test.ts covers the sized path under a memory cap and a deadline.)
+let dir: string;
+const data = Buffer.from("a verified chunk\n".repeat(100));
+const digest = `sha256:${createHash("sha256").update(data).digest("hex")}`;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "seekable-disk-cache-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function plant(name: string, make: (p: string) => Promise<unknown>) {
+  const cache = new DiskChunkCache(join(dir, name));
+  const hex = digest.slice("sha256:".length);
+  const p = join(dir, name, "chunks", "sha256", hex.slice(0, 2), hex);
+  await mkdir(join(p, ".."), { recursive: true });
+  await make(p);
+  return { cache, p };
+}
+
+describe("DiskChunkCache.get without a size", () => {
+  it("is a miss for a FIFO, a symlink, a directory and a file past 64 MiB; put replaces them", async () => {
+    const cases: [string, (p: string) => Promise<unknown>][] = [
+      ["fifo", (p) => promisify(execFile)("mkfifo", [p])],
+      ["devzero", (p) => symlink("/dev/zero", p)],
+      ["dir", (p) => mkdir(join(p, "x"), { recursive: true })],
+      [
+        "huge",
+        async (p) => {
+          await writeFile(p, data);
+          await truncate(p, (64 << 20) + 1);
+        },
+      ],
+    ];
+    for (const [name, make] of cases) {
+      const { cache, p } = await plant(name, make);
+      expect(await cache.get(digest), name).toBeUndefined();
+      await cache.put(digest, data);
+      expect((await lstat(p)).isFile(), name).toBe(true);
+      expect(Buffer.from((await cache.get(digest)) as Uint8Array).equals(data), name).toBe(true);
+      expect((await readFile(p)).equals(data)).toBe(true);
+    }
+  });
+
+  it("with a size, a file of another size is a miss even when its bytes would match", async () => {
+    const { cache } = await plant("sized", (p) => writeFile(p, data));
+    expect(await cache.get(digest, data.length + 1)).toBeUndefined();
+    expect(await cache.get(digest, -1)).toBeUndefined();
+    expect(Buffer.from((await cache.get(digest, data.length)) as Uint8Array).equals(data)).toBe(
+      true,
+    );
+  });
+});
