@@ -1,7 +1,7 @@
 import type { LayerReader, Node } from "@seekable/format";
 import type { LayerView, MergedNode, OpenedLayer } from "@seekable/reader";
 import { resolved } from "./attr.js";
-import type { ChunkItem, ChunkPool } from "./chunks.js";
+import { type ChunkItem, type ChunkPool, chunkKey } from "./chunks.js";
 
 /** Where a regular file's bytes come from. */
 interface Source {
@@ -24,6 +24,7 @@ export class Content {
   ) {
     layers.forEach((l, index) => {
       this.layers.set(l.view, { index, reader: l.reader });
+      if (l.reader) pool.addLayer(l.reader);
     });
   }
 
@@ -41,7 +42,7 @@ export class Content {
       if (ref.chunkOffset >= end) break;
       if (ref.chunkOffset + ref.chunkSize <= start) continue;
       out.push({
-        key: `${s.layer}:${ref.offset}:${ref.innerOffset}`,
+        key: chunkKey(s.layer, ref),
         reader: s.reader,
         node: s.node,
         ref,
