@@ -164,7 +164,7 @@ describe("seekable bench", () => {
     );
     expect(r.code, describeRun(r)).toBe(0);
     const out = JSON.parse(r.stdout.toString()) as {
-      workloads: { name: string; files: number; command?: string }[];
+      workloads: { name: string; files: number; command?: string; lowerBound: number }[];
       strategies: string[];
       unavailable: { strategy: string; reason: string }[];
       rows: Row[];
@@ -192,6 +192,14 @@ describe("seekable bench", () => {
     expect(full.bytesFetched.median).toBeGreaterThanOrEqual([...blobSizes].reduce((a, b) => a + b));
     // The mount leaves the 3 MB library and the 2 MB data file alone.
     expect(cold.bytesFetched.median).toBeLessThan(full.bytesFetched.median - 4_000_000);
+    // The lower bound (TOCs and the opened files' members) sits between the two.
+    const bound = out.workloads[0].lowerBound;
+    expect(bound).toBeGreaterThan(0);
+    expect(bound).toBeLessThan(full.bytesFetched.median - 4_000_000);
+    expect((cold as Row & { boundRatio: number }).boundRatio).toBeCloseTo(
+      cold.bytesFetched.median / bound,
+      6,
+    );
     for (const x of [cold, by["cold-mount-profile"]].filter(Boolean)) {
       const run = x.runs[0];
       // Process start to mount ready is part of the time, and comes first.
@@ -294,6 +302,8 @@ describe("seekable bench", () => {
       "cold mount",
     ]);
     for (const l of lines) expect(l).toContain("sha256 ok");
+    expect(text).toMatch(/\| × lower bound \|/);
+    expect(text).toMatch(/lower bound \d/);
   });
 
   it("fails with one clear line when a response is corrupted", async () => {

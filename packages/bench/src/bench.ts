@@ -63,7 +63,15 @@ export interface BenchResult {
   converted: boolean;
   /** Compressed layer bytes: as given, and eStargz. */
   imageBytes: { original: number; estargz: number };
-  workloads: { name: string; files: number; bytes: number; dropped: string[]; command?: string }[];
+  workloads: {
+    name: string;
+    files: number;
+    bytes: number;
+    dropped: string[];
+    command?: string;
+    /** See CheckedWorkload.lowerBound. */
+    lowerBound: number;
+  }[];
   links: LinkSetting[];
   repeat: number;
   /** Strategies run, in report order. */
@@ -165,7 +173,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
         const rows: ResultRow[] = [];
         for (const link of opts.links) {
           proxy.link = link;
-          for (const w of workloads) {
+          for (const [k, w] of workloads.entries()) {
             const runs = new Map<StrategyName, RunOutput[]>(strategies.map((s) => [s, []]));
             let expected: { from: StrategyName; digests: string[] } | undefined;
             for (let rep = 0; rep < opts.repeat; rep++) {
@@ -216,6 +224,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
                 requests: spread(rs.map((r) => r.requests)),
                 speedup: fullTime / seconds.median,
                 bytesRatio: bytesFetched.median / fullBytes,
+                boundRatio: bytesFetched.median / checked[k].lowerBound,
                 verified: true,
               });
             }
@@ -231,6 +240,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
             bytes: w.bytes,
             dropped: w.dropped,
             command: given[k].command,
+            lowerBound: w.lowerBound,
           })),
           links: opts.links,
           repeat: opts.repeat,

@@ -15,7 +15,13 @@ import {
   RegistrySink,
   RegistrySource,
 } from "@seekable/image";
-import { type ImageFS, MemoryChunkCache, openTarget, ReadStats } from "@seekable/reader";
+import {
+  type ImageFS,
+  MemoryChunkCache,
+  type OpenedLayer,
+  openTarget,
+  ReadStats,
+} from "@seekable/reader";
 import {
   type Credentials,
   formatReference,
@@ -51,7 +57,16 @@ export interface PreparedImage {
   close(): Promise<void>;
 }
 
-export type CheckedWorkload = Workload & { bytes: number; dropped: string[] };
+export type CheckedWorkload = Workload & {
+  bytes: number;
+  dropped: string[];
+  /**
+   * Bytes a lazy reader cannot do without: per eStargz layer serving a workload file, the
+   * footer and TOC member, plus the gzip members of the workload files' chunks (whole
+   * files: a program that maps a binary and touches part of it can need less).
+   */
+  lowerBound: number;
+};
 
 export interface PrepareOptions {
   credentials?: Credentials;
@@ -208,10 +223,13 @@ async function checkWorkloads(
     platform,
   });
   try {
+    const layerOf = new Map(target.layers.map((l) => [l.view, l]));
     return workloads.map((w) => {
       const paths: string[] = [];
       const dropped: string[] = [];
       let bytes = 0;
+      /** Per layer touched: its tail (TOC member + footer) and its members (offset -> length). */
+      const touched = new Map<OpenedLayer, Map<number, number>>();
       for (const given of w.paths) {
         const p = resolveSymlinks(target.fs, given);
         const m = p === undefined ? undefined : target.fs.lookup(p);
@@ -224,10 +242,23 @@ async function checkWorkloads(
         }
         paths.push(p);
         bytes += node.size;
+        const layer = layerOf.get(m.layer);
+        if (layer?.reader) {
+          const members = touched.get(layer) ?? new Map<number, number>();
+          touched.set(layer, members);
+          const file = layer.reader.resolve(node);
+          for (const c of file.chunks) members.set(c.offset, c.nextOffset - c.offset);
+        }
       }
       if (paths.length === 0)
         throw new FormatError(`workload ${w.name}: no regular file of the image in it`);
-      return { name: w.name, paths, bytes, dropped };
+      let lowerBound = 0;
+      for (const [layer, members] of touched) {
+        const r = layer.reader as NonNullable<OpenedLayer["reader"]>;
+        lowerBound += r.source.size - r.footer.tocOffset;
+        for (const n of members.values()) lowerBound += n;
+      }
+      return { name: w.name, paths, bytes, dropped, lowerBound };
     });
   } finally {
     await target.close();

@@ -24,6 +24,8 @@ export interface ResultRow {
   speedup: number;
   /** This median bytes / full pull's median bytes. */
   bytesRatio: number;
+  /** This median bytes / the workload's lower bound (CheckedWorkload.lowerBound). */
+  boundRatio: number;
   /** Every file's sha256 matched the full pull's extracted files in every run. */
   verified: boolean;
 }
@@ -67,6 +69,7 @@ export function markdownTable(
     "× faster",
     "bytes fetched",
     "bytes vs full pull",
+    "× lower bound",
     "requests",
     "verified",
   ];
@@ -81,6 +84,7 @@ export function markdownTable(
       r.strategy === "full-pull" ? "1.0" : Number.isFinite(r.speedup) ? r.speedup.toFixed(1) : "–",
       formatBytes(r.bytesFetched.median),
       Number.isFinite(r.bytesRatio) ? `${(r.bytesRatio * 100).toFixed(1)} %` : "–",
+      Number.isFinite(r.boundRatio) ? r.boundRatio.toFixed(2) : "–",
       String(r.requests.median),
       r.verified ? "sha256 ok" : "MISMATCH",
     ]),

@@ -141,7 +141,7 @@ function present(image: string, result: BenchResult): string {
           ? `${JSON.stringify(w.command)} (opens ${w.files} files, ${formatBytes(w.bytes)})`
           : `${w.files} files read one after another, ${formatBytes(w.bytes)}`) +
         (w.dropped.length > 0 ? ` (${w.dropped.length} non-regular paths skipped)` : "") +
-        ".",
+        `; lower bound ${formatBytes(w.lowerBound)} (per layer touched: TOC and footer, plus the files' gzip members).`,
     );
   if (result.strategies.includes("reference-store"))
     out.push("The reference store runs with background fetch and prefetch off.");
