@@ -180,6 +180,34 @@ readingOptions(program.command("mount"))
     (await import("./commands/mount.js")).mountCommand(subject(ref), dir, o),
   );
 
+program
+  .command("store")
+  .description(
+    "an Additional Layer Store for podman/CRI-O: DIR/<base64 ref>/<layer digest>/{diff,info,blob,use}, served lazily (foreground; Ctrl-C unmounts)",
+  )
+  .argument(
+    "<dir>",
+    'an existing directory to mount on (storage.conf: additionallayerstores = ["DIR:ref"])',
+  )
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option(
+    "--stats",
+    'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
+  )
+  .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
+  .option("--no-cache", "do not use the on-disk chunk cache")
+  .option("--json", 'print {"store":DIR} when mounted')
+  .action(async (dir: string, o) =>
+    (await import("./commands/store.js")).storeCommand(subject(dir), o),
+  );
+
 const profileCommand = program
   .command("profile")
   .description("start-up profiles (the files a program opens) stored beside images");
