@@ -1,10 +1,23 @@
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import {
+  closeSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { BufferRangeSource, LayerReader } from "@seekable/format";
+import { BufferRangeSource, FOOTER_SIZE, LayerReader, parseFooter } from "@seekable/format";
 import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunResult, run as runProcess } from "../../../test/helpers/run.js";
@@ -333,5 +346,253 @@ describe("duplicates and reserved names through the CLI", () => {
     // Through stdout (no resettable sink) too.
     const s = ok(await run(["convert", inPath, "-"]));
     expect(sha(s.stdout)).toBe(sha(readFileSync(out)));
+  });
+});
+
+/** Runs the CLI with stdin read from a file or stdout written to one (redirections). */
+async function runFds(
+  args: string[],
+  files: { stdin?: string; stdout?: string },
+): Promise<RunResult> {
+  const inFd = files.stdin ? openSync(files.stdin, "r") : "ignore";
+  const outFd = files.stdout ? openSync(files.stdout, "w") : "ignore";
+  try {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, TMPDIR: childTmp },
+      stdio: [inFd, outFd, "pipe"],
+      timeout: 20_000,
+    });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
+    return { command: args.join(" "), code, signal, stdout: Buffer.alloc(0), stderr, ms: 0 };
+  } finally {
+    if (typeof inFd === "number") closeSync(inFd);
+    if (typeof outFd === "number") closeSync(outFd);
+  }
+}
+
+/** The TOC's entry names, read directly: the reader is not what these tests exercise. */
+function tocNames(blob: Buffer): string[] {
+  const { tocOffset } = parseFooter(blob);
+  const tar = gunzipSync(blob.subarray(tocOffset, blob.length - FOOTER_SIZE));
+  const size = Number.parseInt(tar.toString("latin1", 124, 136).replace(/\0.*$/s, ""), 8);
+  const toc = JSON.parse(tar.toString("utf8", 512, 512 + size)) as { entries: { name: string }[] };
+  return toc.entries.map((e) => e.name);
+}
+
+/** Exit 1, one line "seekable: …" with each of `names`, no stack, no spool left in TMPDIR. */
+function fails(r: RunResult, ...names: string[]): RunResult {
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.code, r.stderr).toBe(1);
+  expect(r.stderr).toMatch(/^seekable: [^\n]+\n$/);
+  expect(r.stderr).not.toMatch(/\n\s+at |Unhandled|Error: /);
+  for (const n of names) expect(r.stderr).toContain(n);
+  expect(readdirSync(childTmp)).toEqual([]);
+  return r;
+}
+
+describe("inputs convert refuses, and inputs it accepts like GNU tar and Go", () => {
+  it("convert X X is refused, also through another path and a hardlink; the input is untouched", async () => {
+    const d = outDir("same-file");
+    const x = join(d, "x.tar");
+    writeFileSync(x, tarBytes);
+    linkSync(x, join(d, "hard.tar"));
+    mkdirSync(join(d, "sub"));
+    for (const out of [x, join(d, "sub", "..", "x.tar"), join(d, "hard.tar")]) {
+      const r = fails(await run(["convert", x, out]), out, "is the input");
+      expect(r.stderr.startsWith(`seekable: ${out}: `)).toBe(true);
+    }
+    // stdin redirected from the output file (`convert - x.tar < x.tar`).
+    fails(await runFds(["convert", "-", x], { stdin: x }), x, "is the input");
+    expect(sha(readFileSync(x))).toBe(sha(tarBytes));
+    expect(readdirSync(d).sort()).toEqual(["hard.tar", "sub", "x.tar"]);
+  });
+
+  it("data after the end-of-archive marker is ignored, plain or gzipped, as GNU tar and Go do", async () => {
+    const d = outDir("trailing");
+    const clean = join(d, "clean.esgz");
+    writeFileSync(join(d, "clean.tar"), tarBytes);
+    ok(await run(["convert", join(d, "clean.tar"), clean]));
+    const inputs: [string, Buffer][] = [
+      ["garbage.tar", Buffer.concat([tarBytes, content(9, 3000)])],
+      ["short.tar", Buffer.concat([tarBytes, Buffer.from("not a tar block\n")])],
+      ["garbage.tar.gz", gzipSync(Buffer.concat([tarBytes, content(10, 5000)]))],
+    ];
+    for (const [name, data] of inputs) {
+      writeFileSync(join(d, name), data);
+      const out = join(d, `${name}.esgz`);
+      ok(await run(["convert", join(d, name), out]));
+      expect(sha(readFileSync(out)), name).toBe(sha(readFileSync(clean)));
+    }
+  });
+
+  it("a hardlink to a directory is refused, naming the entry, with and without prioritized files", async () => {
+    const d = outDir("hardlink-dir");
+    const inPath = join(d, "in.tar");
+    writeFileSync(
+      inPath,
+      await packTar([
+        { name: "d/", type: "directory" },
+        { name: "d/f", data: Buffer.from("hi") },
+        { name: "d/loop", type: "link", linkname: "d" },
+      ]),
+    );
+    const list = join(d, "list");
+    writeFileSync(list, "d/f\n");
+    const out = join(d, "o.esgz");
+    for (const extra of [[], ["--prioritized-files", list]]) {
+      fails(await run(["convert", ...extra, inPath, out]), inPath, '"d/loop"', "directory");
+    }
+    fails(await run(["convert", inPath, "-"]), '"d/loop"');
+    expect(readdirSync(d).sort()).toEqual(["in.tar", "list"]);
+  });
+
+  it("a 100,000-component path converts and can be prioritized; a 6,000-link hardlink chain is no loop; messages stay one short line", async () => {
+    const d = outDir("deep");
+    const deep = `${Array(100_000).fill("a").join("/")}/f`;
+    const chain: Ent[] = [{ name: "l0", data: Buffer.from("hello") }];
+    for (let i = 1; i < 6000; i++)
+      chain.push({ name: `l${i}`, type: "link", linkname: `l${i - 1}` });
+    const inPath = join(d, "in.tar");
+    writeFileSync(inPath, await packTar([{ name: deep, data: Buffer.from("deep") }, ...chain]));
+    const list = join(d, "list");
+    writeFileSync(list, `l5999\n${deep}\n`);
+    const out = join(d, "o.esgz");
+    ok(await run(["convert", "--prioritized-files", list, inPath, out]));
+    const names = tocNames(readFileSync(out));
+    expect(names.indexOf(".prefetch.landmark")).toBe(6001);
+    expect(names.slice(0, 2)).toEqual(["l0", "l1"]);
+    expect(names[6000]).toBe(deep);
+    // A missing deep path: one line, not a 200 KB one.
+    writeFileSync(list, `x/${deep}\n`);
+    const bad = fails(
+      await run(["convert", "--prioritized-files", list, inPath, out]),
+      "not in the layer",
+    );
+    expect(bad.stderr.length).toBeLessThan(1000);
+  });
+});
+
+describe("output and temporary-space failures: one line, exit 1, nothing left behind", () => {
+  // Real faults: a 1 MiB tmpfs (ENOSPC), a read-only tmpfs, a full-device node (as /dev/full:
+  // char 1,7), a pipe closed by its reader. Needs root for mount and mknod.
+  let small: string;
+  let readOnly: string;
+  let full: string;
+  let bigTar: string;
+  const mounted: string[] = [];
+
+  beforeAll(() => {
+    const d = outDir("faults");
+    small = join(d, "small");
+    readOnly = join(d, "ro");
+    mkdirSync(small);
+    mkdirSync(readOnly);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small]);
+    mounted.push(small);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", readOnly]);
+    mounted.push(readOnly);
+    full = join(d, "full");
+    execFileSync("mknod", [full, "c", "1", "7"]);
+    bigTar = join(d, "big.tar");
+    return packTar([
+      { name: "big", data: content(20, 1_500_000) },
+      { name: "small", data: content(21, 1000) },
+    ]).then((b) => writeFileSync(bigTar, b));
+  });
+  afterAll(() => {
+    for (const m of mounted) execFileSync("umount", [m]);
+  });
+
+  it("TMPDIR on a full file system with --prioritized-files: names the directory; no spool, no temp output", async () => {
+    const d = outDir("enospc-tmp");
+    const list = join(d, "list");
+    writeFileSync(list, "big\n");
+    const out = join(d, "o.esgz");
+    const r = await runProcess(
+      process.execPath,
+      [CLI, "convert", "--prioritized-files", list, bigTar, out],
+      {
+        env: { ...process.env, TMPDIR: small },
+        timeoutMs: 20_000,
+      },
+    );
+    fails(r, small, "no space left on device");
+    expect(readdirSync(small)).toEqual([]);
+    expect(readdirSync(d)).toEqual(["list"]);
+  });
+
+  it("an output on a full file system: names the output; no temporary file left", async () => {
+    const out = join(small, "o.esgz");
+    const r = fails(await run(["convert", bigTar, out]), "no space left on device");
+    expect(r.stderr.startsWith(`seekable: ${out}: `), r.stderr).toBe(true);
+    expect(readdirSync(small)).toEqual([]);
+  });
+
+  it("a read-only output directory: names the output", async () => {
+    const out = join(readOnly, "o.esgz");
+    const r = fails(await run(["convert", tarPath, out]), "read-only file system");
+    expect(r.stderr.startsWith(`seekable: ${out}: `), r.stderr).toBe(true);
+  });
+
+  it("a vanished TMPDIR (prioritized files, stdin spool): names the directory", async () => {
+    const gone = join(root, "vanished-tmp");
+    const d = outDir("vanished");
+    const list = join(d, "list");
+    writeFileSync(list, "./bin/tool\n");
+    const out = join(d, "o.esgz");
+    const env = { ...process.env, TMPDIR: gone };
+    const cases = [
+      ["convert", "--prioritized-files", list, tarPath, out],
+      ["convert", "-", out],
+    ];
+    for (const args of cases) {
+      const r = await runProcess(process.execPath, [CLI, ...args], {
+        env,
+        input: tarBytes,
+        timeoutMs: 20_000,
+      });
+      fails(r, gone, "no such file or directory");
+    }
+    expect(readdirSync(d)).toEqual(["list"]);
+  });
+
+  it("a full device as the output file: names it, and it stays a device (never renamed over)", async () => {
+    const r = fails(await run(["convert", tarPath, full]), "no space left on device");
+    expect(r.stderr.startsWith(`seekable: ${full}: `), r.stderr).toBe(true);
+    expect(statSync(full).isCharacterDevice()).toBe(true);
+    expect(readdirSync(dirname(full)).filter((n) => n.includes(".tmp"))).toEqual([]);
+  });
+
+  it("stdout on a full device (`convert IN - > /dev/full`): names stdout, exit 1", async () => {
+    const r = fails(
+      await runFds(["convert", tarPath, "-"], { stdout: full }),
+      "no space left on device",
+    );
+    expect(r.stderr.startsWith("seekable: stdout: "), r.stderr).toBe(true);
+  });
+
+  it("stdout closed by its reader (`convert IN - | head -c 10`): names stdout, exit 1", async () => {
+    const child = spawn(process.execPath, [CLI, "convert", bigTar, "-"], {
+      env: { ...process.env, TMPDIR: childTmp },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 20_000,
+    });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    // Read the first bytes, then close the pipe while the blob is still being written.
+    await once(child.stdout, "data");
+    child.stdout.destroy();
+    const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
+    fails(
+      { command: "", code, signal, stdout: Buffer.alloc(0), stderr, ms: 0 },
+      "stdout",
+      "broken pipe",
+    );
   });
 });

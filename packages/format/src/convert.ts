@@ -6,8 +6,8 @@ import type { Readable, Writable } from "node:stream";
 import { FormatError } from "./errors.js";
 import { toByteString } from "./go-json.js";
 import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
-import { cleanEntryName, type TarHeader } from "./tar-header.js";
 import { endStream, writeChunk } from "./stream-write.js";
+import { cleanEntryName, quoteName, type TarHeader } from "./tar-header.js";
 import {
   describeSystemError,
   type InputEntry,
@@ -160,39 +160,59 @@ export function planOrder(index: IndexEntry[], prioritized: string[], allowMissi
   const moved: number[] = [];
   const missed: string[] = [];
   const movedNames = new Set<string>();
-  const move = (name: string, depth: number): void => {
-    const clean = cleanEntryName(name);
-    if (depth > 4096) throw new FormatError(`hardlink loop at ${JSON.stringify(name)}`);
-    const i = last.get(clean);
-    if (clean === "") {
-      if (i !== undefined && !movedSet.has(i)) {
-        movedSet.add(i);
-        moved.push(i);
+  // Iterative, not recursive: a path may have 100,000 components (each parent is moved
+  // first). Tasks run last-in first-out in the order the reference's recursion visits them.
+  type Task =
+    | { kind: "visit"; name: string }
+    | { kind: "after"; i: number; clean: string }
+    | { kind: "emit"; i: number; clean: string };
+  const move = (top: string): void => {
+    const pending = new Set<number>();
+    const tasks: Task[] = [{ kind: "visit", name: top }];
+    for (let t = tasks.pop(); t; t = tasks.pop()) {
+      if (t.kind === "emit") {
+        pending.delete(t.i);
+        if (!movedSet.has(t.i)) {
+          movedSet.add(t.i);
+          moved.push(t.i);
+          movedNames.add(t.clean);
+        }
+        continue;
       }
-      return;
-    }
-    if (i === undefined && !movedNames.has(clean)) throw new NotInLayer(name);
-    const slash = clean.lastIndexOf("/");
-    const parent = slash < 0 ? "" : clean.slice(0, slash);
-    // Parents missing from the layer are skipped (the reference fails on them).
-    if (parent === "" || last.has(parent)) move(parent, depth + 1);
-    if (i !== undefined && !movedSet.has(i)) {
-      if (index[i].type === "1") move(index[i].linkname, depth + 1);
-      if (!movedSet.has(i)) {
-        movedSet.add(i);
-        moved.push(i);
-        movedNames.add(clean);
+      if (t.kind === "after") {
+        if (movedSet.has(t.i)) continue;
+        // Reaching an entry again before it is moved: its hardlinks lead back to it.
+        if (pending.has(t.i)) throw new FormatError(`hardlink loop at ${quoteName(t.clean)}`);
+        pending.add(t.i);
+        tasks.push({ kind: "emit", i: t.i, clean: t.clean });
+        if (index[t.i].type === "1") tasks.push({ kind: "visit", name: index[t.i].linkname });
+        continue;
       }
+      const clean = cleanEntryName(t.name);
+      const i = last.get(clean);
+      if (clean === "") {
+        if (i !== undefined && !movedSet.has(i)) {
+          movedSet.add(i);
+          moved.push(i);
+        }
+        continue;
+      }
+      if (i === undefined && !movedNames.has(clean)) throw new NotInLayer(t.name);
+      if (i !== undefined) tasks.push({ kind: "after", i, clean });
+      const slash = clean.lastIndexOf("/");
+      const parent = slash < 0 ? "" : clean.slice(0, slash);
+      // Parents missing from the layer are skipped (the reference fails on them).
+      if (parent === "" || last.has(parent)) tasks.push({ kind: "visit", name: parent });
     }
   };
   for (const p of prioritized) {
     try {
       // Tar names are byte strings; the list is text.
-      move(toByteString(p), 0);
+      move(toByteString(p));
     } catch (e) {
       if (!(e instanceof NotInLayer)) throw e;
       if (!allowMissing)
-        throw new FormatError(`prioritized file ${JSON.stringify(p)} is not in the layer`);
+        throw new FormatError(`prioritized file ${quoteName(p)} is not in the layer`);
       missed.push(p);
     }
   }

@@ -334,6 +334,13 @@ export function goPathClean(p: string): string {
   return s === "" ? "." : s;
 }
 
+/** A name for a one-line message: quoted, and cut in the middle when very long. */
+export function quoteName(name: string, max = 160): string {
+  const q = JSON.stringify(name);
+  if (q.length <= max) return q;
+  return `${q.slice(0, max / 2)}…(${name.length} characters)…${q.slice(-max / 2)}`;
+}
+
 /** The reference's cleanEntryName: path.Clean("/" + name) without the leading "/". */
 export function cleanEntryName(name: string): string {
   return goPathClean(`/${name}`).slice(1);

@@ -29,15 +29,43 @@ const privateExtract: ExtractFactory = (() => {
     // biome-ignore lint/suspicious/noExplicitAny: patching tar-stream's Extract class
     const proto = Object.getPrototypeOf(extract()) as any;
     const consume = proto._consumeHeader;
-    proto._consumeHeader = function (this: {
+    const write = proto._write;
+    const final = proto._final;
+    type Self = {
       _longHeader: boolean;
       _missing: number;
+      _header: object | null;
+      _buffer: { buffered: number; shiftFirst(n: number): Uint8Array | null };
       _consumeLongHeader(): boolean;
-    }) {
+      /** Zero blocks in a row; two end the archive (as in Go's archive/tar). */
+      zeroBlocks?: number;
+      archiveEnded?: boolean;
+    };
+    proto._consumeHeader = function (this: Self) {
+      if (this.archiveEnded) return true;
       const r = consume.call(this);
       // A long header with no payload is complete at once (tar-stream would wait forever).
       if (this._longHeader && this._missing === 0) return this._consumeLongHeader();
+      if (r === true && this._header === null) {
+        this.zeroBlocks = (this.zeroBlocks ?? 0) + 1;
+        if (this.zeroBlocks >= 2) {
+          // End of archive: what follows is ignored, as GNU tar and Go do.
+          this.archiveEnded = true;
+          while (this._buffer.shiftFirst(this._buffer.buffered)) {}
+        }
+      } else this.zeroBlocks = 0;
       return r;
+    };
+    proto._write = function (this: Self, data: Uint8Array, cb: (e: Error | null) => void) {
+      if (this.archiveEnded) return cb(null);
+      return write.call(this, data, cb);
+    };
+    proto._final = function (this: Self & { _finished: boolean }, cb: (e: Error | null) => void) {
+      if (this.archiveEnded) {
+        this._finished = true;
+        return cb(null);
+      }
+      return final.call(this, cb);
     };
     return extract;
   } finally {

@@ -3,9 +3,18 @@ import { availableParallelism } from "node:os";
 import { CompressPool } from "./compress-pool.js";
 import { FormatError } from "./errors.js";
 import { encodeFooter } from "./footer.js";
+import { fromByteString } from "./go-json.js";
 import { gzipMember } from "./gzip-member.js";
 import { LANDMARK_CONTENTS, TOC_TAR_NAME } from "./landmark.js";
-import { BLOCK, emptyHeader, encodeHeader, padding, type TarHeader } from "./tar-header.js";
+import {
+  BLOCK,
+  cleanEntryName,
+  emptyHeader,
+  encodeHeader,
+  padding,
+  quoteName,
+  type TarHeader,
+} from "./tar-header.js";
 import { serializeToc, sha256Digest, type TocEntry } from "./toc.js";
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
@@ -201,6 +210,7 @@ export class LayerWriter {
   async finish(): Promise<WriteResult> {
     if (this.finished) throw new Error("finish called twice");
     this.finished = true;
+    refuseDirectoryHardlinks(this.toc);
     try {
       await this.closeSegment();
       await this.flushBatch();
@@ -309,6 +319,21 @@ export class LayerWriter {
     this.blobHash.update(data);
     this.written += data.length;
     await this.sink.write(data);
+  }
+}
+
+/**
+ * A hardlink to a directory makes the layer a graph with cycles (a mount shows an endless
+ * tree, and no file system can extract it): refused, naming the entry.
+ */
+function refuseDirectoryHardlinks(toc: TocEntry[]): void {
+  const dirs = new Set<string>();
+  for (const e of toc) if (e.type === "dir") dirs.add(cleanEntryName(e.name));
+  for (const e of toc) {
+    if (e.type === "hardlink" && dirs.has(cleanEntryName(e.linkName ?? "")))
+      throw new FormatError(
+        `hardlink ${quoteName(fromByteString(e.name))} points to the directory ${quoteName(fromByteString(e.linkName ?? ""))}: hardlinks to directories are not allowed`,
+      );
   }
 }
 

@@ -3,8 +3,9 @@
 // sink, even when the first pass still has writes in flight. The sink here is a fault
 // injector: a positional "file" whose writes are slow and finish in a random order, as
 // positional writes on a loaded machine can. The real file sink is covered by the CLI test.
-import { convertLayer, type LayerInput, LayerReader, BufferRangeSource } from "@seekable/format";
+
 import { Readable } from "node:stream";
+import { BufferRangeSource, convertLayer, type LayerInput, LayerReader } from "@seekable/format";
 import { describe, expect, it } from "vitest";
 import { makeTar, pseudoRandom, sha } from "../../../test/helpers/tar.js";
 

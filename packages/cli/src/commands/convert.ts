@@ -2,8 +2,8 @@ import { createWriteStream, fstat as fstatCb, type Stats } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { pipeline } from "node:stream/promises";
+import { promisify } from "node:util";
 import {
   type ConvertOptions,
   type ConvertResult,
