@@ -1,13 +1,19 @@
 import {
   DiskChunkCache,
   defaultCacheDir,
+  LayerNotFoundError,
   MemoryChunkCache,
   type OpenedTarget,
   openTarget,
   ReadStats,
   TieredChunkCache,
 } from "@seekable/reader";
-import { parseCredentials, RegistryClient } from "@seekable/registry";
+import {
+  type Credentials,
+  parseCredentials,
+  RegistryClient,
+  RegistryError,
+} from "@seekable/registry";
 import { CliError } from "./errors.js";
 
 /** Options every reading command takes (the CLI contract). */
@@ -52,7 +58,7 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
   let client: RegistryClient | undefined;
   const getClient = (): RegistryClient => {
     client ??= new RegistryClient({
-      credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+      credentials: flags.creds ? credsFlag(flags.creds) : undefined,
       plainHttp: flags.plainHttp ? true : undefined,
     });
     return client;
@@ -75,11 +81,15 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
       tocDigest: flags.tocDigest,
       platform: flags.platform,
       layer: flags.layer,
-      plainHttp: flags.plainHttp,
     });
   } catch (e) {
     report();
     await client?.close();
+    if (e instanceof LayerNotFoundError) {
+      throw new CliError(
+        `--layer ${e.layer}: the image has ${e.layerCount} layers (0 is the bottom)`,
+      );
+    }
     throw e;
   }
   return {
@@ -91,4 +101,15 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
       await client?.close();
     },
   };
+}
+
+/** --creds USER:PASSWORD; the library's error does not know the flag's name. */
+export function credsFlag(text: string): Credentials {
+  try {
+    return parseCredentials(text);
+  } catch (e) {
+    if (e instanceof RegistryError && e.code === "BAD_CREDENTIALS")
+      throw new CliError(`--creds: ${e.reason}`, true);
+    throw e;
+  }
 }

@@ -1,4 +1,10 @@
-import { FileRangeSource, FormatError, LayerReader, type RangeSource } from "@seekable/format";
+import {
+  FileRangeSource,
+  FormatError,
+  LayerReader,
+  NotFoundError,
+  type RangeSource,
+} from "@seekable/format";
 import {
   type Descriptor,
   getBlob,
@@ -31,7 +37,7 @@ export interface OpenedLayer {
 }
 
 export interface OpenedTarget {
-  /** What BLOB named: one layer (a file, a blob URL, or an image narrowed by --layer) or an image. */
+  /** What BLOB named: one layer (a file, a blob URL, or an image narrowed to one layer) or an image. */
   kind: "layer" | "image";
   layers: OpenedLayer[];
   fs: ImageFS;
@@ -46,8 +52,18 @@ export interface TargetOptions {
   platform?: string;
   /** Index (0 = bottom) or digest of the one layer to use. */
   layer?: string;
-  plainHttp?: boolean;
   signal?: AbortSignal;
+}
+
+/** The layer asked for is not in the image. Fields let a caller word it (e.g. name its flag). */
+export class LayerNotFoundError extends NotFoundError {
+  constructor(
+    /** The index or digest that was asked for. */
+    readonly layer: string,
+    readonly layerCount: number,
+  ) {
+    super(`layer ${layer} is not in the image: it has ${layerCount} layers (0 is the bottom)`);
+  }
 }
 
 /** Bytes read from a blob's end at open: the TOC is usually inside, else one more read. */
@@ -61,9 +77,13 @@ export function tailSizeFor(blobSize: number): number {
  */
 export async function openTarget(blob: string, opts: TargetOptions): Promise<OpenedTarget> {
   if (/^https?:\/\//.test(blob)) {
-    const { reference } = parseBlobUrl(blob);
+    const { reference, plainHttp } = parseBlobUrl(blob);
+    const client = opts.client();
+    // The URL's scheme is the transport: https is TLS even on loopback, http is not upgraded
+    // (the client then sends credentials only where plain HTTP was allowed explicitly).
+    client.useScheme(reference.registry, plainHttp ? "http" : "https");
     const layer = await openRegistryLayer(
-      opts.client(),
+      client,
       reference,
       reference.digest as string,
       undefined,
@@ -112,11 +132,7 @@ async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTa
     const i = /^\d+$/.test(opts.layer)
       ? Number(opts.layer)
       : descs.findIndex((d) => d.digest === opts.layer);
-    if (i < 0 || i >= descs.length) {
-      throw new FormatError(
-        `--layer ${opts.layer}: the image has ${descs.length} layers (0 is the bottom)`,
-      );
-    }
+    if (i < 0 || i >= descs.length) throw new LayerNotFoundError(opts.layer, descs.length);
     descs = [descs[i]];
   }
   const opened: OpenedLayer[] = [];

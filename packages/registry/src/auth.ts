@@ -39,6 +39,8 @@ export interface TokenFetchContext {
   headersTimeout: number;
   bodyTimeout: number;
   floor: TransferFloor;
+  /** Whether credentials may be sent to this token realm (plain HTTP off loopback: no). */
+  clearTextAllowed: (realm: URL) => boolean;
   userAgent: string;
   stats: readonly (RegistryStats | undefined)[];
 }
@@ -176,7 +178,6 @@ export class Authenticator {
     subject: string,
     signal?: AbortSignal,
   ): Promise<CachedToken> {
-    const creds = await this.creds(registry);
     let realm: URL;
     try {
       realm = new URL(host.realm as string);
@@ -185,6 +186,8 @@ export class Authenticator {
         kind: "protocol",
       });
     }
+    // A realm on plain HTTP off loopback gets an anonymous request: never a password in clear.
+    const creds = this.ctx.clearTextAllowed(realm) ? await this.creds(registry) : undefined;
     const headers: Record<string, string> = {
       "user-agent": this.ctx.userAgent,
       accept: "application/json",

@@ -36,7 +36,8 @@ export interface RegistryClientOptions {
   credentials?: Credentials | CredentialSource;
   /**
    * true: plain HTTP everywhere; a list: plain HTTP for those registries; false: HTTPS even
-   * on loopback. Default: plain HTTP for localhost and 127.0.0.0/8 only.
+   * on loopback. Default: plain HTTP for localhost and 127.0.0.0/8 only. Only true or a
+   * listed registry allows credentials over plain HTTP to a host that is not loopback.
    */
   plainHttp?: boolean | readonly string[];
   timeouts?: Partial<Timeouts>;
@@ -102,6 +103,9 @@ export class RegistryClient {
   private readonly dispatcher: Dispatcher;
   private readonly ownAgent: Agent | undefined;
   private readonly quirks = new Map<string, HostQuirks>();
+  private readonly pinned = new Map<string, "http" | "https">();
+  /** Registries whose credentials were not sent (plain HTTP to a host not on loopback). */
+  private readonly withheld = new Set<string>();
   private readonly userAgent: string;
 
   constructor(private readonly options: RegistryClientOptions = {}) {
@@ -136,8 +140,20 @@ export class RegistryClient {
         : typeof creds === "function"
           ? creds
           : async () => creds;
-    this.auth = new Authenticator(source, {
+    // Credentials never cross the network in clear unless the caller allowed plain HTTP to
+    // that registry explicitly: an http:// blob URL alone is not consent.
+    const guarded: CredentialSource = async (registry) => {
+      const found = await source(registry);
+      if (found && !this.clearTextAllowed(this.scheme(registry), registryHost(registry))) {
+        this.withheld.add(registry);
+        return undefined;
+      }
+      return found;
+    };
+    this.auth = new Authenticator(guarded, {
       dispatcher: this.dispatcher,
+      clearTextAllowed: (url) =>
+        this.clearTextAllowed(url.protocol === "http:" ? "http" : "https", url.host),
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.bodyMs,
       floor: {
@@ -149,13 +165,37 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * Uses this scheme for a registry whatever the defaults say: a blob URL names its own
+   * transport (`https` is TLS even on loopback, `http` is not upgraded). Call before the
+   * first request to that registry.
+   */
+  useScheme(registry: string, scheme: "http" | "https"): void {
+    this.pinned.set(registry, scheme);
+  }
+
   /** "http" or "https" for a registry name. */
   scheme(registry: string): "http" | "https" {
+    const pin = this.pinned.get(registry);
+    if (pin) return pin;
     const p = this.options.plainHttp;
     if (p === true) return "http";
     if (p === false) return "https";
     if (Array.isArray(p) && p.includes(registry)) return "http";
     return isLoopbackHost(registry) ? "http" : "https";
+  }
+
+  /**
+   * Whether credentials may go to `host` over `scheme`: always over TLS; over plain HTTP only
+   * to loopback, or where plain HTTP was asked for explicitly (plainHttp true or listed).
+   */
+  private clearTextAllowed(scheme: "http" | "https", host: string): boolean {
+    if (scheme === "https" || isLoopbackHost(host)) return true;
+    const p = this.options.plainHttp;
+    return (
+      p === true ||
+      (Array.isArray(p) && p.some((r: string) => r === host || registryHost(r) === host))
+    );
   }
 
   /** The base URL of a registry's API ("https://registry-1.docker.io"). */
@@ -186,13 +226,16 @@ export class RegistryClient {
       const ok = req.expect
         ? req.expect.includes(res.status)
         : res.status >= 200 && res.status < 300;
-      if (!ok)
-        throw await httpError(
+      if (!ok) {
+        const held = res.status === 401 && this.withheld.has(req.registry);
+        const err = await httpError(
           req.subject,
           { statusCode: res.status, headers: res.headers, body: res.body },
           sinks,
-          note,
+          held ? "credentials not sent over plain HTTP to a host that is not loopback" : note,
         );
+        throw held ? err.withReason(err.reason, { code: "CREDENTIALS_WITHHELD" }) : err;
+      }
       try {
         return await handle(res);
       } catch (e) {

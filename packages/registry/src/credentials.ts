@@ -13,10 +13,17 @@ export type Credentials =
 /** Looks up credentials for a registry name ("docker.io", "127.0.0.1:5000"); undefined = anonymous. */
 export type CredentialSource = (registry: string) => Promise<Credentials | undefined>;
 
-/** Parses `--creds user:pass` (the password may hold colons). */
+/**
+ * Parses "user:pass" (the password may hold colons). A malformed text is a RegistryError of
+ * kind "usage", code BAD_CREDENTIALS, that never repeats the text (it may be a secret).
+ */
 export function parseCredentials(text: string): Credentials {
   const i = text.indexOf(":");
-  if (i <= 0) throw new RegistryError("--creds", "expected USER:PASSWORD", { kind: "usage" });
+  if (i <= 0)
+    throw new RegistryError("credentials", "expected USER:PASSWORD", {
+      kind: "usage",
+      code: "BAD_CREDENTIALS",
+    });
   return { username: text.slice(0, i), password: text.slice(i + 1) };
 }
 

@@ -80,11 +80,32 @@ export function classifyNetworkError(subject: string, e: unknown): RegistryError
       case "ENOTFOUND":
         return "host not found";
       default:
-        return message;
+        return tlsReason(code) ?? message;
     }
   })();
   const kind = code?.includes("TIMEOUT") || code === "ETIMEDOUT" ? "timeout" : "network";
   return new RegistryError(subject, reason, { kind, code, retryable, cause: e });
+}
+
+// OpenSSL's own text is a multi-part line with source paths: say what happened instead.
+const CERT_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+function tlsReason(code: string | undefined): string | undefined {
+  if (code === undefined) return undefined;
+  if (CERT_CODES.has(code)) return `TLS certificate not accepted (${code})`;
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER")
+    return "TLS handshake failed: the server does not speak TLS (plain HTTP?)";
+  if (code.startsWith("ERR_SSL_"))
+    return `TLS handshake failed (${code.slice(8).toLowerCase().replace(/_/g, " ")})`;
+  return undefined;
 }
 
 /** Retry-After as delta seconds or an HTTP date; undefined when absent or unparseable. */
