@@ -7,7 +7,13 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir } from "./helpers/files.js";
-import { entryOf, rewriteBlob, tarHeader, zeroBombMember } from "./helpers/hostile.js";
+import {
+  entryOf,
+  replaceTocMember,
+  rewriteBlob,
+  tarHeader,
+  zeroBombMember,
+} from "./helpers/hostile.js";
 import { seekableCli } from "./helpers/paths.js";
 import { describeRun, mustSucceed, type RunResult, run, seekable } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha } from "./helpers/tar.js";
@@ -179,6 +185,19 @@ function mounted(proc: ChildProcess): Promise<void> {
     });
   });
 }
+
+describe("a gzip bomb as the TOC member", () => {
+  it("is refused at the TOC size cap: one line, exit 1", async () => {
+    const path = join(dir, "toc-bomb.gz");
+    await writeFile(path, await replaceTocMember(valid, await zeroBombMember(2 * 1024 ** 3)));
+    const r = await seekableMeasured("ls", path);
+    expectOneLineError(r, "TOC", "limit");
+    // Inflating up to the cap takes ~11 s on a loaded machine (16 KiB zlib output buffers).
+    expect(r.ms, describeRun(r)).toBeLessThan(30_000);
+    // The cap (512 MiB of TOC) bounds what is inflated, not 2 GiB.
+    expect(r.peakKiB, describeRun(r)).toBeLessThan(1024 * 1024);
+  });
+});
 
 describe("verify reads every member", () => {
   it("a corrupted member of a file whose chunk digest was seen before fails verify", async () => {

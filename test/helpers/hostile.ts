@@ -110,6 +110,16 @@ export async function rewriteBlob(
   return Buffer.concat([payload, ...extra, tocMember(toc), encodeFooter(end)]);
 }
 
+/** The blob with its TOC member replaced by `member` (the footer pointing at it). */
+export async function replaceTocMember(blob: Buffer, member: Buffer): Promise<Buffer> {
+  const { footer } = await LayerReader.open(new BufferRangeSource(blob));
+  return Buffer.concat([
+    blob.subarray(0, footer.tocOffset),
+    member,
+    encodeFooter(footer.tocOffset),
+  ]);
+}
+
 /** The TOC entry of `name` (the first of its chunks). */
 export function entryOf(toc: Toc, name: string): TocEntry {
   const e = toc.entries.find((x) => x.name === name);
