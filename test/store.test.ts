@@ -1,0 +1,403 @@
+// `seekable store` (an Additional Layer Store) with real components: the real registry, real
+// FUSE, and Debian's podman + runc pulling and running images through it. The layout and the
+// `info` encoding are the reference store's (stargz-snapshotter `store`); a layer that is not
+// eStargz is pulled the ordinary way; registry faults are EIO on the read; SIGTERM unmounts.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import {
+  parseReference,
+  pushBlob,
+  putManifest,
+  RegistryClient,
+  type Repository,
+} from "@seekable/registry";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
+import { seekableCli } from "./helpers/paths.js";
+import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
+import { describeRun, jsonOut, type RunResult, run, seekable } from "./helpers/run.js";
+import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
+
+const BUSYBOX = "/bin/busybox";
+const has = (c: string) => {
+  try {
+    execFileSync("sh", ["-c", `command -v ${c}`]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+/** What these tests need; .ci/run installs the Debian packages. Missing is a failure. */
+const missing = [
+  process.getuid?.() === 0 ? "" : "root",
+  existsSync("/dev/fuse") ? "" : "/dev/fuse",
+  existsSync(BUSYBOX) ? "" : "busybox-static (/bin/busybox)",
+  has("fusermount") ? "" : "fuse3 (fusermount)",
+  has("getfattr") ? "" : "attr (getfattr)",
+  has("podman") ? "" : "podman",
+  has("runc") ? "" : "runc",
+].filter((m) => m !== "");
+
+const data = pseudoRandom(600 * 1024 + 3, 11);
+const lower: TarItem[] = [
+  { name: "bin/" },
+  { name: "bin/busybox", body: Buffer.alloc(0), mode: 0o755 }, // filled in beforeAll
+  { name: "bin/sh", type: "symlink", linkname: "busybox" },
+  { name: "etc/" },
+  { name: "etc/motd", body: "welcome to the store\n" },
+  { name: "etc/gone", body: "removed above" },
+  { name: "opt/" },
+  { name: "opt/old/" },
+  { name: "opt/old/x", body: "hidden by opaque" },
+  { name: "usr/" },
+  { name: "usr/data.bin", body: data },
+];
+const upper: TarItem[] = [
+  { name: "etc/" },
+  { name: "etc/.wh.gone", body: "" },
+  { name: "etc/upper", body: "from the upper layer\n" },
+  { name: "opt/" },
+  { name: "opt/old/" },
+  { name: "opt/old/.wh..wh..opq", body: "" },
+  { name: "opt/old/y", body: "y" },
+];
+/** A layer pushed as plain tar+gzip (not eStargz) in the mixed image. */
+const plain: TarItem[] = [{ name: "etc/" }, { name: "etc/plain", body: "plain gzip layer\n" }];
+
+interface Layer {
+  blob: Buffer;
+  digest: string;
+  diffId: string;
+  toc?: string;
+  uncompressedSize?: number;
+}
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let work: string;
+let storeDir: string;
+let store: { proc: ChildProcess; stderr(): string; exited: Promise<number | null> } | undefined;
+let podmanEnv: NodeJS.ProcessEnv;
+let estargz: Layer[];
+let plainLayer: Layer;
+/** The images, named through the fault proxy (podman and the store both go through it). */
+let image: string;
+let mixed: string;
+const repo: Repository = { registry: "", repository: "seekable/store" };
+
+async function pushImage(client: RegistryClient, tag: string, layers: Layer[]): Promise<string> {
+  for (const l of layers)
+    await pushBlob(client, repo, { digest: l.digest, size: l.blob.length }, l.blob);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      config: { Cmd: ["/bin/sh"] },
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+    }),
+  );
+  await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: {
+        mediaType: "application/vnd.oci.image.config.v1+json",
+        digest: sha(config),
+        size: config.length,
+      },
+      layers: layers.map((l) => ({
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: l.digest,
+        size: l.blob.length,
+        annotations: l.toc
+          ? {
+              "containerd.io/snapshot/stargz/toc.digest": l.toc,
+              "io.containers.estargz.uncompressed-size": String(l.uncompressedSize),
+            }
+          : undefined,
+      })),
+    }),
+  );
+  await putManifest(
+    client,
+    parseReference(`${registry.host}/${repo.repository}:${tag}`),
+    manifest,
+    "application/vnd.oci.image.manifest.v1+json",
+  );
+  return `${proxy.host}/${repo.repository}:${tag}`;
+}
+
+function startStore(): Promise<NonNullable<typeof store>> {
+  const proc = spawn(
+    process.execPath,
+    [seekableCli(), "store", storeDir, "--cache-dir", join(work, "cache"), "--stats"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let err = "";
+  let out = "";
+  proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`store did not come up in 20 s: ${err}`));
+    }, 20_000);
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`store exited with ${code}: ${err}`));
+    });
+    proc.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+      if (!out.includes("\n")) return;
+      clearTimeout(timer);
+      resolve({ proc, stderr: () => err, exited });
+    });
+  });
+}
+
+function podman(...args: string[]): Promise<RunResult> {
+  return run("podman", ["--runtime", "runc", "--cgroup-manager=cgroupfs", ...args], {
+    env: podmanEnv,
+    timeoutMs: 180_000,
+  });
+}
+
+function podmanRun(img: string, ...cmd: string[]): Promise<RunResult> {
+  return podman(
+    "run",
+    "--rm",
+    "--network=none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+    img,
+    ...cmd,
+  );
+}
+
+/** The store's directory of a layer of an image. */
+const layerDir = (img: string, digest: string) =>
+  join(storeDir, Buffer.from(img).toString("base64"), digest);
+
+beforeAll(async () => {
+  if (missing.length > 0)
+    throw new Error(`cannot test the layer store: missing ${missing.join(", ")}`);
+  registry = await startRegistry();
+  repo.registry = registry.host;
+  proxy = await startFaultProxy(registry.url);
+  // Overlay needs a graphroot on a real file system (not on the overlay /work may be).
+  work = await mkdtemp(join(tmpdir(), "seekable-store-"));
+  storeDir = join(work, "store");
+  await mkdir(storeDir);
+  (lower[1] as TarItem).body = await readFile(BUSYBOX);
+  estargz = [];
+  for (const [i, items] of [lower, upper].entries()) {
+    const tarPath = join(work, `l${i}.tar`);
+    await writeFile(tarPath, await makeTar(items));
+    const out = join(work, `l${i}.blob`);
+    const r = await seekable("convert", tarPath, out, "--chunk-size", "65536", "--json");
+    expect(r.code, describeRun(r)).toBe(0);
+    const j = jsonOut<{
+      digest: string;
+      diffID: string;
+      tocDigest: string;
+      uncompressedSize: number;
+    }>(r);
+    estargz.push({
+      blob: await readFile(out),
+      digest: j.digest,
+      diffId: j.diffID,
+      toc: j.tocDigest,
+      uncompressedSize: j.uncompressedSize,
+    });
+  }
+  const plainTar = await makeTar(plain);
+  const plainBlob = gzipSync(plainTar);
+  plainLayer = { blob: plainBlob, digest: sha(plainBlob), diffId: sha(plainTar) };
+  const client = new RegistryClient();
+  try {
+    image = await pushImage(client, "v1", estargz);
+    mixed = await pushImage(client, "mixed", [plainLayer, estargz[0]]);
+  } finally {
+    await client.close();
+  }
+  await writeFile(
+    join(work, "storage.conf"),
+    [
+      "[storage]",
+      'driver = "overlay"',
+      `runroot = "${join(work, "run")}"`,
+      `graphroot = "${join(work, "root")}"`,
+      "",
+      "[storage.options]",
+      `additionallayerstores = ["${storeDir}:ref"]`,
+      "",
+    ].join("\n"),
+  );
+  podmanEnv = { ...process.env, CONTAINERS_STORAGE_CONF: join(work, "storage.conf") };
+  store = await startStore();
+});
+
+afterAll(async () => {
+  if (podmanEnv) await podman("rmi", "-a", "-f").catch(() => undefined);
+  if (store && store.proc.exitCode === null) {
+    store.proc.kill("SIGTERM");
+    await Promise.race([store.exited, new Promise((r) => setTimeout(r, 20_000))]);
+  }
+  if (storeDir) {
+    try {
+      execFileSync("fusermount", ["-u", "-z", storeDir], { stdio: "ignore" });
+    } catch {
+      // not mounted
+    }
+  }
+  if (work && !process.env.KEEP_TEST_FILES) {
+    // Leftover overlay mounts of podman's under our graphroot only.
+    const mounts = (await readFile("/proc/self/mounts", "utf8"))
+      .split("\n")
+      .map((l) => l.split(" ")[1])
+      .filter((m) => m?.startsWith(`${work}/`));
+    for (const m of mounts.reverse()) {
+      try {
+        execFileSync("umount", ["-l", m], { stdio: "ignore" });
+      } catch {
+        // gone already
+      }
+    }
+    await rm(work, { recursive: true, force: true });
+  }
+  await proxy?.close();
+  await registry?.stop();
+}, 120_000);
+
+describe("seekable store", () => {
+  it("lays layers out as the reference store does: info, diff with overlay whiteouts, blob, use", async () => {
+    const l0 = layerDir(image, estargz[0].digest);
+    const l1 = layerDir(image, estargz[1].digest);
+    // info: the reference's encoding (Go encoding/json, fields in its order, a newline).
+    const info = await readFile(join(l0, "info"), "utf8");
+    expect(info).toBe(
+      `${JSON.stringify({
+        "compressed-diff-digest": estargz[0].digest,
+        "compressed-size": estargz[0].blob.length,
+        "diff-digest": estargz[0].diffId,
+        "diff-size": estargz[0].uncompressedSize,
+        compression: 2,
+      })}\n`,
+    );
+    expect(await readFile(join(l0, "diff/etc/motd"), "utf8")).toBe("welcome to the store\n");
+    expect(await readFile(join(l0, "diff/bin/busybox"))).toEqual(await readFile(BUSYBOX));
+    // The layer's own whiteouts, as overlayfs reads them from a lower directory.
+    const wh = await lstat(join(l1, "diff/etc/gone"));
+    expect(wh.isCharacterDevice()).toBe(true);
+    expect(wh.rdev).toBe(0);
+    const opq = execFileSync("getfattr", [
+      "--only-values",
+      "-n",
+      "trusted.overlay.opaque",
+      join(l1, "diff/opt/old"),
+    ]);
+    expect(opq.toString()).toBe("y");
+    await expect(lstat(join(l1, "diff/opt/old/.wh..wh..opq"))).rejects.toMatchObject({
+      code: "ENOENT",
+    });
+    // blob: the compressed layer, byte for byte.
+    expect(sha(await readFile(join(l1, "blob")))).toBe(estargz[1].digest);
+    // use: counted and answered ENOENT, as containers/storage expects.
+    await expect(writeFile(join(l0, "use"), "")).rejects.toMatchObject({ code: "ENOENT" });
+    // Not base64 of a reference / not a digest: EINVAL, as the reference answers.
+    await expect(lstat(join(storeDir, "not base64!"))).rejects.toMatchObject({ code: "EINVAL" });
+    await expect(
+      lstat(join(storeDir, Buffer.from(image).toString("base64"), "nope")),
+    ).rejects.toMatchObject({ code: "EINVAL" });
+  });
+
+  it("podman pulls without downloading a layer and runs a program from the lazy layers", async () => {
+    const before = proxy.log.length;
+    const pull = await podman("--log-level=debug", "pull", "--tls-verify=false", image);
+    expect(pull.code, describeRun(pull, 0)).toBe(0);
+    for (const l of estargz) {
+      expect(pull.stderr).toMatch(new RegExp(`Skipping blob ${l.digest} \\(already present\\)`));
+    }
+    // No whole-blob GET of a layer went to the registry (only ranges, by the store).
+    const wholeGets = proxy.log
+      .slice(before)
+      .filter((e) => e.method === "GET" && /\/blobs\//.test(e.url) && !e.range)
+      .filter((e) => estargz.some((l) => e.url.endsWith(l.digest)));
+    expect(wholeGets).toEqual([]);
+    const r = await podmanRun(
+      image,
+      "sh",
+      "-c",
+      "cat /etc/motd /etc/upper; ls /etc /opt/old; busybox true && echo ran",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const out = r.stdout.toString();
+    expect(out).toContain("welcome to the store\nfrom the upper layer\n");
+    expect(out).not.toMatch(/\bgone\b/); // whited out by the upper layer
+    expect(out).toMatch(/\by\b/);
+    expect(out).not.toMatch(/\bx\b/); // hidden by the opaque directory
+    expect(out).toContain("ran\n");
+  });
+
+  it("a layer that is not eStargz is pulled the ordinary way and the container runs", async () => {
+    const pull = await podman("--log-level=debug", "pull", "--tls-verify=false", mixed);
+    expect(pull.code, describeRun(pull, 0)).toBe(0);
+    expect(pull.stderr).toMatch(
+      new RegExp(`Skipping blob ${estargz[0].digest} \\(already present\\)`),
+    );
+    expect(pull.stderr).not.toMatch(new RegExp(`Skipping blob ${plainLayer.digest}`));
+    const r = await podmanRun(mixed, "sh", "-c", "cat /etc/plain /etc/motd");
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout.toString()).toBe("plain gzip layer\nwelcome to the store\n");
+    // The store said why, once, and stays up.
+    expect(store?.stderr()).toMatch(/not eStargz/);
+  });
+
+  it("podman save of the lazily pulled image gives the original layer digests", async () => {
+    const out = join(work, "saved.tar");
+    const r = await podman("save", "-o", out, image);
+    expect(r.code, describeRun(r)).toBe(0);
+    const dir = join(work, "saved");
+    await mkdir(dir);
+    execFileSync("tar", ["-C", dir, "-xf", out]);
+    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as {
+      Layers: string[];
+    }[];
+    const digests = [];
+    for (const f of manifest[0].Layers) digests.push(sha(await readFile(join(dir, f))));
+    expect(digests).toEqual(estargz.map((l) => l.diffId));
+  });
+
+  it("a registry failure is EIO on that read, one line on stderr, and the store stays usable", async () => {
+    const file = join(layerDir(image, estargz[0].digest), "diff/usr/data.bin");
+    proxy.rule = (req) =>
+      req.url?.includes("/blobs/") ? { kind: "status", status: 500 } : undefined;
+    try {
+      await expect(readFile(file)).rejects.toMatchObject({ code: "EIO" });
+    } finally {
+      proxy.rule = undefined;
+    }
+    expect(store?.stderr()).toMatch(/read of .*usr\/data\.bin failed/);
+    expect(await readFile(file)).toEqual(data);
+    const r = await podmanRun(image, "sh", "-c", "cat /etc/upper");
+    expect(r.code, describeRun(r)).toBe(0);
+  });
+
+  it("SIGTERM unmounts and exits 0 with the --stats line", async () => {
+    const s = store as NonNullable<typeof store>;
+    s.proc.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+    const mounts = await readFile("/proc/self/mounts", "utf8");
+    expect(mounts).not.toContain(` ${storeDir} `);
+    expect(s.stderr()).toMatch(/"requests":\d+,"bytesFetched":\d+/);
+  });
+});
