@@ -23,6 +23,7 @@ import {
   formatReference,
   getBlob,
   getImageManifest,
+  limiter,
   parsePlatform,
   type Reference,
   RegistryClient,
@@ -207,23 +208,17 @@ async function fullPull(ctx: StrategyContext, dir: string): Promise<Timed> {
     const repo = { registry: ctx.ref.registry, repository: ctx.ref.repository };
     const root = join(dir, "rootfs");
     await mkdir(root);
-    let active = 0;
-    const waiting: (() => void)[] = [];
-    const downloads = layers.map(async (d, i) => {
-      if (active >= 3) await new Promise<void>((r) => waiting.push(r));
-      active++;
-      try {
+    const limit = limiter(3);
+    const downloads = layers.map((d, i) =>
+      limit(async () => {
         const file = join(dir, `layer${i}`);
         await pipeline(
           getBlob(client, repo, d.digest, { size: d.size }),
           createWriteStream(file, { highWaterMark: 1 << 20 }),
         );
         return file;
-      } finally {
-        active--;
-        waiting.shift()?.();
-      }
-    });
+      }),
+    );
     for (const d of downloads) d.catch(() => {});
     // Extraction is in layer order, each layer as soon as it and those below are in.
     for (const d of downloads) await applyLayer(await d, root);
