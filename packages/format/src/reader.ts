@@ -7,7 +7,7 @@ import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
 import { parseToc, sha256Digest, type Toc, type TocEntry } from "./toc.js";
-import { DEFAULT_MAX_TOC_ENTRIES, TocIndex } from "./toc-index.js";
+import { DEFAULT_MAX_TOC_ENTRIES, type NodeView, TocIndex } from "./toc-index.js";
 import { LimitError } from "./toc-scan.js";
 
 /**
@@ -68,7 +68,7 @@ export { DEFAULT_MAX_TOC_ENTRIES };
 /** Reads an eStargz (or legacy stargz) blob through a RangeSource, verifying every byte. */
 export class LayerReader {
   readonly root: Node;
-  private readonly nodes: Map<string, Node>;
+  private readonly nodes: NodeView;
   private readonly index: TocIndex;
   private parsedToc: Toc | undefined;
 
@@ -96,7 +96,7 @@ export class LayerReader {
 
   /** Paths of the regular files before `.prefetch.landmark` (none when there is no landmark). */
   prioritizedPaths(): string[] {
-    return [...this.index.prioritized];
+    return this.index.prioritizedPaths();
   }
 
   /** Footer, then TOC: one read when the TOC fits in the tail, else a second for the rest. */

@@ -12,10 +12,9 @@ import {
   EntryScratch as Scratch,
   LimitError,
   rescanEntry,
-  S_ESCAPED,
-  S_NONASCII,
   scanToc,
   T_CHUNK,
+  T_DIR,
   T_HARDLINK,
   T_REG,
   TYPE_NAMES,
@@ -25,48 +24,107 @@ import {
 export const DEFAULT_MAX_TOC_ENTRIES = 2_000_000;
 /** Smallest possible entry object, `{"name":"","type":"dir"}`: more bytes may hold more entries. */
 const MIN_ENTRY_BYTES = 24;
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+const TOC_TAR_BYTES = Buffer.from(TOC_TAR_NAME, "latin1");
 
 type NodeType = Node["type"];
 
 /**
- * A TOC's file tree, built in one pass over the JSON bytes (see toc-scan.ts). Nodes carry
- * what lookups and stats need; the rest (modtime, digest, xattrs, chunk refs, the raw
- * entry) is decoded from the bytes on first use. Every check happens here, at build time.
+ * A TOC's file tree, built in one pass over the JSON bytes (see toc-scan.ts) into typed
+ * arrays: no object is made per entry. A node ("slot") is keyed by the bytes of its cleaned
+ * path, in the JSON itself when the name is plain ASCII and already clean, in a hash table
+ * of slots. Node objects are made on first use (lookup, walk) and kept. Every check of the
+ * entries happens here, at build time.
  */
 export class TocIndex implements EntrySink {
-  readonly nodes = new Map<string, TocNode>();
-  readonly root: TocNode;
-  /** Regular-file paths before the `.prefetch.landmark` entry, if there is one. */
-  prioritized: string[] = [];
+  /** Map-like view of the nodes by cleaned path (made on demand). */
+  readonly nodes: NodeView;
+  /** Regular-file slots before the `.prefetch.landmark` entry, if there is one. */
+  private prioritized: number[] = [];
 
   /** Start of each entry's JSON object, by entry index. */
-  entryStart = new Int32Array(1024);
-  /** Chunk records: one per reg entry with data and per chunk entry, in TOC order. */
-  private cap = 1024;
-  count = 0;
-  cOffset = new Float64Array(1024);
-  cNext = new Float64Array(1024);
-  cInner = new Float64Array(1024);
-  cChunkOffset = new Float64Array(1024);
-  cChunkSize = new Float64Array(1024);
-  /** Entry index of each record (its chunkDigest is decoded from that entry). */
-  cEntry = new Int32Array(1024);
+  private entryStart = new Int32Array(1024);
 
+  // Chunk records: one per reg entry with data and per chunk entry, in TOC order.
+  private cCap = 1024;
+  private cCount = 0;
+  private cOffset = new Float64Array(1024);
+  private cNext = new Float64Array(1024);
+  private cInner = new Float64Array(1024);
+  private cChunkOffset = new Float64Array(1024);
+  private cChunkSize = new Float64Array(1024);
+  /** Entry index of each record (its chunkDigest is decoded from that entry). */
+  private cEntry = new Int32Array(1024);
   private pendingFrom = 0;
-  private lastReg: TocNode | undefined;
-  private lastDir: TocNode;
-  private readonly hardlinks: TocNode[] = [];
-  private readonly unames = new Map<number, string>();
-  private readonly gnames = new Map<number, string>();
-  private lastUser = { s: 0, e: 0, str: "" };
-  private lastGroup = { s: 0, e: 0, str: "" };
+
+  // Node slots (0 is the root).
+  private nCap = 1024;
+  count = 0;
+  private nEntry = new Int32Array(1024);
+  private nType = new Uint8Array(1024);
+  private nKeyS = new Int32Array(1024);
+  private nKeyE = new Int32Array(1024);
+  private nHash = new Int32Array(1024);
+  private nFirst = new Int32Array(1024);
+  private nLast = new Int32Array(1024);
+  private nNext = new Int32Array(1024);
+  private nSize = new Float64Array(1024);
+  private nCf = new Int32Array(1024);
+  private nCc = new Int32Array(1024);
+  private nUser = new Int32Array(1024);
+  private nGroup = new Int32Array(1024);
+  private nLinks = new Int32Array(1024);
+  private nTarget = new Int32Array(1024);
+  /** Hash table of slots + 1 (0: empty), open addressing. */
+  private table = new Int32Array(4096);
+  /** Keys that are not bytes of the JSON (names that needed cleaning or decoding). */
+  private side = Buffer.alloc(4096);
+  private sideLen = 0;
+  private readonly sidePaths = new Map<number, string>();
+  private objs: (TocNode | undefined)[] = [];
+
+  private lastReg = -1;
+  private readonly hardlinks: number[] = [];
+  private readonly unames = new Map<number, number>();
+  private readonly gnames = new Map<number, number>();
   private landmarkSeen = false;
+  // Set by hashKey: the hash of the key up to its last slash, and that slash.
+  private prefixHash = 0;
+  private lastSlash = -1;
 
   constructor(readonly bytes: Buffer) {
-    this.root = new TocNode(this, "", "dir", undefined);
-    this.root.mode = 0o755;
-    this.nodes.set("", this.root);
-    this.lastDir = this.root;
+    // Sized once from the JSON length (an entry takes 60+ bytes of JSON): large typed arrays
+    // are zero pages until touched, so room to spare costs nothing.
+    const cap = Math.max(1024, Math.ceil(bytes.length / 48));
+    this.entryStart = new Int32Array(cap);
+    this.cCap = cap;
+    this.cOffset = new Float64Array(cap);
+    this.cNext = new Float64Array(cap);
+    this.cInner = new Float64Array(cap);
+    this.cChunkOffset = new Float64Array(cap);
+    this.cChunkSize = new Float64Array(cap);
+    this.cEntry = new Int32Array(cap);
+    this.nCap = cap;
+    this.nEntry = new Int32Array(cap);
+    this.nType = new Uint8Array(cap);
+    this.nKeyS = new Int32Array(cap);
+    this.nKeyE = new Int32Array(cap);
+    this.nHash = new Int32Array(cap);
+    this.nFirst = new Int32Array(cap);
+    this.nLast = new Int32Array(cap);
+    this.nNext = new Int32Array(cap);
+    this.nSize = new Float64Array(cap);
+    this.nCf = new Int32Array(cap);
+    this.nCc = new Int32Array(cap);
+    this.nUser = new Int32Array(cap);
+    this.nGroup = new Int32Array(cap);
+    this.nLinks = new Int32Array(cap);
+    this.nTarget = new Int32Array(cap);
+    this.table = new Int32Array(2 ** Math.ceil(Math.log2(cap * 2)));
+    this.nodes = new NodeView(this);
+    this.newSlot(this.bytes, 0, 0, FNV_OFFSET, T_DIR);
+    this.nEntry[0] = -1;
   }
 
   /** Builds the tree of TOC JSON `bytes`; `tocOffset` bounds chunk offsets. */
@@ -83,27 +141,26 @@ export class TocIndex implements EntrySink {
     return index;
   }
 
-  private grow(): void {
-    const cap = this.cap * 2;
-    const f = (a: Float64Array) => {
-      const b = new Float64Array(cap);
-      b.set(a);
-      return b;
-    };
-    this.cOffset = f(this.cOffset);
-    this.cNext = f(this.cNext);
-    this.cInner = f(this.cInner);
-    this.cChunkOffset = f(this.cChunkOffset);
-    this.cChunkSize = f(this.cChunkSize);
-    const ce = new Int32Array(cap);
-    ce.set(this.cEntry);
-    this.cEntry = ce;
-    this.cap = cap;
+  get root(): TocNode {
+    return this.node(0);
+  }
+
+  // ---- building ------------------------------------------------------------------------
+
+  private growRecords(): void {
+    const cap = this.cCap * 2;
+    this.cOffset = growF(this.cOffset, cap);
+    this.cNext = growF(this.cNext, cap);
+    this.cInner = growF(this.cInner, cap);
+    this.cChunkOffset = growF(this.cChunkOffset, cap);
+    this.cChunkSize = growF(this.cChunkSize, cap);
+    this.cEntry = growI(this.cEntry, cap);
+    this.cCap = cap;
   }
 
   private record(e: EntryScratch, index: number, fileSize: number): void {
-    if (this.count === this.cap) this.grow();
-    const k = this.count++;
+    if (this.cCount === this.cCap) this.growRecords();
+    const k = this.cCount++;
     this.cOffset[k] = e.offset;
     this.cInner[k] = e.innerOffset;
     this.cChunkOffset[k] = e.chunkOffset;
@@ -112,192 +169,391 @@ export class TocIndex implements EntrySink {
   }
 
   entry(e: EntryScratch, index: number): void {
-    if (index === this.entryStart.length) {
-      const s = new Int32Array(index * 2);
-      s.set(this.entryStart);
-      this.entryStart = s;
-    }
+    if (index === this.entryStart.length) this.entryStart = growI(this.entryStart, index * 2);
     this.entryStart[index] = e.start;
     // Each payload's range ends where the next member starts (the next entry with an
     // offset and no inner offset), or at the TOC.
     if (e.offset > 0 && e.innerOffset === 0) {
-      this.cNext.fill(e.offset, this.pendingFrom, this.count);
-      this.pendingFrom = this.count;
+      this.cNext.fill(e.offset, this.pendingFrom, this.cCount);
+      this.pendingFrom = this.cCount;
     }
     const b = this.bytes;
     if (e.type === T_CHUNK) {
       const reg = this.lastReg;
-      if (!reg)
+      if (reg < 0)
         throw new FormatError(
           `TOC chunk entry ${JSON.stringify(decodeString(b, e.nameS, e.nameE, e.nameF))} has no regular file before it`,
         );
-      this.record(e, index, reg.size);
-      reg.cc++;
+      this.record(e, index, this.nSize[reg]);
+      this.nCc[reg]++;
       return;
     }
-    const path = this.cleanName(e);
-    if (path === TOC_TAR_NAME) return;
-    const type = TYPE_NAMES[e.type] as NodeType;
-    const n = this.ensure(path, type);
-    let userName = "";
-    if (e.userNameE > e.userNameS) {
-      userName = this.shortString(this.lastUser, e.userNameS, e.userNameE, e.userNameF);
-      this.unames.set(e.uid, userName);
-    } else userName = this.unames.get(e.uid) ?? "";
-    let groupName = "";
-    if (e.groupNameE > e.groupNameS) {
-      groupName = this.shortString(this.lastGroup, e.groupNameS, e.groupNameE, e.groupNameF);
-      this.gnames.set(e.gid, groupName);
-    } else groupName = this.gnames.get(e.gid) ?? "";
-    n.type = type;
-    n.i = index;
-    n.size = e.type === T_REG ? e.size : 0;
-    n.mode = e.mode;
-    n.uid = e.uid;
-    n.gid = e.gid;
-    n.userName = userName;
-    n.groupName = groupName;
-    n.linkName =
-      e.linkNameE > e.linkNameS ? decodeString(b, e.linkNameS, e.linkNameE, e.linkNameF) : "";
-    n.details = undefined;
-    n.cf = this.count;
-    n.cc = 0;
-    if (e.type === T_REG) {
-      this.lastReg = n;
-      if (n.size > 0) {
-        this.record(e, index, n.size);
-        n.cc = 1;
+    // The key: the name's own bytes when plain ASCII and already clean, else cleaned.
+    let buf = b;
+    let ks = e.nameS;
+    let ke = this.cleanEnd(e);
+    if (ke < 0) {
+      const clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
+      if (clean === TOC_TAR_NAME) return;
+      const enc = Buffer.from(clean, "utf8");
+      if (this.sideLen + enc.length > this.side.length) {
+        const s = Buffer.alloc(Math.max(this.side.length * 2, this.sideLen + enc.length));
+        this.side.copy(s, 0, 0, this.sideLen);
+        this.side = s;
       }
-      if (!this.landmarkSeen) this.prioritized.push(path);
-    } else if (e.type === T_HARDLINK) this.hardlinks.push(n);
-    if (!this.landmarkSeen && path === PREFETCH_LANDMARK) {
+      enc.copy(this.side, this.sideLen);
+      buf = this.side;
+      ks = this.sideLen;
+      ke = ks + enc.length;
+      this.sideLen = ke;
+      const k = this.ensure(buf, ks, ke, this.hashKey(buf, ks, ke), e.type);
+      if (this.nKeyS[k] === -ks - 1) this.sidePaths.set(k, clean); // a new slot on this key
+      this.assign(k, e, index);
+      return;
+    }
+    if (ke - ks === TOC_TAR_BYTES.length && b.compare(TOC_TAR_BYTES, 0, 17, ks, ke) === 0) return;
+    const k = this.ensure(buf, ks, ke, this.hashKey(buf, ks, ke), e.type);
+    this.assign(k, e, index);
+  }
+
+  private assign(k: number, e: EntryScratch, index: number): void {
+    const type = e.type;
+    if (e.userNameE > e.userNameS) {
+      this.unames.set(e.uid, index);
+      this.nUser[k] = index;
+    } else this.nUser[k] = this.unames.get(e.uid) ?? -1;
+    if (e.groupNameE > e.groupNameS) {
+      this.gnames.set(e.gid, index);
+      this.nGroup[k] = index;
+    } else this.nGroup[k] = this.gnames.get(e.gid) ?? -1;
+    this.nType[k] = type;
+    this.nEntry[k] = index;
+    this.nSize[k] = type === T_REG ? e.size : 0;
+    this.nCf[k] = this.cCount;
+    this.nCc[k] = 0;
+    if (type === T_REG) {
+      this.lastReg = k;
+      if (e.size > 0) {
+        this.record(e, index, e.size);
+        this.nCc[k] = 1;
+      }
+      if (!this.landmarkSeen) this.prioritized.push(k);
+    } else if (type === T_HARDLINK) this.hardlinks.push(k);
+    if (!this.landmarkSeen && this.isKey(k, PREFETCH_BYTES)) {
       this.landmarkSeen = true;
-      if (e.type === T_REG) this.prioritized.pop(); // the landmark itself
+      if (type === T_REG) this.prioritized.pop(); // the landmark itself
     }
   }
 
-  /** A user or group name: the same bytes as the last one give the same string. */
-  private shortString(
-    last: { s: number; e: number; str: string },
-    s: number,
-    e: number,
-    f: number,
-  ) {
-    const b = this.bytes;
-    const len = e - s;
-    if (len === last.e - last.s) {
-      let k = 0;
-      while (k < len && b[s + k] === b[last.s + k]) k++;
-      if (k === len) return last.str;
-    }
-    last.s = s;
-    last.e = e;
-    last.str = decodeString(b, s, e, f);
-    return last.str;
-  }
-
-  /** cleanEntryName of the entry's name: without decoding twice when it is already clean. */
-  private cleanName(e: EntryScratch): string {
+  /**
+   * The end of the cleaned key when the name is plain ASCII, has no escapes and is already
+   * clean but for one trailing slash; -1 when it needs cleanEntryName.
+   */
+  private cleanEnd(e: EntryScratch): number {
+    if (e.nameF !== 0) return -1;
     const b = this.bytes;
     const s = e.nameS;
     let end = e.nameE;
-    if (e.nameF & S_ESCAPED) return cleanEntryName(decodeString(b, s, end, e.nameF));
-    if (end === s) return "";
-    let clean = b[s] !== 0x2f;
+    if (end === s) return s;
+    if (b[s] === 0x2f) return -1;
     let seg = s;
-    for (let p = s; clean && p <= end; p++) {
+    for (let p = s; p <= end; p++) {
       if (p === end || b[p] === 0x2f) {
         const len = p - seg;
-        if (len === 0)
-          clean = p === end && p > s; // one trailing slash is fine
-        else if (b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e)))
-          clean = false;
+        if (len === 0) {
+          if (p === end) break; // one trailing slash
+          return -1;
+        }
+        if (b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e))) return -1;
         seg = p + 1;
       }
     }
-    if (!clean) return cleanEntryName(decodeString(b, s, end, e.nameF));
     if (b[end - 1] === 0x2f) end--;
-    return b.toString(e.nameF & S_NONASCII ? "utf8" : "latin1", s, end);
+    return end;
   }
 
-  private ensure(path: string, type: NodeType): TocNode {
-    let n = this.nodes.get(path);
-    if (n) {
-      if (n.type === "dir" && type !== "dir" && n.kids && n.kids.length > 0)
-        throw new FormatError(`TOC entry ${JSON.stringify(path)} replaces a non-empty directory`);
-      if (n.type === "dir") this.lastDir = n;
-      return n;
+  /** FNV-1a of buf[s, e); sets prefixHash and lastSlash. */
+  private hashKey(buf: Buffer, s: number, e: number): number {
+    let h = FNV_OFFSET;
+    let ph = FNV_OFFSET;
+    let ls = -1;
+    for (let p = s; p < e; p++) {
+      const c = buf[p];
+      if (c === 0x2f) {
+        ph = h;
+        ls = p;
+      }
+      h = Math.imul(h ^ c, FNV_PRIME);
     }
-    const slash = path.lastIndexOf("/");
-    let parent: TocNode | undefined;
-    if (slash < 0) parent = this.root;
-    else {
-      // TOC order keeps a directory's entries together: look near the last directory first.
-      let d: TocNode | undefined = this.lastDir;
-      while (d && d.path.length > slash) d = d.parent;
-      if (d && d.path.length === slash && path.startsWith(d.path)) parent = d;
-      else {
-        const parentPath = path.slice(0, slash);
-        parent = this.nodes.get(parentPath) ?? this.ensure(parentPath, "dir");
+    this.prefixHash = ph;
+    this.lastSlash = ls;
+    return h;
+  }
+
+  private growSlots(): void {
+    const cap = this.nCap * 2;
+    this.nEntry = growI(this.nEntry, cap);
+    const t = new Uint8Array(cap);
+    t.set(this.nType);
+    this.nType = t;
+    this.nKeyS = growI(this.nKeyS, cap);
+    this.nKeyE = growI(this.nKeyE, cap);
+    this.nHash = growI(this.nHash, cap);
+    this.nFirst = growI(this.nFirst, cap);
+    this.nLast = growI(this.nLast, cap);
+    this.nNext = growI(this.nNext, cap);
+    this.nSize = growF(this.nSize, cap);
+    this.nCf = growI(this.nCf, cap);
+    this.nCc = growI(this.nCc, cap);
+    this.nUser = growI(this.nUser, cap);
+    this.nGroup = growI(this.nGroup, cap);
+    this.nLinks = growI(this.nLinks, cap);
+    this.nTarget = growI(this.nTarget, cap);
+    this.nCap = cap;
+  }
+
+  /** The slot with this key, or -1. */
+  private find(buf: Buffer, s: number, e: number, h: number): number {
+    const t = this.table;
+    const mask = t.length - 1;
+    const len = e - s;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const v = t[i];
+      if (v === 0) return -1;
+      const k = v - 1;
+      if (this.nHash[k] !== h) continue;
+      const enc = this.nKeyS[k];
+      if (this.nKeyE[k] - enc !== len) continue;
+      const kb = enc < 0 ? this.side : this.bytes;
+      const ks = enc < 0 ? -enc - 1 : enc;
+      let p = 0;
+      while (p < len && kb[ks + p] === buf[s + p]) p++;
+      if (p === len) return k;
+    }
+  }
+
+  private isKey(k: number, want: Buffer): boolean {
+    const enc = this.nKeyS[k];
+    const len = this.nKeyE[k] - enc;
+    if (len !== want.length) return false;
+    const ks = enc < 0 ? -enc - 1 : enc;
+    return (enc < 0 ? this.side : this.bytes).compare(want, 0, len, ks, ks + len) === 0;
+  }
+
+  private newSlot(buf: Buffer, s: number, e: number, h: number, type: number): number {
+    if (this.count === this.nCap) this.growSlots();
+    const k = this.count++;
+    const side = buf !== this.bytes;
+    // Side keys are stored as -(start + 1); nKeyE - nKeyS is the key's length either way.
+    this.nKeyS[k] = side ? -s - 1 : s;
+    this.nKeyE[k] = side ? -s - 1 + (e - s) : e;
+    this.nHash[k] = h;
+    this.nType[k] = type;
+    this.nEntry[k] = -1;
+    this.nFirst[k] = -1;
+    this.nLast[k] = -1;
+    this.nNext[k] = -1;
+    this.nSize[k] = 0;
+    this.nCf[k] = 0;
+    this.nCc[k] = 0;
+    this.nUser[k] = -1;
+    this.nGroup[k] = -1;
+    this.nLinks[k] = 1;
+    this.nTarget[k] = -1;
+    if (this.count * 2 > this.table.length) this.rehash();
+    else this.insert(k);
+    return k;
+  }
+
+  private insert(k: number): void {
+    const t = this.table;
+    const mask = t.length - 1;
+    let i = this.nHash[k] & mask;
+    while (t[i] !== 0) i = (i + 1) & mask;
+    t[i] = k + 1;
+  }
+
+  private rehash(): void {
+    this.table = new Int32Array(this.table.length * 2);
+    for (let k = 0; k < this.count; k++) this.insert(k);
+  }
+
+  /** The slot for key buf[s, e) (hash h, prefix from hashKey), made with its parents. */
+  private ensure(buf: Buffer, s: number, e: number, h: number, type: number): number {
+    const slash = this.lastSlash;
+    const ph = this.prefixHash;
+    const found = this.find(buf, s, e, h);
+    if (found >= 0) {
+      if (this.nType[found] === T_DIR && type !== T_DIR && this.nFirst[found] >= 0)
+        throw new FormatError(
+          `TOC entry ${JSON.stringify(this.pathOf(found))} replaces a non-empty directory`,
+        );
+      return found;
+    }
+    let parent = 0;
+    if (slash >= 0) {
+      parent = this.find(buf, s, slash, ph);
+      if (parent < 0) {
+        parent = this.ensure(buf, s, slash, this.hashKey(buf, s, slash), T_DIR);
       }
     }
-    if (parent.type !== "dir")
-      throw new FormatError(`TOC entry ${JSON.stringify(path)} is under a non-directory`);
-    n = new TocNode(this, path, type, parent);
-    if (type === "dir") {
-      n.mode = 0o755;
-      this.lastDir = n;
-    }
-    if (parent.kids) parent.kids.push(n);
-    else parent.kids = [n];
-    this.nodes.set(path, n);
-    return n;
+    if (this.nType[parent] !== T_DIR)
+      throw new FormatError(
+        `TOC entry ${JSON.stringify(this.keyString(buf, s, e))} is under a non-directory`,
+      );
+    const k = this.newSlot(buf, s, e, h, type);
+    if (this.nLast[parent] < 0) this.nFirst[parent] = k;
+    else this.nNext[this.nLast[parent]] = k;
+    this.nLast[parent] = k;
+    return k;
+  }
+
+  private keyString(buf: Buffer, s: number, e: number): string {
+    return buf.toString(buf === this.bytes ? "latin1" : "utf8", s, e);
   }
 
   private finish(tocOffset: number): void {
-    this.cNext.fill(tocOffset, this.pendingFrom, this.count);
-    this.pendingFrom = this.count;
+    this.cNext.fill(tocOffset, this.pendingFrom, this.cCount);
+    this.pendingFrom = this.cCount;
     if (!this.landmarkSeen) this.prioritized = [];
-    for (const n of this.nodes.values()) {
-      if (n.type !== "reg" || n.size === 0) continue;
-      this.validateChunks(n, tocOffset);
+    for (let k = 0; k < this.count; k++) {
+      if (this.nType[k] !== T_REG || this.nSize[k] === 0) continue;
+      this.validateChunks(k, tocOffset);
     }
+    const scratch = new Scratch();
+    const linkOf = (k: number): string => {
+      rescanEntry(this.bytes, this.entryStart[this.nEntry[k]], scratch);
+      return decodeString(this.bytes, scratch.linkNameS, scratch.linkNameE, scratch.linkNameF);
+    };
     for (const h of this.hardlinks) {
-      let t: Node | undefined = this.nodes.get(cleanEntryName(h.linkName));
-      for (let depth = 0; t?.type === "hardlink" && depth < 64; depth++)
-        t = t.target ?? this.nodes.get(cleanEntryName(t.linkName));
-      if (!t || t.type === "hardlink")
+      const linkName = linkOf(h);
+      let t = this.slotOf(cleanEntryName(linkName));
+      for (let depth = 0; t >= 0 && this.nType[t] === T_HARDLINK && depth < 64; depth++)
+        t = this.nTarget[t] >= 0 ? this.nTarget[t] : this.slotOf(cleanEntryName(linkOf(t)));
+      if (t < 0 || this.nType[t] === T_HARDLINK)
         throw new FormatError(
-          `hardlink ${JSON.stringify(h.path)} points to missing ${JSON.stringify(h.linkName)}`,
+          `hardlink ${JSON.stringify(this.pathOf(h))} points to missing ${JSON.stringify(linkName)}`,
         );
-      h.target = t;
-      t.numLink++;
+      this.nTarget[h] = t;
+      this.nLinks[t]++;
     }
   }
 
   /** Chunks must tile the file exactly and point inside the blob's payload area. */
-  private validateChunks(n: TocNode, tocOffset: number): void {
+  private validateChunks(k: number, tocOffset: number): void {
     let pos = 0;
-    for (let k = n.cf; k < n.cf + n.cc; k++) {
-      if (this.cChunkOffset[k] !== pos)
-        throw new FormatError(`${n.path}: chunks do not tile the file (gap or overlap at ${pos})`);
-      const size = this.cChunkSize[k];
-      if (size <= 0) throw new FormatError(`${n.path}: chunk at ${pos} is empty`);
-      const off = this.cOffset[k];
-      if (off <= 0 || off >= tocOffset || this.cNext[k] <= off)
-        throw new FormatError(`${n.path}: chunk at ${pos} has an invalid blob offset ${off}`);
-      pos += size;
+    const size = this.nSize[k];
+    const cf = this.nCf[k];
+    for (let r = cf; r < cf + this.nCc[k]; r++) {
+      if (this.cChunkOffset[r] !== pos)
+        throw new FormatError(
+          `${this.pathOf(k)}: chunks do not tile the file (gap or overlap at ${pos})`,
+        );
+      const cs = this.cChunkSize[r];
+      if (cs <= 0) throw new FormatError(`${this.pathOf(k)}: chunk at ${pos} is empty`);
+      const off = this.cOffset[r];
+      if (off <= 0 || off >= tocOffset || this.cNext[r] <= off)
+        throw new FormatError(
+          `${this.pathOf(k)}: chunk at ${pos} has an invalid blob offset ${off}`,
+        );
+      pos += cs;
     }
-    if (pos !== n.size) throw new FormatError(`${n.path}: chunks cover ${pos} bytes of ${n.size}`);
+    if (pos !== size)
+      throw new FormatError(`${this.pathOf(k)}: chunks cover ${pos} bytes of ${size}`);
+  }
+
+  // ---- reading -------------------------------------------------------------------------
+
+  /** The slot at a cleaned path, or -1. */
+  slotOf(clean: string): number {
+    if (clean === "") return 0;
+    const enc = Buffer.from(clean, "utf8");
+    return this.find(enc, 0, enc.length, this.hashKey(enc, 0, enc.length));
+  }
+
+  pathOf(k: number): string {
+    const side = this.sidePaths.get(k);
+    if (side !== undefined) return side;
+    const enc = this.nKeyS[k];
+    if (enc >= 0) return this.bytes.toString("latin1", enc, this.nKeyE[k]);
+    const ks = -enc - 1;
+    return this.side.toString("utf8", ks, ks + this.nKeyE[k] - enc);
+  }
+
+  /** The node object of slot k (made once). */
+  node(k: number): TocNode {
+    let n = this.objs[k];
+    if (n === undefined) {
+      n = new TocNode(this, k);
+      this.objs[k] = n;
+    }
+    return n;
+  }
+
+  prioritizedPaths(): string[] {
+    return this.prioritized.map((k) => this.pathOf(k));
+  }
+
+  /** Fills a new node's fields from its slot and entry. */
+  fill(n: TocNode, k: number): void {
+    n.path = this.pathOf(k);
+    n.type = TYPE_NAMES[this.nType[k]] as NodeType;
+    n.size = this.nSize[k];
+    n.numLink = this.nLinks[k];
+    n.cf = this.nCf[k];
+    n.cc = this.nCc[k];
+    if (k === 0 && this.nEntry[0] < 0) n.mode = 0o755;
+    const i = this.nEntry[k];
+    const b = this.bytes;
+    if (i < 0) {
+      if (n.type === "dir") n.mode = 0o755;
+      return;
+    }
+    const e = new Scratch();
+    rescanEntry(b, this.entryStart[i], e);
+    n.mode = e.mode;
+    n.uid = e.uid;
+    n.gid = e.gid;
+    n.modtime = decodeString(b, e.modtimeS, e.modtimeE, e.modtimeF);
+    n.linkName = decodeString(b, e.linkNameS, e.linkNameE, e.linkNameF);
+    n.devMajor = e.devMajor;
+    n.devMinor = e.devMinor;
+    n.digest = decodeString(b, e.digestS, e.digestE, e.digestF);
+    n.userName = this.nameFrom(this.nUser[k], i, e, true);
+    n.groupName = this.nameFrom(this.nGroup[k], i, e, false);
+  }
+
+  private nameFrom(from: number, own: number, e: EntryScratch, user: boolean): string {
+    if (from < 0) return "";
+    if (from !== own) {
+      e = new Scratch();
+      rescanEntry(this.bytes, this.entryStart[from], e);
+    }
+    return user
+      ? decodeString(this.bytes, e.userNameS, e.userNameE, e.userNameF)
+      : decodeString(this.bytes, e.groupNameS, e.groupNameE, e.groupNameF);
+  }
+
+  targetOf(k: number): TocNode | undefined {
+    const t = this.nTarget[k];
+    return t < 0 ? undefined : this.node(t);
+  }
+
+  /** Children of slot k, in TOC order. */
+  *childSlots(k: number): Generator<number> {
+    for (let c = this.nFirst[k]; c >= 0; c = this.nNext[c]) yield c;
+  }
+
+  entryOf(k: number): number {
+    return this.nEntry[k];
   }
 
   /** The chunk refs of records [cf, cf + cc). */
   chunkRefs(cf: number, cc: number): ChunkRef[] {
     const out: ChunkRef[] = [];
-    let scratch: EntryScratch | undefined;
-    for (let k = cf; k < cf + cc; k++) {
-      scratch ??= new Scratch();
-      rescanEntry(this.bytes, this.entryStart[this.cEntry[k]], scratch);
+    const scratch = new Scratch();
+    for (let r = cf; r < cf + cc; r++) {
+      rescanEntry(this.bytes, this.entryStart[this.cEntry[r]], scratch);
       const d = decodeString(
         this.bytes,
         scratch.chunkDigestS,
@@ -305,35 +561,25 @@ export class TocIndex implements EntrySink {
         scratch.chunkDigestF,
       );
       out.push({
-        offset: this.cOffset[k],
-        nextOffset: this.cNext[k],
-        innerOffset: this.cInner[k],
-        chunkOffset: this.cChunkOffset[k],
-        chunkSize: this.cChunkSize[k],
+        offset: this.cOffset[r],
+        nextOffset: this.cNext[r],
+        innerOffset: this.cInner[r],
+        chunkOffset: this.cChunkOffset[r],
+        chunkSize: this.cChunkSize[r],
         chunkDigest: d || undefined,
       });
     }
     return out;
   }
 
-  /** The details of entry i that nodes decode on first use. */
-  details(i: number): Details {
-    if (i < 0)
-      return { modtime: "", devMajor: 0, devMinor: 0, xattrs: {}, digest: "", entry: undefined };
+  /** The xattrs of entry i. */
+  xattrsOf(i: number): Record<string, string> {
+    if (i < 0) return {};
     const e = new Scratch();
     rescanEntry(this.bytes, this.entryStart[i], e);
-    const b = this.bytes;
-    return {
-      modtime: decodeString(b, e.modtimeS, e.modtimeE, e.modtimeF),
-      devMajor: e.devMajor,
-      devMinor: e.devMinor,
-      xattrs:
-        e.xattrsS >= 0
-          ? (JSON.parse(b.toString("utf8", e.xattrsS, e.xattrsE)) as Record<string, string>)
-          : {},
-      digest: decodeString(b, e.digestS, e.digestE, e.digestF),
-      entry: undefined,
-    };
+    return e.xattrsS >= 0
+      ? (JSON.parse(this.bytes.toString("utf8", e.xattrsS, e.xattrsE)) as Record<string, string>)
+      : {};
   }
 
   /** Entry i as JSON.parse gives it. */
@@ -344,69 +590,80 @@ export class TocIndex implements EntrySink {
   }
 }
 
-interface Details {
-  modtime: string;
-  devMajor: number;
-  devMinor: number;
-  xattrs: Record<string, string>;
-  digest: string;
-  entry: TocEntry | undefined;
+const PREFETCH_BYTES = Buffer.from(PREFETCH_LANDMARK, "latin1");
+
+function growI(a: Int32Array, cap: number) {
+  const b = new Int32Array(cap);
+  b.set(a);
+  return b;
+}
+function growF(a: Float64Array, cap: number) {
+  const b = new Float64Array(cap);
+  b.set(a);
+  return b;
 }
 
-/** A node of a TocIndex: the cheap fields are set at build, the rest decoded on use. */
+/** The nodes of an index as a read-only Map-like view (what LayerReader uses). */
+export class NodeView {
+  constructor(private readonly index: TocIndex) {}
+  get(clean: string): Node | undefined {
+    const k = this.index.slotOf(clean);
+    return k < 0 ? undefined : this.index.node(k);
+  }
+  /** Every node, parents before children, in TOC order. */
+  *values(): Generator<Node> {
+    for (let k = 0; k < this.index.count; k++) yield this.index.node(k);
+  }
+  get size(): number {
+    return this.index.count;
+  }
+}
+
+/** A node of a TocIndex, made on first use; xattrs, chunk refs and the entry on demand. */
 export class TocNode implements Node {
+  path = "";
+  type: NodeType = "dir";
   size = 0;
   mode = 0;
   uid = 0;
   gid = 0;
   userName = "";
   groupName = "";
+  modtime = "";
   linkName = "";
+  devMajor = 0;
+  devMinor = 0;
+  digest = "";
   numLink = 1;
-  target: Node | undefined = undefined;
-  /** Index of the TOC entry that defines the node; -1 for implicit directories. */
-  i = -1;
-  /** Children in TOC order (directories). */
-  kids: TocNode[] | undefined = undefined;
-  /** Chunk records [cf, cf + cc) of the index. */
   cf = 0;
   cc = 0;
-  details: Details | undefined = undefined;
+  private xattrsCache: Record<string, string> | undefined = undefined;
+  private entryCache: TocEntry | undefined = undefined;
   private childMap: Map<string, Node> | undefined = undefined;
   private refs: ChunkRef[] | undefined = undefined;
 
   constructor(
     private readonly index: TocIndex,
-    readonly path: string,
-    public type: NodeType,
-    readonly parent: TocNode | undefined,
-  ) {}
-
-  private get d(): Details {
-    if (this.details === undefined) this.details = this.index.details(this.i);
-    return this.details;
+    private readonly slot: number,
+  ) {
+    index.fill(this, slot);
   }
 
-  get modtime(): string {
-    return this.d.modtime;
+  get target(): Node | undefined {
+    return this.index.targetOf(this.slot);
   }
-  get devMajor(): number {
-    return this.d.devMajor;
-  }
-  get devMinor(): number {
-    return this.d.devMinor;
-  }
+
   get xattrs(): Record<string, string> {
-    return this.d.xattrs;
+    if (this.xattrsCache === undefined)
+      this.xattrsCache = this.index.xattrsOf(this.index.entryOf(this.slot));
+    return this.xattrsCache;
   }
-  get digest(): string {
-    return this.d.digest;
-  }
+
   get entry(): TocEntry | undefined {
-    if (this.i < 0) return undefined;
-    const d = this.d;
-    if (d.entry === undefined) d.entry = this.index.rawEntry(this.i);
-    return d.entry;
+    const i = this.index.entryOf(this.slot);
+    if (i < 0) return undefined;
+    if (this.entryCache === undefined) this.entryCache = this.index.rawEntry(i);
+    return this.entryCache;
   }
 
   get chunks(): ChunkRef[] {
@@ -419,7 +676,10 @@ export class TocNode implements Node {
     if (this.childMap === undefined) {
       const m = new Map<string, Node>();
       const skip = this.path === "" ? 0 : this.path.length + 1;
-      for (const k of this.kids ?? []) m.set(k.path.slice(skip), k);
+      for (const c of this.index.childSlots(this.slot)) {
+        const n = this.index.node(c);
+        m.set(n.path.slice(skip), n);
+      }
       this.childMap = m;
     }
     return this.childMap;
