@@ -85,6 +85,7 @@ function inflateError(e: unknown, ref: ChunkRef, name?: string): Error {
   const what = describe(ref, name);
   if (err.code === "Z_BUF_ERROR")
     return new TruncatedMemberError(`${what}: gzip member ends early (${err.message})`);
+  if (e instanceof NoMemberError) return new FormatError(`${what}: ${err.message}`);
   if (err.code === "ERR_BUFFER_TOO_LARGE")
     return new FormatError(
       `${what}: gzip member inflates to more than the ${ref.innerOffset + ref.chunkSize} bytes the TOC says`,
@@ -144,10 +145,12 @@ function inflatePrefix(body: Uint8Array, want: number): Promise<Buffer> {
   });
 }
 
+class NoMemberError extends Error {}
+
 /** Offset of the deflate data after a gzip member header (RFC 1952, optional fields). */
 function memberPayloadStart(b: Uint8Array): number {
   if (b.length < 10 || b[0] !== 0x1f || b[1] !== 0x8b || b[2] !== 8) {
-    throw new Error("not a gzip member");
+    throw new NoMemberError("no gzip member starts at this offset");
   }
   const flg = b[3];
   let p = 10;
