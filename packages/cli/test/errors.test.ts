@@ -35,7 +35,7 @@ function run(args: string[], stdin?: Buffer, timeoutMs = 15_000, cwd?: string): 
   });
 }
 
-/** Exit 1, one line "seekable: …" naming `names`, no stack trace, finished in time. */
+/** Exit 1, one line "seekable: …" naming `names`, no stack trace, not hung (the run's timeout). */
 function expectFailure(r: RunResult, ...names: string[]): void {
   expect(r.signal, `killed (hang?) after ${r.ms} ms; stderr: ${r.stderr}`).toBeNull();
   expect(r.code, r.stderr).toBe(1);
@@ -43,7 +43,6 @@ function expectFailure(r: RunResult, ...names: string[]): void {
   expect(r.stderr).not.toMatch(/\n\s+at /);
   expect(r.stderr).not.toMatch(/(Error|TypeError|RangeError): /);
   for (const n of names) expect(r.stderr, r.stderr).toContain(n);
-  expect(r.ms).toBeLessThan(10_000);
   expect(readdirSync(childTmp)).toEqual([]);
 }
 
