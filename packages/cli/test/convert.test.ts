@@ -12,6 +12,7 @@ import {
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -594,5 +595,33 @@ describe("output and temporary-space failures: one line, exit 1, nothing left be
       "stdout",
       "broken pipe",
     );
+  });
+});
+
+describe("what is renamed into place is the blob reported", () => {
+  it("a temporary output altered behind convert's back (a real concurrent writer) fails the re-hash: exit 1, no output", async () => {
+    const d = outDir("tamper");
+    const inPath = join(d, "in.tar");
+    const files: Ent[] = [];
+    for (let i = 0; i < 12; i++) files.push({ name: `f${i}`, data: content(40 + i, 2_000_000) });
+    writeFileSync(inPath, await packTar(files));
+    const outPath = join(d, "o.esgz");
+    const conversion = run(["convert", inPath, outPath, "--json"], undefined, 60_000);
+    // Once the temporary file has its first bytes, overwrite them (convert writes each
+    // offset once, so nothing of convert's own restores them).
+    let tampered = false;
+    const deadline = Date.now() + 30_000;
+    while (!tampered && Date.now() < deadline) {
+      const tmp = readdirSync(d).find((n) => n.endsWith(".tmp"));
+      if (tmp && statSync(join(d, tmp), { throwIfNoEntry: false })?.size) {
+        const fd = openSync(join(d, tmp), "r+");
+        writeSync(fd, Buffer.from("tampered"), 0, 8, 0);
+        closeSync(fd);
+        tampered = true;
+      } else await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(tampered, "saw the temporary file").toBe(true);
+    fails(await conversion, outPath, "not the blob converted");
+    expect(readdirSync(d)).toEqual(["in.tar"]);
   });
 });

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -88,6 +88,14 @@ export class OciSink implements ImageSink {
       commit: async (blob) => {
         if (pos !== blob.size) throw new FormatError(`wrote ${pos} bytes, expected ${blob.size}`);
         await fh.sync();
+        // The file goes under its digest: it must be the bytes reported, re-read from disk.
+        const h = createHash("sha256");
+        await pipeline(createReadStream(tmp, { highWaterMark: 1 << 20 }), h);
+        const onDisk = `sha256:${h.digest("hex")}`;
+        if (onDisk !== blob.digest)
+          throw new Error(
+            `${tmp}: the bytes written (${onDisk}) are not the layer converted (${blob.digest})`,
+          );
         await close();
         await rename(tmp, this.blobPath(blob.digest));
       },
