@@ -53,29 +53,6 @@ export async function inflateChunkAsync(
   return chunkOf(out, ref, name);
 }
 
-/**
- * The same, synchronously, for callers that cannot wait (prefer inflateChunkAsync: this
- * blocks the event loop). The member may inflate to at most SYNC_SLACK bytes more than the
- * chunk needs; past that it is refused rather than truncated (no partial output from a
- * synchronous node:zlib call).
- */
-export function inflateChunk(compressed: Uint8Array, ref: ChunkRef, name?: string): Uint8Array {
-  const want = ref.innerOffset + ref.chunkSize;
-  let out: Buffer;
-  try {
-    const body = compressed.subarray(memberPayloadStart(compressed));
-    out = inflateRawSync(body, {
-      chunkSize: Math.min(Math.max(want + 16 * 1024, 16 * 1024), 64 << 20),
-      maxOutputLength: want + SYNC_SLACK,
-    });
-  } catch (e) {
-    throw inflateError(e, ref, name);
-  }
-  return chunkOf(out, ref, name);
-}
-
-const SYNC_SLACK = 8 << 20;
-
 function describe(ref: ChunkRef, name?: string): string {
   return `${name ? `${name}: ` : ""}chunk at offset ${ref.offset}`;
 }

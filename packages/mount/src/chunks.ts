@@ -1,6 +1,6 @@
 import {
   type ChunkRef,
-  inflateChunk,
+  inflateChunkAsync,
   type LayerReader,
   type Node,
   verifyChunk,
@@ -282,12 +282,16 @@ export class ChunkPool {
     try {
       for (const k of missed) {
         const { node, ref } = items[k];
-        const data = inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref);
+        const data = await inflateChunkAsync(
+          byOffset.get(ref.offset) as Uint8Array,
+          ref,
+          node.path,
+        );
         verifyChunk(data, ref, node.path);
         out[k] = data;
       }
     } finally {
-      if (extra.length > 0) setImmediate(() => settle(extra, byOffset, cache));
+      if (extra.length > 0) setImmediate(() => void settle(extra, byOffset, cache));
     }
     for (const k of missed) {
       const { ref } = items[k];
@@ -365,14 +369,19 @@ export class ChunkPool {
 }
 
 /** Verifies each neighbour on its own: a bad one fails only the reads that want it. */
-function settle(
+async function settle(
   extra: Pending[],
   byOffset: Map<number, Uint8Array>,
   cache: LayerReader["cache"],
-): void {
+): Promise<void> {
   for (const n of extra) {
     try {
-      const data = inflateChunk(byOffset.get(n.ref.offset) as Uint8Array, n.ref);
+      // Inflated off the event loop when large, and never past the TOC entry's size.
+      const data = await inflateChunkAsync(
+        byOffset.get(n.ref.offset) as Uint8Array,
+        n.ref,
+        n.node.path,
+      );
       verifyChunk(data, n.ref, n.node.path);
       n.done(data);
       if (cache && n.ref.chunkDigest)

@@ -1,7 +1,7 @@
 import {
   type ChunkRef,
   cleanEntryName,
-  inflateChunk,
+  inflateChunkAsync,
   type LayerReader,
   PREFETCH_LANDMARK,
   verifyChunk,
@@ -352,9 +352,10 @@ export class ProfilePrefetch {
       const buf = bufOf.get(s) as Uint8Array;
       try {
         // The same decoding and digest check as every on-demand read.
-        const data = await inflateChunk(
+        const data = await inflateChunkAsync(
           buf.subarray(ref.offset - s.start, ref.nextOffset - s.start),
           ref,
+          path,
         );
         verifyChunk(data, ref, path);
         await cache.put(ref.chunkDigest as string, data);
