@@ -194,18 +194,36 @@ export class LayerStore {
     return Buffer.from(layerInfo(layers, diffIds, digest));
   }
 
-  /** The opened layer (resolved once per layer digest, whichever image asks first). */
+  /**
+   * The opened layer (resolved once per layer digest, whichever image asks first). The
+   * image's other layers start resolving too, as the reference does: containers/storage
+   * looks at every layer of the image next.
+   */
   async layer(img: ImageEntry, digest: string): Promise<LayerEntry> {
     const { layers } = await this.load(img);
     const desc = layers.find((l) => l.digest === digest);
     if (!desc) throw new Error(`unknown digest ${digest} for ref ${formatReference(img.ref)}`);
+    const p = this.resolve(img.ref, desc);
+    for (const d of layers) {
+      if (d !== desc && d.annotations?.[TOC_DIGEST_ANNOTATION]) {
+        this.resolve(img.ref, d).catch(() => {}); // reported when asked for
+      }
+    }
+    return p;
+  }
+
+  private resolve(ref: Reference, desc: Descriptor): Promise<LayerEntry> {
     const toc = desc.annotations?.[TOC_DIGEST_ANNOTATION];
     // As the reference: a layer without a TOC digest is not served (podman pulls it itself).
-    if (!toc) throw new Error(`layer ${digest}: not eStargz (no TOC digest annotation)`);
-    const key = `${digest}/${toc}`;
+    if (!toc) {
+      return Promise.reject(
+        new Error(`layer ${desc.digest}: not eStargz (no TOC digest annotation)`),
+      );
+    }
+    const key = `${desc.digest}/${toc}`;
     let p = this.layers.get(key);
     if (!p) {
-      p = this.open(img.ref, desc, toc);
+      p = this.open(ref, desc, toc);
       this.layers.set(key, p);
       p.catch(() => this.layers.delete(key)); // retried on the next access
     }
