@@ -21,22 +21,34 @@ export interface MergedNode {
  * Layers merged top-down as a container runtime does (OCI image layer rules): an upper
  * entry replaces a lower one, `.wh.NAME` hides NAME below, `.wh..wh..opq` hides everything
  * below in its directory; whiteout files themselves are not shown.
+ *
+ * Merged lazily, one directory at a time, when its children are first asked for: opening an
+ * image costs nothing per entry, and a lookup merges only the directories on its path. Each
+ * directory's merge replays the rules over just the entries that can affect it (its path,
+ * whiteouts of that path, its children in every layer), so the result is the same as merging
+ * every layer whole.
  */
 export class ImageFS {
   readonly root: MergedNode;
-  private readonly byPath = new Map<string, MergedNode>();
 
   /** `layers` bottom first, as in the manifest. */
   constructor(readonly layers: LayerView[]) {
     const top = layers[layers.length - 1];
-    const rootNode = top?.lookup("") as Node;
-    this.root = { node: rootNode, layer: top, children: new Map() };
-    this.byPath.set("", this.root);
-    for (const layer of layers) this.apply(layer);
+    this.root = new LazyMerged(this, "", top?.lookup("") as Node, top, true);
   }
 
   lookup(path: string): MergedNode | undefined {
-    return this.byPath.get(cleanEntryName(path));
+    const clean = cleanEntryName(path);
+    let m: MergedNode | undefined = this.root;
+    if (clean === "") return m;
+    let from = 0;
+    while (m && from <= clean.length) {
+      const slash = clean.indexOf("/", from);
+      const end = slash < 0 ? clean.length : slash;
+      m = m.children?.get(clean.slice(from, end));
+      from = end + 1;
+    }
+    return m;
   }
 
   readdir(path: string): MergedNode[] {
@@ -47,11 +59,17 @@ export class ImageFS {
   }
 
   *walk(): Generator<MergedNode> {
-    const visit = function* (m: MergedNode): Generator<MergedNode> {
-      yield m;
-      for (const c of m.children?.values() ?? []) yield* visit(c);
-    };
-    yield* visit(this.root);
+    // Iterative: a deep tree must not exhaust the stack.
+    const stack: Iterator<MergedNode>[] = [[this.root][Symbol.iterator]()];
+    while (stack.length > 0) {
+      const next = stack[stack.length - 1].next();
+      if (next.done) {
+        stack.pop();
+        continue;
+      }
+      yield next.value;
+      if (next.value.children) stack.push(next.value.children.values());
+    }
   }
 
   async read(
@@ -88,8 +106,78 @@ export class ImageFS {
     return m;
   }
 
-  private apply(layer: LayerView): void {
-    const nodes = [...layer.walk()];
+  /** The merged children of directory `dir` (a cleaned path). */
+  mergeChildren(dir: string): Map<string, MergedNode> {
+    const chain = [""];
+    for (let i = dir.indexOf("/"); i >= 0; i = dir.indexOf("/", i + 1)) chain.push(dir.slice(0, i));
+    if (dir !== "") chain.push(dir);
+    const sim = new Replay(this.layers[this.layers.length - 1]);
+    for (const layer of this.layers) {
+      // Everything of this layer that can change `dir`'s children, in walk order.
+      const nodes: Node[] = [];
+      for (const p of chain) {
+        const n = layer.lookup(p);
+        if (n) nodes.push(n);
+        if (p !== "") {
+          const w = layer.lookup(join(parentOf(p), WHITEOUT + p.slice(p.lastIndexOf("/") + 1)));
+          if (w) nodes.push(w);
+        }
+        if (p !== dir) {
+          const o = layer.lookup(join(p, OPAQUE));
+          if (o) nodes.push(o);
+        }
+      }
+      const here = layer.lookup(dir);
+      if (here?.children) for (const c of here.children.values()) nodes.push(c);
+      sim.apply(layer, nodes);
+    }
+    const out = new Map<string, MergedNode>();
+    const d = sim.byPath.get(dir);
+    for (const [name, c] of d?.children ?? []) {
+      out.set(
+        name,
+        new LazyMerged(this, join(dir, name), c.node, c.layer, c.children !== undefined),
+      );
+    }
+    return out;
+  }
+}
+
+/** A merged node whose children are merged on first use. */
+class LazyMerged implements MergedNode {
+  private kids: Map<string, MergedNode> | undefined;
+  constructor(
+    private readonly fs: ImageFS,
+    private readonly path: string,
+    public node: Node,
+    public layer: LayerView,
+    private readonly dir: boolean,
+  ) {}
+
+  get children(): Map<string, MergedNode> | undefined {
+    if (!this.dir) return undefined;
+    this.kids ??= this.fs.mergeChildren(this.path);
+    return this.kids;
+  }
+}
+
+interface SimNode {
+  node: Node;
+  layer: LayerView;
+  children?: Map<string, SimNode>;
+}
+
+/** The whole-image merge rules, applied to a subset of the entries. */
+class Replay {
+  readonly root: SimNode;
+  readonly byPath = new Map<string, SimNode>();
+
+  constructor(top: LayerView) {
+    this.root = { node: top?.lookup("") as Node, layer: top, children: new Map() };
+    this.byPath.set("", this.root);
+  }
+
+  apply(layer: LayerView, nodes: Node[]): void {
     // Whiteouts act on the layers below, so they are applied before this layer's entries.
     for (const n of nodes) {
       const base = n.path.slice(n.path.lastIndexOf("/") + 1);
@@ -121,7 +209,7 @@ export class ImageFS {
         kept.layer = layer;
         continue;
       }
-      const m: MergedNode = { node: n, layer, children: n.type === "dir" ? new Map() : undefined };
+      const m: SimNode = { node: n, layer, children: n.type === "dir" ? new Map() : undefined };
       parent.children.set(base, m);
       this.byPath.set(n.path, m);
     }
@@ -135,6 +223,10 @@ export class ImageFS {
     const slash = path.lastIndexOf("/");
     this.byPath.get(slash < 0 ? "" : path.slice(0, slash))?.children?.delete(path.slice(slash + 1));
   }
+}
+
+function parentOf(path: string): string {
+  return path.slice(0, Math.max(0, path.lastIndexOf("/")));
 }
 
 function join(dir: string, name: string): string {
