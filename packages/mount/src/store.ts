@@ -95,11 +95,16 @@ class LayerInodes extends Inodes {
   }
 }
 
-/** fuse-native with use_ino; not `ro`: podman creates `use` and removes layer directories. */
+/**
+ * fuse-native with use_ino and negative_timeout (layers never change: a name that is not
+ * there stays so, and overlayfs asks every lower layer for each name a program probes); not
+ * `ro`: podman creates `use` and removes layer directories.
+ */
 class StoreFuse extends Fuse {
   protected override _fuseOptions(): string {
     const base = super._fuseOptions();
-    return base ? `${base},use_ino` : "-ouse_ino";
+    const extra = "use_ino,negative_timeout=3600";
+    return base ? `${base},${extra}` : `-o${extra}`;
   }
 }
 
