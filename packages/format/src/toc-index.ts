@@ -44,40 +44,40 @@ export class TocIndex implements EntrySink {
   private prioritized: number[] = [];
 
   /** Start of each entry's JSON object, by entry index. */
-  private entryStart = new Int32Array(1024);
+  private entryStart: Int32Array<ArrayBuffer>;
 
   // Chunk records: one per reg entry with data and per chunk entry, in TOC order.
   private cCap = 1024;
   private cCount = 0;
-  private cOffset = new Float64Array(1024);
-  private cNext = new Float64Array(1024);
-  private cInner = new Float64Array(1024);
-  private cChunkOffset = new Float64Array(1024);
-  private cChunkSize = new Float64Array(1024);
+  private cOffset: Float64Array<ArrayBuffer>;
+  private cNext: Float64Array<ArrayBuffer>;
+  private cInner: Float64Array<ArrayBuffer>;
+  private cChunkOffset: Float64Array<ArrayBuffer>;
+  private cChunkSize: Float64Array<ArrayBuffer>;
   /** Entry index of each record (its chunkDigest is decoded from that entry). */
-  private cEntry = new Int32Array(1024);
+  private cEntry: Int32Array<ArrayBuffer>;
   private pendingFrom = 0;
 
   // Node slots (0 is the root).
   private nCap = 1024;
   count = 0;
-  private nEntry = new Int32Array(1024);
-  private nType = new Uint8Array(1024);
-  private nKeyS = new Int32Array(1024);
-  private nKeyE = new Int32Array(1024);
-  private nHash = new Int32Array(1024);
-  private nFirst = new Int32Array(1024);
-  private nLast = new Int32Array(1024);
-  private nNext = new Int32Array(1024);
-  private nSize = new Float64Array(1024);
-  private nCf = new Int32Array(1024);
-  private nCc = new Int32Array(1024);
-  private nUser = new Int32Array(1024);
-  private nGroup = new Int32Array(1024);
-  private nLinks = new Int32Array(1024);
-  private nTarget = new Int32Array(1024);
+  private nEntry: Int32Array<ArrayBuffer>;
+  private nType: Uint8Array<ArrayBuffer>;
+  private nKeyS: Int32Array<ArrayBuffer>;
+  private nKeyE: Int32Array<ArrayBuffer>;
+  private nHash: Int32Array<ArrayBuffer>;
+  private nFirst: Int32Array<ArrayBuffer>;
+  private nLast: Int32Array<ArrayBuffer>;
+  private nNext: Int32Array<ArrayBuffer>;
+  private nSize: Float64Array<ArrayBuffer>;
+  private nCf: Int32Array<ArrayBuffer>;
+  private nCc: Int32Array<ArrayBuffer>;
+  private nUser: Int32Array<ArrayBuffer>;
+  private nGroup: Int32Array<ArrayBuffer>;
+  private nLinks: Int32Array<ArrayBuffer>;
+  private nTarget: Int32Array<ArrayBuffer>;
   /** Hash table of slots + 1 (0: empty), open addressing. */
-  private table = new Int32Array(4096);
+  private table: Int32Array<ArrayBuffer>;
   /** Keys that are not bytes of the JSON (names that needed cleaning or decoding). */
   private side = Buffer.alloc(4096);
   private sideLen = 0;
@@ -94,9 +94,8 @@ export class TocIndex implements EntrySink {
   private lastSlash = -1;
 
   constructor(readonly bytes: Buffer) {
-    // Sized once from the JSON length (an entry takes 60+ bytes of JSON): large typed arrays
-    // are zero pages until touched, so room to spare costs nothing.
-    const cap = Math.max(1024, Math.ceil(bytes.length / 48));
+    // Sized from the JSON length (a real entry takes 100-350 bytes of JSON); grown if short.
+    const cap = Math.max(256, Math.ceil(bytes.length / 96));
     this.entryStart = new Int32Array(cap);
     this.cCap = cap;
     this.cOffset = new Float64Array(cap);
