@@ -15,7 +15,10 @@
 //                           the three layers (strace), in first-access order, relative to the
 //                           image root, symlinks resolved inside the image, deduplicated;
 //                           executed programs and their ELF interpreter count as opened.
-// Tars are deterministic (GNU tar, PAX, sorted names, mtime 0, owner 0:0, no atime/ctime/xattrs).
+// Tars are deterministic (GNU tar, PAX, sorted names, owner 0:0, no atime/ctime/xattrs) and keep
+// the installed files' mtimes, clamped to 2026-01-01 (files made here, e.g. the app's, get that
+// date): as `docker build` keeps them. With every mtime 0, python finds each .pyc stale against
+// its .py and opens both, which no real image makes it do.
 // Cached: does nothing when the outputs exist (--force rebuilds). Needs root (chroot), strace.
 //
 // --node-app: the node variant instead (default out .work/image-node): the same base OS and
@@ -301,7 +304,8 @@ function stageApp() {
 
 const TAR_COMMON = [
   "--sort=name",
-  "--mtime=@0",
+  "--mtime=@1767225600",
+  "--clamp-mtime",
   "--owner=0",
   "--group=0",
   "--numeric-owner",
