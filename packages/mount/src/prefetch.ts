@@ -3,7 +3,6 @@ import {
   cleanEntryName,
   inflateChunkAsync,
   type LayerReader,
-  PREFETCH_LANDMARK,
   verifyChunk,
 } from "@seekable/format";
 import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
@@ -12,12 +11,7 @@ import type { ChunkItem, ChunkPool } from "./chunks.js";
 
 /** Paths of the regular files before `.prefetch.landmark` (none when there is no landmark). */
 export function prioritizedPaths(reader: LayerReader): string[] {
-  const entries = reader.toc.entries;
-  const mark = entries.findIndex((e) => cleanEntryName(e.name) === PREFETCH_LANDMARK);
-  if (mark < 0) return [];
-  const out: string[] = [];
-  for (const e of entries.slice(0, mark)) if (e.type === "reg") out.push(cleanEntryName(e.name));
-  return out;
+  return reader.prioritizedPaths(); // from the TOC index: no second parse of the TOC JSON
 }
 
 /**
