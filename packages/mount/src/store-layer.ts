@@ -12,7 +12,8 @@ export const OPAQUE_XATTRS = ["trusted.overlay.opaque", "user.overlay.opaque"];
  * One layer's files as overlayfs expects a lower directory (what the reference store shows in
  * `diff/`): `.wh.NAME` becomes a character device 0/0 named NAME (unless the layer also has
  * NAME itself), `.wh..wh..opq` is not shown and marks its directory with the opaque xattrs.
- * Regular files are the reader's own nodes, so their contents read as usual.
+ * Regular files are the reader's own nodes, so their contents read as usual; directories
+ * are copies whose `children` hold this view's nodes.
  */
 export class OverlayLayerView implements LayerView {
   private readonly nodes: Node[] = [];
@@ -53,13 +54,21 @@ export class OverlayLayerView implements LayerView {
           children: undefined,
           target: undefined,
         };
-      } else if (n.type === "dir" && opaque.has(n.path)) {
+      } else if (n.type === "dir") {
+        // Directories are copies with children of this view (ImageFS lists them).
         const xattrs = { ...n.xattrs };
-        for (const x of OPAQUE_XATTRS) xattrs[x] = YES;
-        out = { ...n, xattrs };
+        if (opaque.has(n.path)) for (const x of OPAQUE_XATTRS) xattrs[x] = YES;
+        out = { ...n, xattrs, children: new Map() };
       }
       this.nodes.push(out);
       this.byPath.set(out.path, out);
+    }
+    for (const n of this.nodes) {
+      if (n.path === "") continue;
+      const slash = n.path.lastIndexOf("/");
+      this.byPath
+        .get(n.path.slice(0, Math.max(0, slash)))
+        ?.children?.set(n.path.slice(slash + 1), n);
     }
   }
 
