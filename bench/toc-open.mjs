@@ -23,18 +23,18 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
-  existsSync,
-  mkdirSync,
-  openSync,
   closeSync,
-  writeSync,
+  existsSync,
   ftruncateSync,
-  renameSync,
-  statSync,
-  readFileSync,
-  writeFileSync,
+  mkdirSync,
   mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
   rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -43,8 +43,8 @@ import { gzipSync } from "node:zlib";
 import {
   fmt,
   load,
-  median,
   mdTable,
+  median,
   pushImage,
   ROOT,
   runTimed,

@@ -7,6 +7,8 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { decodeProfile, newestReferrer, parseProfile } from "@seekable/image";
+import { mergeSpans } from "@seekable/mount";
 import {
   addReferrer,
   digestOf,
@@ -18,8 +20,6 @@ import {
   type Repository,
   referrersTag,
 } from "@seekable/registry";
-import { decodeProfile, newestReferrer, parseProfile } from "@seekable/image";
-import { mergeSpans } from "@seekable/mount";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, type ProxyLogEntry, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";

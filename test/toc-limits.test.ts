@@ -1,10 +1,11 @@
 // A TOC too big to build (issue 10, item 8): 5M tiny entries, 175 MB of JSON, in a 12 MB
 // blob. The CLI must refuse it with one line naming the blob and the limit, exit 1, in
 // bounded memory and time (before: 159 s, 4.7 GiB, "JavaScript heap out of memory", exit 134).
+
+import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { once } from "node:events";
 import { createGzip } from "node:zlib";
 import { emptyHeader, encodeFooter, encodeHeader, padding } from "@seekable/format";
 import { afterAll, beforeAll, expect, it } from "vitest";

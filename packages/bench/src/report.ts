@@ -1,6 +1,6 @@
 // Figures: medians with their spread, ratios to the full pull, and the Markdown table.
 import { formatLink, type LinkSetting } from "./shaping-proxy.js";
-import { STRATEGY_LABELS, type RunFigures, type StrategyName } from "./strategies.js";
+import { type RunFigures, STRATEGY_LABELS, type StrategyName } from "./strategies.js";
 
 export interface Spread {
   median: number;

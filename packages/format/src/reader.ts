@@ -63,6 +63,7 @@ export interface Node {
 
 const DEFAULT_TAIL = 64 * 1024;
 const MAX_TOC_BYTES = 512 << 20;
+
 export { DEFAULT_MAX_TOC_ENTRIES };
 
 /** Reads an eStargz (or legacy stargz) blob through a RangeSource, verifying every byte. */

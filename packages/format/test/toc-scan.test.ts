@@ -1,7 +1,7 @@
-import { FormatError } from "../src/errors.js";
-import { parseToc, type TocEntry } from "../src/toc.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { FormatError } from "../src/errors.js";
+import { parseToc, type TocEntry } from "../src/toc.js";
 import { decodeString, type EntryScratch, scanToc, TYPE_NAMES } from "../src/toc-scan.js";
 
 /** What the scanner saw of each entry, in parseToc's shape (absent = zero value). */

@@ -9,8 +9,8 @@ import {
   type LinkSetting,
   markdownTable,
   runBench,
-  type StrategyName,
   StrategyError,
+  type StrategyName,
   svgChart,
   type WorkloadSpec,
 } from "@seekable/bench";
