@@ -7,8 +7,9 @@ export class CliError extends Error {
   constructor(
     message: string,
     readonly standalone = false,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -35,4 +36,21 @@ export function describeError(e: unknown, input?: string): string {
 export function isUserError(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code;
   return e instanceof CliError || e instanceof FormatError || typeof code === "string";
+}
+
+/**
+ * For `--debug`: the error's stack, then each `cause`'s ("Caused by: ..."), so an error
+ * re-thrown with context still shows where it began.
+ */
+export function describeStack(e: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  let cur: unknown = e;
+  while (cur !== undefined && cur !== null && !seen.has(cur)) {
+    seen.add(cur);
+    const text = cur instanceof Error ? (cur.stack ?? `${cur.name}: ${cur.message}`) : String(cur);
+    parts.push(parts.length === 0 ? text : `Caused by: ${text}`);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join("\n");
 }

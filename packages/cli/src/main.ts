@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { describeError, isUserError } from "./errors.js";
+import { describeError, describeStack, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
 import { respawned } from "./respawn.js";
 
@@ -338,7 +338,7 @@ async function main(): Promise<void> {
     } else {
       process.stderr.write(`seekable: ${describeError(e, currentInput)}\n`);
       if (program.opts().debug || !isUserError(e)) {
-        if (program.opts().debug) process.stderr.write(`${(e as Error)?.stack}\n`);
+        if (program.opts().debug) process.stderr.write(`${describeStack(e)}\n`);
       }
       process.exitCode = 1;
     }

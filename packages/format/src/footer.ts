@@ -1,4 +1,4 @@
-import { FormatError } from "./errors.js";
+import { NotEStargzError } from "./errors.js";
 
 /** Size of the eStargz footer: an empty gzip member whose FEXTRA holds the TOC offset. */
 export const FOOTER_SIZE = 51;
@@ -29,6 +29,7 @@ export interface Footer {
 /**
  * Parses the last bytes of a blob: tries the 51-byte eStargz footer, then the 47-byte
  * legacy one, as the reference does. `tail` must end at the end of the blob.
+ * @throws NotEStargzError when neither footer is there.
  */
 export function parseFooter(tail: Uint8Array): Footer {
   if (tail.length >= FOOTER_SIZE) {
@@ -41,7 +42,7 @@ export function parseFooter(tail: Uint8Array): Footer {
     const off = parseExtra(f, 22, false);
     if (off !== undefined) return { tocOffset: off, footerSize: LEGACY_FOOTER_SIZE, legacy: true };
   }
-  throw new FormatError("no eStargz or stargz footer (not an eStargz blob?)");
+  throw new NotEStargzError("no eStargz or stargz footer (not an eStargz blob?)");
 }
 
 function parseExtra(f: Uint8Array, xlen: number, subfield: boolean): number | undefined {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { type ChunkRef, inflateChunkAsync, TruncatedMemberError, verifyChunk } from "./chunk.js";
-import { FormatError, NotFoundError, VerificationError } from "./errors.js";
+import { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
 import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
@@ -104,7 +104,7 @@ export class LayerReader {
   static async open(source: RangeSource, opts: OpenOptions = {}): Promise<LayerReader> {
     const size = source.size;
     if (size < 47)
-      throw new FormatError(`blob of ${size} bytes is too small for an eStargz footer`);
+      throw new NotEStargzError(`blob of ${size} bytes is too small for an eStargz footer`);
     let tail: Uint8Array;
     if (opts.tail && opts.tail.length >= Math.min(size, FOOTER_SIZE) && opts.tail.length <= size) {
       tail = opts.tail;

@@ -24,7 +24,24 @@ import {
   UNCOMPRESSED_SIZE_ANNOTATION,
 } from "./manifest-rewrite.js";
 import type { ImageSink, LayerSink } from "./sink.js";
-import { type Descriptor, type ImageSource, type RawManifest, sha256 } from "./source.js";
+import {
+  BlobError,
+  type Descriptor,
+  type ImageSource,
+  type RawManifest,
+  sha256,
+} from "./source.js";
+
+/** A layer's input error, named with the layer's digest; the error itself is `cause`. */
+export class LayerError extends FormatError {
+  override readonly name: string = "LayerError";
+  constructor(
+    readonly digest: string,
+    cause: FormatError,
+  ) {
+    super(`layer ${digest}: ${cause.message}`, { cause });
+  }
+}
 
 export interface ConvertImageOptions {
   /** Convert only this platform of an index (the result is still an index). */
@@ -341,8 +358,10 @@ class Conversion {
     try {
       return await f();
     } catch (e) {
-      if (e instanceof FormatError && !e.message.includes(d.digest)) {
-        const err = new FormatError(`layer ${d.digest}: ${e.message}`);
+      // Already attributed: another layer's failure rethrown here, or the blob's own error.
+      const named = e instanceof LayerError || (e instanceof BlobError && e.digest === d.digest);
+      if (e instanceof FormatError && !named) {
+        const err = new LayerError(d.digest, e);
         this.failure ??= err;
         throw err;
       }

@@ -1,6 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FormatError, NotFoundError } from "@seekable/format";
+import { BlobError } from "./source.js";
 
 export interface Descriptor {
   mediaType: string;
@@ -51,7 +52,7 @@ export class OciLayout {
 
   blobPath(digest: string): string {
     if (!DIGEST_RE.test(digest))
-      throw new FormatError(`unsupported digest ${JSON.stringify(digest)}`);
+      throw new BlobError(digest, `unsupported digest ${JSON.stringify(digest)}`);
     return join(this.dir, "blobs", "sha256", digest.slice(7));
   }
 

@@ -6,9 +6,14 @@ import { pipeline } from "node:stream/promises";
 import { FormatError } from "@seekable/format";
 import { MediaType } from "@seekable/registry";
 import type { ImageSink, LayerSink } from "./sink.js";
-import type { Descriptor, ImageSource } from "./source.js";
+import { BlobError, type Descriptor, type ImageSource } from "./source.js";
 
 const REF_NAME = "org.opencontainers.image.ref.name";
+
+/** The output layout itself is unusable (not a directory, a bad index.json): the OUT side's fault. */
+export class SinkError extends FormatError {
+  override readonly name: string = "SinkError";
+}
 
 /**
  * Writes an OCI layout: every blob goes to a temporary name and is renamed to its digest;
@@ -26,7 +31,7 @@ export class OciSink implements ImageSink {
   static async open(dir: string, tag: string | undefined, name: string): Promise<OciSink> {
     const sink = new OciSink(dir, tag, name);
     const exists = await stat(dir).then(
-      (s) => s.isDirectory() || Promise.reject(new FormatError(`${dir}: not a directory`)),
+      (s) => s.isDirectory() || Promise.reject(new SinkError(`${dir}: not a directory`)),
       (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? false : Promise.reject(e)),
     );
     if (!exists) {
@@ -43,7 +48,7 @@ export class OciSink implements ImageSink {
 
   private blobPath(digest: string): string {
     if (!/^sha256:[0-9a-f]{64}$/.test(digest))
-      throw new FormatError(`unsupported digest ${digest}`);
+      throw new BlobError(digest, `unsupported digest ${digest}`);
     return join(this.dir, "blobs", "sha256", digest.slice(7));
   }
 
@@ -146,7 +151,7 @@ export class OciSink implements ImageSink {
       try {
         index = JSON.parse(text);
       } catch {
-        throw new FormatError(`${path} is not valid JSON`);
+        throw new SinkError(`${path} is not valid JSON`);
       }
     }
     const tag = this.tag;

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { FileRangeSource, FormatError, NotFoundError, type RangeSource } from "@seekable/format";
 import { MediaType } from "@seekable/registry";
 import {
+  BlobError,
   checkBytes,
   type Descriptor,
   type ImageSource,
@@ -128,7 +129,7 @@ export class DockerArchiveSource implements ImageSource {
 
   private member(desc: Descriptor): TarMember {
     const m = this.blobs.get(desc.digest);
-    if (!m) throw new FormatError(`${this.file}: no blob ${desc.digest}`);
+    if (!m) throw new BlobError(desc.digest, `${this.file}: no blob ${desc.digest}`);
     return m;
   }
 

@@ -32,6 +32,17 @@ export interface ImageSource {
   close(): Promise<void>;
 }
 
+/** A blob's bytes are not the blob its descriptor names; the message names `digest`. */
+export class BlobError extends FormatError {
+  override readonly name: string = "BlobError";
+  constructor(
+    readonly digest: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Passes bytes through, failing at the end unless they have `digest` and `size`. */
 export function verifying(stream: Readable, desc: Descriptor): Readable {
   if (!desc.digest.startsWith("sha256:")) return stream;
@@ -47,9 +58,9 @@ export function verifying(stream: Readable, desc: Descriptor): Readable {
     flush(cb) {
       const got = `sha256:${hash.digest("hex")}`;
       if (n !== desc.size)
-        cb(new FormatError(`blob ${desc.digest} is ${n} bytes, not ${desc.size}`));
+        cb(new BlobError(desc.digest, `blob ${desc.digest} is ${n} bytes, not ${desc.size}`));
       else if (got !== desc.digest)
-        cb(new FormatError(`blob ${desc.digest} has digest ${got} (corrupt)`));
+        cb(new BlobError(desc.digest, `blob ${desc.digest} has digest ${got} (corrupt)`));
       else cb();
     },
   });
@@ -65,7 +76,7 @@ export function sha256(bytes: Uint8Array): string {
 /** Checks in-memory bytes against a descriptor. */
 export function checkBytes(bytes: Uint8Array, desc: Descriptor): Uint8Array {
   if (desc.digest.startsWith("sha256:") && sha256(bytes) !== desc.digest) {
-    throw new FormatError(`blob ${desc.digest} does not match its digest (corrupt)`);
+    throw new BlobError(desc.digest, `blob ${desc.digest} does not match its digest (corrupt)`);
   }
   return bytes;
 }

@@ -1,7 +1,7 @@
 import {
   FileRangeSource,
-  FormatError,
   LayerReader,
+  NotEStargzError,
   NotFoundError,
   type RangeSource,
 } from "@seekable/format";
@@ -197,7 +197,7 @@ async function openRegistryLayer(
   } catch (e) {
     // Not eStargz (no footer): still usable, streamed whole once. A layer that claims a
     // TOC digest but fails is an error, never a silent fallback.
-    if (!(e instanceof FormatError) || expected || !/footer/.test(e.message)) throw e;
+    if (!(e instanceof NotEStargzError) || expected) throw e;
   }
   opts.stats.layersStreamedWhole++;
   const view = await WholeLayer.load(

@@ -8,6 +8,7 @@ import {
   type ConvertOptions,
   type ConvertResult,
   convertLayer,
+  FormatError,
   fileInput,
   isSystemError,
   SpoolError,
@@ -26,6 +27,7 @@ import {
   parseImageRef,
   RegistrySink,
   RegistrySource,
+  SinkError,
 } from "@seekable/image";
 import {
   formatRepository,
@@ -79,7 +81,7 @@ export async function convertCommand(
         await pipeline(process.stdin, createWriteStream(inPath));
       } catch (e) {
         if (!isSystemError(e) || e.syscall === "read") throw e;
-        throw new CliError(new SpoolError(base, e).message, true);
+        throw new CliError(new SpoolError(base, e).message, true, { cause: e });
       }
     }
     const opts = {
@@ -108,7 +110,7 @@ export async function convertCommand(
       }
     } catch (e) {
       // The spool under TMPDIR is neither the input nor the output: its line names it.
-      if (e instanceof SpoolError) throw new CliError(e.message, true);
+      if (e instanceof SpoolError) throw new CliError(e.message, true, { cause: e });
       throw e;
     }
     for (const m of result.missedPrioritized)
@@ -194,7 +196,7 @@ async function convertImageCommand(
   } catch (e) {
     // Both name the argument they refuse.
     if (e instanceof ImageRefError || e instanceof RegistryError)
-      throw new CliError(e.message, true);
+      throw new CliError(e.message, true, { cause: e });
     throw e;
   }
 
@@ -289,11 +291,13 @@ function imageError(
     const name = !inSrc && inDst ? output : input;
     const at = e.subject.indexOf("@");
     const what = at >= 0 ? `${e.subject.slice(at + 1)}: ` : "";
-    return new CliError(`${name}: ${what}${e.reason}`, true);
+    return new CliError(`${name}: ${what}${e.reason}`, true, { cause: e });
   }
   const err = e as NodeJS.ErrnoException;
   if (typeof err?.code === "string" && err.path) return e;
+  // Anything else that is not an input error is a bug: it keeps its class and stack.
+  if (!(e instanceof FormatError) && typeof err?.code !== "string") return e;
   const msg = (err?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-  const outputSide = dst.kind === "oci" && msg.startsWith(dst.dir);
-  return new CliError(`${outputSide ? output : input}: ${msg}`, true);
+  const outputSide = e instanceof SinkError;
+  return new CliError(`${outputSide ? output : input}: ${msg}`, true, { cause: e });
 }
