@@ -419,8 +419,18 @@ export function newNode(path: string, type: Node["type"]): Node {
 function extractTocJson(member: Uint8Array, maxBytes: number): Uint8Array {
   let tar: Buffer;
   try {
-    // The tar header and padding come on top of the JSON.
-    tar = gunzipSync(member, { maxOutputLength: maxBytes + 2048 });
+    // The tar header and padding come on top of the JSON. The output buffer is sized from
+    // the gzip trailer's ISIZE (a hint only: bounded, and a wrong one just costs more chunks);
+    // zlib's default 16 KiB chunks, concatenated at the end, double the inflate cost.
+    const max = maxBytes + 2048;
+    const isize =
+      member.length >= 18
+        ? Buffer.from(member.buffer, member.byteOffset, member.byteLength).readUInt32LE(
+            member.length - 4,
+          )
+        : 0;
+    const chunkSize = Math.min(Math.max(isize + 1024, 64 * 1024), max + 1, 64 << 20);
+    tar = gunzipSync(member, { maxOutputLength: max, chunkSize });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
       throw new LimitError(`TOC JSON is larger than the limit of ${maxBytes} bytes`);

@@ -24,6 +24,9 @@ import {
 export const DEFAULT_MAX_TOC_ENTRIES = 2_000_000;
 /** Smallest possible entry object, `{"name":"","type":"dir"}`: more bytes may hold more entries. */
 const MIN_ENTRY_BYTES = 24;
+/** Deepest entry path (components) and longest (bytes) accepted: Linux's PATH_MAX is 4096. */
+export const MAX_PATH_DEPTH = 1024;
+export const MAX_PATH_BYTES = 64 * 1024;
 const FNV_OFFSET = 0x811c9dc5 | 0;
 const FNV_PRIME = 0x01000193;
 const TOC_TAR_BYTES = Buffer.from(TOC_TAR_NAME, "latin1");
@@ -92,6 +95,7 @@ export class TocIndex implements EntrySink {
   // Set by hashKey: the hash of the key up to its last slash, and that slash.
   private prefixHash = 0;
   private lastSlash = -1;
+  private slashes = 0;
 
   constructor(readonly bytes: Buffer) {
     // Sized from the JSON length (a real entry takes 100-350 bytes of JSON); grown if short.
@@ -276,16 +280,19 @@ export class TocIndex implements EntrySink {
     let h = FNV_OFFSET;
     let ph = FNV_OFFSET;
     let ls = -1;
+    let n = 0;
     for (let p = s; p < e; p++) {
       const c = buf[p];
       if (c === 0x2f) {
         ph = h;
         ls = p;
+        n++;
       }
       h = Math.imul(h ^ c, FNV_PRIME);
     }
     this.prefixHash = ph;
     this.lastSlash = ls;
+    this.slashes = n;
     return h;
   }
 
@@ -325,6 +332,11 @@ export class TocIndex implements EntrySink {
       if (this.nKeyE[k] - enc !== len) continue;
       const kb = enc < 0 ? this.side : this.bytes;
       const ks = enc < 0 ? -enc - 1 : enc;
+      // Long keys natively (a byte loop is slow until V8 optimizes it).
+      if (len > 16) {
+        if (kb.compare(buf, s, e, ks, ks + len) === 0) return k;
+        continue;
+      }
       let p = 0;
       while (p < len && kb[ks + p] === buf[s + p]) p++;
       if (p === len) return k;
@@ -377,10 +389,16 @@ export class TocIndex implements EntrySink {
     for (let k = 0; k < this.count; k++) this.insert(k);
   }
 
-  /** The slot for key buf[s, e) (hash h, prefix from hashKey), made with its parents. */
+  /**
+   * The slot for key buf[s, e) (hash h, prefix from hashKey), made with its parents.
+   * Iterative: a path of 100,000 components makes 100,000 parents without recursion.
+   */
   private ensure(buf: Buffer, s: number, e: number, h: number, type: number): number {
-    const slash = this.lastSlash;
-    const ph = this.prefixHash;
+    // Bounded so that every node's path, made once per node, stays small in total.
+    if (this.slashes >= MAX_PATH_DEPTH || e - s > MAX_PATH_BYTES)
+      throw new LimitError(
+        `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
+      );
     const found = this.find(buf, s, e, h);
     if (found >= 0) {
       if (this.nType[found] === T_DIR && type !== T_DIR && this.nFirst[found] >= 0)
@@ -390,12 +408,50 @@ export class TocIndex implements EntrySink {
       return found;
     }
     let parent = 0;
+    const slash = this.lastSlash;
     if (slash >= 0) {
-      parent = this.find(buf, s, slash, ph);
+      parent = this.find(buf, s, slash, this.prefixHash);
       if (parent < 0) {
-        parent = this.ensure(buf, s, slash, this.hashKey(buf, s, slash), T_DIR);
+        // Missing ancestors: the hash of every prefix in one pass, then up to the nearest
+        // existing one, then down making each (no recursion, linear in the key's length).
+        const ends: number[] = [];
+        const hashes: number[] = [];
+        let hh = FNV_OFFSET;
+        for (let p = s; p < slash; p++) {
+          const c = buf[p];
+          if (c === 0x2f) {
+            ends.push(p);
+            hashes.push(hh);
+          }
+          hh = Math.imul(hh ^ c, FNV_PRIME);
+        }
+        ends.push(slash);
+        hashes.push(hh);
+        let i = ends.length - 1;
+        parent = 0;
+        for (; i > 0; i--) {
+          const k = this.find(buf, s, ends[i - 1], hashes[i - 1]);
+          if (k >= 0) {
+            parent = k;
+            break;
+          }
+        }
+        // ends[i..] are missing (ends[i - 1] is `parent`, or i is 0 under the root).
+        for (; i < ends.length; i++) parent = this.child(parent, buf, s, ends[i], hashes[i], T_DIR);
       }
     }
+    return this.child(parent, buf, s, e, h, type);
+  }
+
+  /** A new slot for key buf[s, e) under `parent`. */
+  private child(
+    parent: number,
+    buf: Buffer,
+    s: number,
+    e: number,
+    h: number,
+    type: number,
+  ): number {
     if (this.nType[parent] !== T_DIR)
       throw new FormatError(
         `TOC entry ${JSON.stringify(this.keyString(buf, s, e))} is under a non-directory`,

@@ -33,6 +33,22 @@ TYPE_CODES.delete("");
 /** String flags: the string holds escapes (decode with JSON.parse); it holds non-ASCII bytes. */
 export const S_ESCAPED = 1;
 export const S_NONASCII = 2;
+/**
+ * Byte classes inside a JSON string: 0 plain ASCII, 1 the closing quote, 2 a backslash, 3 a
+ * control byte (invalid), 4 non-ASCII. One table load per byte keeps the loop short while V8
+ * still interprets it.
+ */
+const STR_CLASS = new Uint8Array(256);
+for (let c = 0; c < 0x20; c++) STR_CLASS[c] = 3;
+STR_CLASS[0x22] = 1;
+STR_CLASS[0x5c] = 2;
+for (let c = 0x80; c < 0x100; c++) STR_CLASS[c] = 4;
+/** 1 for the bytes of lowercase hex. */
+const HEX = new Uint8Array(256);
+for (const c of Buffer.from("0123456789abcdef", "latin1")) HEX[c] = 1;
+/** Bits of EntryScratch.checked: the digest / chunkDigest was read as a valid sha256 digest. */
+const DIGEST_OK = 1;
+const CHUNK_DIGEST_OK = 2;
 /** A string field's start when the value is present but not a string. */
 const NOT_STRING = -2;
 /** A number field's value when the value is not a non-negative safe integer. */
@@ -148,6 +164,8 @@ export class EntryScratch {
   /** Byte range of the xattrs object; xattrsS < 0: absent or null; NOT_STRING: not an object. */
   xattrsS = -1;
   xattrsE = 0;
+  /** DIGEST_OK | CHUNK_DIGEST_OK: those fields were already checked while scanned. */
+  checked = 0;
 
   reset(start: number): void {
     this.start = start;
@@ -189,6 +207,7 @@ export class EntryScratch {
     this.chunkDigestF = 0;
     this.xattrsS = -1;
     this.xattrsE = 0;
+    this.checked = 0;
   }
 }
 
@@ -307,6 +326,7 @@ class Scanner {
     let f = 0;
     p++;
     for (;;) {
+      while (p < n && STR_CLASS[b[p]] === 0) p++;
       if (p >= n) this.fail(p);
       const c = b[p];
       if (c === 0x22) break;
@@ -615,6 +635,16 @@ class Scanner {
           e.xattrsS = NOT_STRING;
           p = this.skip(p);
         }
+      } else if (
+        c === 0x22 &&
+        (id === K_DIGEST || id === K_CHUNKDIGEST) &&
+        b[p + 72] === 0x22 &&
+        isPlainDigest(b, p + 1)
+      ) {
+        // The common case, read and checked in one pass: "sha256:<64 lowercase hex>".
+        setString(e, id, p + 1, p + 72, 0);
+        e.checked |= id === K_DIGEST ? DIGEST_OK : CHUNK_DIGEST_OK;
+        p += 73;
       } else if (c === 0x22) {
         const s = p + 1;
         p = this.str(p);
@@ -753,16 +783,34 @@ function setString(e: EntryScratch, id: number, s: number, end: number, f: numbe
       e.digestS = s;
       e.digestE = end;
       e.digestF = f;
+      e.checked &= ~DIGEST_OK;
       break;
     case K_CHUNKDIGEST:
       e.chunkDigestS = s;
       e.chunkDigestE = end;
       e.chunkDigestF = f;
+      e.checked &= ~CHUNK_DIGEST_OK;
       break;
   }
 }
 
 const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
+
+/** Whether b[s, s + 71) is "sha256:" and 64 lowercase hex bytes (all valid in a JSON string). */
+function isPlainDigest(b: Buffer, s: number): boolean {
+  if (
+    b[s] !== 0x73 ||
+    b[s + 1] !== 0x68 ||
+    b[s + 2] !== 0x61 ||
+    b[s + 3] !== 0x32 ||
+    b[s + 4] !== 0x35 ||
+    b[s + 5] !== 0x36 ||
+    b[s + 6] !== 0x3a
+  )
+    return false;
+  for (let p = s + 7; p < s + 71; p++) if (HEX[b[p]] === 0) return false;
+  return true;
+}
 
 /** "" or sha256:<64 lowercase hex>. */
 function isDigest(b: Buffer, s: number, e: number, f: number): boolean {
@@ -826,8 +874,12 @@ function validate(e: EntryScratch, i: number, b: Buffer): void {
     ] as const)
       if (v === NOT_STRING) bad(`${k} is not a string`);
   }
-  if (!isDigest(b, e.digestS, e.digestE, e.digestF)) bad("digest is not a sha256 digest");
-  if (!isDigest(b, e.chunkDigestS, e.chunkDigestE, e.chunkDigestF))
+  if (!(e.checked & DIGEST_OK) && !isDigest(b, e.digestS, e.digestE, e.digestF))
+    bad("digest is not a sha256 digest");
+  if (
+    !(e.checked & CHUNK_DIGEST_OK) &&
+    !isDigest(b, e.chunkDigestS, e.chunkDigestE, e.chunkDigestF)
+  )
     bad("chunkDigest is not a sha256 digest");
   if (e.xattrsS === NOT_STRING) bad("xattrs is not an object");
   if (e.xattrsS === BAD_XATTR) bad("xattr value is not base64");
