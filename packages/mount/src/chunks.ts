@@ -5,6 +5,7 @@ import {
   type Node,
   verifyChunk,
 } from "@seekable/format";
+import { ByteLru } from "@seekable/reader";
 import { LinkEstimate } from "./link-estimate.js";
 import { type Member, MemberIndex, pickNeighbours } from "./neighbours.js";
 
@@ -58,8 +59,8 @@ export interface NeighbourOptions {
  */
 export class ChunkPool {
   private readonly inflight = new Map<string, Promise<Uint8Array>>();
-  private readonly recent = new Map<string, Uint8Array>();
-  private recentBytes = 0;
+  /** Recently used verified chunks, by key. */
+  private readonly recent: ByteLru<string, Uint8Array>;
   /** Fetches in progress that are on-demand reads (the background fetch yields to them). */
   active = 0;
   lastActive = 0;
@@ -85,11 +86,12 @@ export class ChunkPool {
   private readonly speculative = new Map<string, number>();
 
   constructor(
-    private readonly maxRecentBytes = 64 << 20,
+    maxRecentBytes = 64 << 20,
     /** Waits for a pending prefetch that covers the chunk, so it is not fetched twice. */
     private readonly before?: (item: ChunkItem) => Promise<void> | undefined,
     opts: NeighbourOptions = {},
   ) {
+    this.recent = new ByteLru(maxRecentBytes);
     this.link = opts.link ?? new LinkEstimate();
     this.neighbours = opts.enabled ?? true;
     this.spareRatio = opts.spareRatio ?? 0.15;
@@ -120,7 +122,7 @@ export class ChunkPool {
   peek(items: ChunkItem[]): Uint8Array[] | undefined {
     const out: Uint8Array[] = [];
     for (const it of items) {
-      const hit = this.recent.get(it.key);
+      const hit = this.recent.peek(it.key);
       if (!hit) return undefined;
       out.push(hit);
     }
@@ -138,8 +140,6 @@ export class ChunkPool {
         if (onDemand) this.wanted(it);
         const hit = this.recent.get(it.key);
         if (hit) {
-          this.recent.delete(it.key);
-          this.recent.set(it.key, hit);
           out.push(Promise.resolve(hit));
           continue;
         }
@@ -357,14 +357,7 @@ export class ChunkPool {
   }
 
   private remember(key: string, data: Uint8Array): void {
-    if (data.length > this.maxRecentBytes || this.recent.has(key)) return;
-    this.recent.set(key, data);
-    this.recentBytes += data.length;
-    for (const [k, v] of this.recent) {
-      if (this.recentBytes <= this.maxRecentBytes) break;
-      this.recent.delete(k);
-      this.recentBytes -= v.length;
-    }
+    this.recent.add(key, data);
   }
 }
 

@@ -6,31 +6,87 @@ import { join } from "node:path";
 import type { ChunkCache } from "@seekable/format";
 import type { ReadStats } from "./stats.js";
 
-/** Bounded in-memory LRU of verified chunks (Map iteration order is insertion order). */
-export class MemoryChunkCache implements ChunkCache {
-  private readonly map = new Map<string, Uint8Array>();
-  private bytes = 0;
+/**
+ * A least-recently-used map bounded by bytes: once the values' total `byteLength` passes
+ * `maxBytes`, the least recently used go first. `get` marks an entry used; `has` and `peek`
+ * do not. The one LRU of the project (the chunk caches of reader and mount use it).
+ */
+export class ByteLru<K, V extends { readonly byteLength: number }> {
+  // Map iteration order is insertion order: re-inserting on use keeps the oldest first.
+  private readonly map = new Map<K, V>();
+  private total = 0;
 
-  constructor(private readonly maxBytes = 32 << 20) {}
+  constructor(readonly maxBytes: number) {}
 
-  get(digest: string, _size?: number): Uint8Array | undefined {
-    const v = this.map.get(digest);
-    if (v) {
-      this.map.delete(digest);
-      this.map.set(digest, v);
+  /** Bytes held. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** Entries held. */
+  get size(): number {
+    return this.map.size;
+  }
+
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
+  /** The value without marking it used. */
+  peek(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  /** The value, now the most recently used. */
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
     }
     return v;
   }
 
-  put(digest: string, data: Uint8Array): void {
-    if (data.length > this.maxBytes || this.map.has(digest)) return;
-    this.map.set(digest, data);
-    this.bytes += data.length;
+  /**
+   * Stores `value` as the most recently used, evicting the least recently used beyond
+   * `maxBytes`. A key already held keeps its value (and its place); a value larger than
+   * `maxBytes` is not stored. Returns whether it was stored.
+   */
+  add(key: K, value: V): boolean {
+    if (value.byteLength > this.maxBytes || this.map.has(key)) return false;
+    this.map.set(key, value);
+    this.total += value.byteLength;
     for (const [k, v] of this.map) {
-      if (this.bytes <= this.maxBytes) break;
+      if (this.total <= this.maxBytes) break;
       this.map.delete(k);
-      this.bytes -= v.length;
+      this.total -= v.byteLength;
     }
+    return true;
+  }
+
+  delete(key: K): boolean {
+    const v = this.map.get(key);
+    if (v === undefined) return false;
+    this.map.delete(key);
+    this.total -= v.byteLength;
+    return true;
+  }
+}
+
+/** Bounded in-memory LRU of verified chunks. */
+export class MemoryChunkCache implements ChunkCache {
+  private readonly lru: ByteLru<string, Uint8Array>;
+
+  constructor(maxBytes = 32 << 20) {
+    this.lru = new ByteLru(maxBytes);
+  }
+
+  get(digest: string, _size?: number): Uint8Array | undefined {
+    return this.lru.get(digest);
+  }
+
+  put(digest: string, data: Uint8Array): void {
+    this.lru.add(digest, data);
   }
 }
 
