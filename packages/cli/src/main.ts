@@ -4,6 +4,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { describeError, describeStack, isUserError } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
 import { respawned } from "./respawn.js";
+import { printTiming } from "./timing.js";
+
+performance.mark("cli: main module loaded");
 
 /** The options every reading command takes (BLOB sources, caches, statistics). */
 function readingOptions(cmd: Command): Command {
@@ -137,9 +140,12 @@ readingOptions(program.command("ls"))
   )
   .argument("[path]", "a directory to list or a file to show")
   .option("--json", "machine-readable output")
-  .action(async (blob: string, path: string | undefined, o) =>
-    (await import("./commands/read.js")).lsCommand(subject(blob), path, o),
-  );
+  .action(async (blob: string, path: string | undefined, o) => {
+    performance.mark("cli: arguments parsed");
+    const { lsCommand } = await import("./commands/read.js");
+    performance.mark("cli: command module loaded");
+    return lsCommand(subject(blob), path, o);
+  });
 
 readingOptions(program.command("cat"))
   .description("write files' contents to stdout, fetching only their chunks")
@@ -176,9 +182,12 @@ readingOptions(program.command("mount"))
     "fetch a profile's files at mount, one batched request per layer, in the background: a file as --record writes it, or auto (the newest profile pushed with `seekable profile push`); a missing or unusable profile is a warning",
   )
   .option("--json", 'print {"mounted","dir",...} when mounted')
-  .action(async (ref: string, dir: string, o) =>
-    (await import("./commands/mount.js")).mountCommand(subject(ref), dir, o),
-  );
+  .action(async (ref: string, dir: string, o) => {
+    performance.mark("cli: arguments parsed");
+    const { mountCommand } = await import("./commands/mount.js");
+    performance.mark("cli: command module loaded");
+    return mountCommand(subject(ref), dir, o);
+  });
 
 program
   .command("store")
@@ -322,6 +331,7 @@ program
 if (!respawned) await main();
 
 async function main(): Promise<void> {
+  if (process.env.SEEKABLE_TIMING) process.once("exit", () => printTiming("cli: process exit"));
   installSignalCleanup();
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code === "EPIPE") process.exit(0); // reader went away (e.g. `| head`)

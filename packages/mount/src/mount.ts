@@ -55,6 +55,26 @@ class ImageFuse extends Fuse {
   }
 }
 
+/** SEEKABLE_TIMING: marks the first request of each kind the kernel sends, and its answer. */
+function markFirstCalls(ops: Record<string, unknown>): void {
+  for (const [name, op] of Object.entries(ops)) {
+    if (typeof op !== "function") continue;
+    let first = true;
+    ops[name] = (...args: unknown[]) => {
+      if (first) {
+        first = false;
+        performance.mark(`fuse: first ${name} asked`);
+        const cb = args[args.length - 1] as (...r: unknown[]) => void;
+        args[args.length - 1] = (...r: unknown[]) => {
+          performance.mark(`fuse: first ${name} answered`);
+          cb(...r);
+        };
+      }
+      return op(...args);
+    };
+  }
+}
+
 function describe(e: unknown): string {
   return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
 }
@@ -91,6 +111,7 @@ export async function mountTarget(
       opts.log(line);
     },
   });
+  if (process.env.SEEKABLE_TIMING) markFirstCalls(ops as unknown as Record<string, unknown>);
   const fuse = new ImageFuse(dir, ops, {
     fsname: "seekable",
     subtype: "seekable",
@@ -103,7 +124,9 @@ export async function mountTarget(
     // A backstop only: the registry client has its own timeouts and retry budget.
     timeout: { default: 60_000, read: 300_000, open: 300_000 },
   });
+  performance.mark("mount: FUSE mount started");
   await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
+  performance.mark("mount: FUSE mount up");
 
   const background = new AbortController();
   const prioritized = prefetch.start(target.layers, (e) =>

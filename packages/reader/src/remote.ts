@@ -127,6 +127,7 @@ async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTa
     platform: opts.platform ? parsePlatform(opts.platform) : undefined,
     signal: opts.signal,
   });
+  performance.mark("open: manifest received");
   let descs = manifest.json.layers ?? [];
   if (opts.layer !== undefined) {
     const i = /^\d+$/.test(opts.layer)
@@ -139,7 +140,7 @@ async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTa
   try {
     // Layers open concurrently: each costs one or two small requests.
     const results = await Promise.allSettled(
-      descs.map((d) => openRegistryLayer(client, ref, d.digest, d, opts)),
+      descs.map((d, i) => openRegistryLayer(client, ref, d.digest, d, opts, `layer ${i}`)),
     );
     for (const r of results) if (r.status === "fulfilled") opened.push(r.value);
     const failed = results.find((r) => r.status === "rejected");
@@ -168,6 +169,7 @@ async function openRegistryLayer(
   digest: string,
   desc: Descriptor | undefined,
   opts: TargetOptions,
+  label = "layer",
 ): Promise<OpenedLayer> {
   const repo = { registry: ref.registry, repository: ref.repository };
   // Without a descriptor (a blob URL), one suffix range gives the size and the tail at once.
@@ -186,6 +188,11 @@ async function openRegistryLayer(
   });
   const expected = desc?.annotations?.[TOC_DIGEST_ANNOTATION] ?? opts.tocDigest;
   try {
+    if (tail === undefined && source.size > 0) {
+      const length = Math.min(source.size, tailSizeFor(source.size));
+      [tail] = await source.read([{ offset: source.size - length, length }], opts.signal);
+    }
+    performance.mark(`open: ${label} tail received`);
     const reader = await LayerReader.open(source, {
       tocDigest: expected,
       cache: opts.cache,
@@ -193,6 +200,7 @@ async function openRegistryLayer(
       tail,
       signal: opts.signal,
     });
+    performance.mark(`open: ${label} TOC ready`);
     return { digest, descriptor: desc, view: reader, reader, expectedTocDigest: expected };
   } catch (e) {
     // Not eStargz (no footer): still usable, streamed whole once. A layer that claims a

@@ -1,10 +1,12 @@
 import { open } from "node:fs/promises";
-import { findProfile, MAX_PROFILE_BYTES, parseProfile } from "@seekable/image";
-import { mountTarget, type ProfilePrefetchResult } from "@seekable/mount";
+// Loaded when used: @seekable/image only for --prefetch, @seekable/mount (fuse-native) while
+// the image opens. The start of a mount loads no more than it needs.
+import type { ProfilePrefetchResult } from "@seekable/mount";
 import { getImageManifest, parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { onInterrupt } from "../output.js";
 import { openSession, type ReadingFlags, type Session } from "../target.js";
+import { printTiming } from "../timing.js";
 
 export interface MountFlags extends ReadingFlags {
   record?: string;
@@ -21,6 +23,7 @@ interface Profile {
 
 /** A local profile file, refused when larger than the cap (read no further than that). */
 async function readProfileFile(file: string): Promise<Profile> {
+  const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
   const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
     throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
   });
@@ -62,6 +65,7 @@ async function registryProfile(
   if (session.target.layers.some((l) => l.digest === undefined || !layers.has(l.digest)))
     return `${ref} changed while it was being mounted`;
   const repo = { registry: reference.registry, repository: reference.repository };
+  const { findProfile } = await import("@seekable/image");
   const found = await findProfile(client, repo, manifest.digest);
   if (!found)
     return `no profile stored for ${manifest.digest} (looked for referrers, and the ${referrersTag(manifest.digest)} tag)`;
@@ -121,6 +125,9 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
     log("--background-fetch is ignored with --no-cache (nowhere to keep the image)");
     flags.backgroundFetch = false;
   }
+  // The FUSE adapter loads while the image's manifest and TOCs are fetched.
+  const fuseModule = import("@seekable/mount");
+  fuseModule.catch(() => {}); // awaited below
   const session = await openSession(ref, flags);
   // The profile is found while the kernel mounts; the mount does not wait for it.
   const profile: Promise<Profile | string> | undefined =
@@ -131,8 +138,10 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
         : readProfileFile(flags.prefetch);
   const paths = profile?.then((p) => (typeof p === "string" ? undefined : p.paths));
   paths?.catch(() => {}); // reported by reportPrefetch, once the mount is up
-  let mounted: Awaited<ReturnType<typeof mountTarget>>;
+  let mounted: Awaited<ReturnType<typeof import("@seekable/mount").mountTarget>>;
   try {
+    const { mountTarget } = await fuseModule;
+    performance.mark("cli: FUSE adapter loaded");
     mounted = await mountTarget(session.target, dir, {
       record: flags.record,
       backgroundFetch: flags.backgroundFetch,
@@ -150,6 +159,7 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
       `${JSON.stringify({ mounted: ref, dir: mounted.dir, kind: session.target.kind, layers: session.target.layers.length })}\n`,
     );
   } else process.stdout.write(`mounted ${ref} at ${mounted.dir}\n`);
+  printTiming("cli: mounted (reported on stdout)");
   if (profile) reportPrefetch(profile, mounted.profiled, log);
 
   // The process stays up while the kernel may call in; a signal ends it cleanly.

@@ -11,10 +11,13 @@ async function withSession(
   body: (s: Session) => Promise<void>,
 ): Promise<void> {
   const s = await openSession(blob, flags);
+  performance.mark("cli: session open");
   try {
     await body(s);
+    performance.mark("cli: output written");
   } finally {
     await s.finish();
+    performance.mark("cli: session finished");
   }
 }
 
