@@ -98,8 +98,10 @@ export class TocIndex implements EntrySink {
   private slashes = 0;
 
   constructor(readonly bytes: Buffer) {
-    // Sized from the JSON length (a real entry takes 100-350 bytes of JSON); grown if short.
-    const cap = Math.max(256, Math.ceil(bytes.length / 96));
+    // Sized from the JSON length, grown if short: a real entry takes 100-350 bytes of JSON
+    // (real TOCs: 250-350 bytes an entry). Over-sizing costs more than growing: megabytes of
+    // zeroed typed arrays, and the scavenges V8 runs for external memory pressure.
+    const cap = Math.max(256, Math.ceil(bytes.length / 192));
     this.entryStart = new Int32Array(cap);
     this.cCap = cap;
     this.cOffset = new Float64Array(cap);
@@ -332,11 +334,6 @@ export class TocIndex implements EntrySink {
       if (this.nKeyE[k] - enc !== len) continue;
       const kb = enc < 0 ? this.side : this.bytes;
       const ks = enc < 0 ? -enc - 1 : enc;
-      // Long keys natively (a byte loop is slow until V8 optimizes it).
-      if (len > 16) {
-        if (kb.compare(buf, s, e, ks, ks + len) === 0) return k;
-        continue;
-      }
       let p = 0;
       while (p < len && kb[ks + p] === buf[s + p]) p++;
       if (p === len) return k;
@@ -671,6 +668,10 @@ export class NodeView {
   }
   get size(): number {
     return this.index.count;
+  }
+  /** Every node's cleaned path (the root's is ""), in TOC order, without making nodes. */
+  *paths(): Generator<string> {
+    for (let k = 0; k < this.index.count; k++) yield this.index.pathOf(k);
   }
 }
 

@@ -107,7 +107,23 @@ const typeVal = fc.oneof(
   fc.constantFrom(...TYPE_NAMES.slice(1)).map((t) => JSON.stringify(t)),
   fc.constantFrom('"socket"', '"re\\u0067"', "5", "null"),
 );
-const digestVal = fc.constantFrom(`"${D}"`, '""', '"md5:00"', `"${D.toUpperCase()}"`, "null", "3");
+const digestVal = fc.constantFrom(
+  `"${D}"`,
+  '""',
+  '"md5:00"',
+  `"${D.toUpperCase()}"`,
+  "null",
+  "3",
+  // Near misses of the one-pass digest check: one byte off, escaped, too long or short.
+  `"${D.slice(0, -1)}g"`,
+  `"${D.slice(0, -1)}\\u0062"`,
+  `"${D.replace("c", "\\u0063")}"`,
+  `"${D}0"`,
+  `"${D.slice(0, -1)}"`,
+  `"sha256;${D.slice(7)}"`,
+  `"${D.slice(0, 40)}\t${D.slice(41)}"`,
+  `"${D.slice(0, 40)}\\t${D.slice(41)}"`,
+);
 const xattrsVal = fc.oneof(
   fc
     .dictionary(fc.string({ maxLength: 4 }), fc.string({ maxLength: 4 }))

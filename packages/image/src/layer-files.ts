@@ -11,7 +11,8 @@ export async function layerFiles(source: ImageSource, desc: Descriptor): Promise
       const reader = await LayerReader.open(rs, {
         tocDigest: desc.annotations?.[TOC_DIGEST_ANNOTATION],
       });
-      for (const e of reader.toc.entries) if (e.type !== "chunk") names.add(cleanEntryName(e.name));
+      // From the index (implicit parent directories included): no parse of the TOC JSON.
+      for (const path of reader.paths()) if (path !== "") names.add(path);
     } finally {
       await rs.close?.();
     }
