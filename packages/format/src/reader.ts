@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import { type ChunkRef, TruncatedMemberError, verifyChunk } from "./chunk.js";
-import { type Decompressor, gzipCompression } from "./compression.js";
+import { type ChunkRef, inflateChunkAsync, TruncatedMemberError, verifyChunk } from "./chunk.js";
 import { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
-import type { Footer } from "./footer.js";
+import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
@@ -33,8 +32,6 @@ export interface OpenOptions {
   maxEntries?: number;
   /** Most TOC JSON bytes accepted (default 512 MiB). */
   maxTocBytes?: number;
-  /** Reads the footer and inflates chunks (default gzip, the only one so far). */
-  decompressor?: Decompressor;
   signal?: AbortSignal;
 }
 
@@ -78,8 +75,6 @@ export class LayerReader {
 
   /** Set at open; may be replaced. */
   cache: ChunkCache | undefined;
-  /** How this blob's footer and chunks are decompressed; set at open. */
-  decompressor: Decompressor = gzipCompression;
 
   private constructor(
     readonly source: RangeSource,
@@ -111,19 +106,14 @@ export class LayerReader {
     if (size < 47)
       throw new NotEStargzError(`blob of ${size} bytes is too small for an eStargz footer`);
     let tail: Uint8Array;
-    const dec = opts.decompressor ?? gzipCompression;
-    if (
-      opts.tail &&
-      opts.tail.length >= Math.min(size, dec.footerSize) &&
-      opts.tail.length <= size
-    ) {
+    if (opts.tail && opts.tail.length >= Math.min(size, FOOTER_SIZE) && opts.tail.length <= size) {
       tail = opts.tail;
     } else {
-      const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, dec.footerSize));
+      const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
       [tail] = await source.read([{ offset: size - tailLen, length: tailLen }], opts.signal);
     }
     const tailStart = size - tail.length;
-    const footer = dec.parseFooter(tail);
+    const footer = parseFooter(tail);
     const tocEnd = size - footer.footerSize;
     if (footer.tocOffset >= tocEnd)
       throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
@@ -154,7 +144,6 @@ export class LayerReader {
       opts.maxEntries ?? DEFAULT_MAX_TOC_ENTRIES,
     );
     reader.cache = opts.cache;
-    reader.decompressor = dec;
     return reader;
   }
 
@@ -315,11 +304,13 @@ export class LayerReader {
       for (let k = 0; k < items.length; k++) {
         if (out[k]) continue;
         const { path, ref } = items[k];
-        const data = await this.decompressor
-          .inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref, path)
-          .catch((e: unknown) => {
-            throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
-          });
+        const data = await inflateChunkAsync(
+          byOffset.get(ref.offset) as Uint8Array,
+          ref,
+          path,
+        ).catch((e: unknown) => {
+          throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
+        });
         verifyChunk(data, ref, path);
         out[k] = data;
         if (cache && ref.chunkDigest) await cache.put(ref.chunkDigest, data);
