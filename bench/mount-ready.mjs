@@ -35,6 +35,7 @@ import {
   parseArgs,
   pushImage,
   ROOT,
+  runTimed,
   SEEKABLE,
   startRegistry,
 } from "./lib.mjs";
@@ -91,15 +92,6 @@ function procCpuMs(pid) {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** The CPU ms a child reported on its last `seekable-timing` line (at exit). */
-function timingCpu(stderr) {
-  const line = stderr
-    .split("\n")
-    .filter((l) => l.startsWith("seekable-timing "))
-    .pop();
-  return line ? JSON.parse(line.slice("seekable-timing ".length)).cpuMs : Number.NaN;
-}
-
 async function mountOnce(cli, target, dir) {
   const spawnedAt = performance.timeOrigin + performance.now();
   const child = spawn(process.execPath, [cli, "mount", target, dir, "--no-cache"], {
@@ -139,23 +131,13 @@ async function mountOnce(cli, target, dir) {
 }
 
 async function lsOnce(cli, target) {
+  // Under GNU time: CPU of the whole process (builds without SEEKABLE_TIMING report it too).
   const spawnedAt = performance.timeOrigin + performance.now();
-  const child = spawn(process.execPath, [cli, "ls", target, "/etc/os-release", "--no-cache"], {
-    stdio: ["ignore", "pipe", "pipe"],
+  const r = await runTimed(process.execPath, [cli, "ls", target, "/etc/os-release", "--no-cache"], {
     env,
   });
-  let err = "";
-  let out = "";
-  child.stderr.on("data", (d) => {
-    err += d;
-  });
-  child.stdout.on("data", (d) => {
-    out += d;
-  });
-  const code = await new Promise((r) => child.once("exit", r));
-  const total = performance.timeOrigin + performance.now() - spawnedAt;
-  if (code !== 0 || !out.includes("os-release")) throw new Error(`ls failed (${code}): ${err}`);
-  return { total, cpuMs: timingCpu(err), marks: marks(err, spawnedAt) };
+  if (!r.stdout.includes("os-release")) throw new Error(`ls printed no os-release: ${r.stderr}`);
+  return { total: r.wall * 1000, cpuMs: r.cpu * 1000, marks: marks(r.stderr, spawnedAt) };
 }
 
 function nodeFloor() {
