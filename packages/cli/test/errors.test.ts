@@ -26,7 +26,7 @@ let root: string;
 let childTmp: string;
 
 /** Runs the built CLI with its own TMPDIR (checked for leftovers). */
-function run(args: string[], stdin?: Buffer, timeoutMs = 15_000, cwd?: string): Promise<RunResult> {
+function run(args: string[], stdin?: Buffer, timeoutMs = 60_000, cwd?: string): Promise<RunResult> {
   return runProcess(process.execPath, [CLI, ...args], {
     input: stdin,
     env: { ...process.env, TMPDIR: childTmp },
@@ -142,7 +142,7 @@ describe("convert: bad input exits 1 with one line naming the input, leaves noth
   it("an empty file called 'empty' is still named", async () => {
     const [inPath, outDir] = setup("empty", Buffer.alloc(0));
     // Run from the input's directory so the input is given as the bare name "empty".
-    const r = await run(["convert", "empty", "out/o.esgz"], undefined, 15_000, dirname(inPath));
+    const r = await run(["convert", "empty", "out/o.esgz"], undefined, 60_000, dirname(inPath));
     expectFailure(r);
     expect(r.stderr).toMatch(/^seekable: empty: /);
     expect(readdirSync(outDir)).toEqual([]);
