@@ -1,7 +1,10 @@
 import { Worker } from "node:worker_threads";
+import type { CompressionName } from "./compression.js";
 
 export interface BatchRequest {
   seq: number;
+  /** The Compressor (by name: it crosses a thread) that makes the members. */
+  compression: CompressionName;
   level: number;
   buffer: ArrayBuffer;
   lengths: number[];
@@ -41,6 +44,7 @@ export class CompressPool {
     private readonly level: number,
     private readonly deliver: Deliver,
     private readonly maxInFlight = Math.max(3, threads * 2),
+    private readonly compression: CompressionName = "gzip",
   ) {
     for (let i = 0; i < threads; i++) {
       // Workers only move buffers: a small young generation keeps their heaps (RSS) small.
@@ -71,6 +75,7 @@ export class CompressPool {
     slot.outstanding++;
     const req: BatchRequest = {
       seq,
+      compression: this.compression,
       level: this.level,
       buffer: buffer.buffer as ArrayBuffer,
       lengths,

@@ -1,19 +1,20 @@
 import { createHash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 import type { BatchRequest, BatchResult } from "./compress-pool.js";
-import { gzipMember } from "./gzip-member.js";
+import { compressionByName } from "./compression.js";
 
-// Compresses a batch of segments into gzip members and hashes each segment's leading chunk.
+// Compresses a batch of segments into members and hashes each segment's leading chunk.
 parentPort?.on("message", (req: BatchRequest) => {
   try {
+    const compressor = compressionByName(req.compression);
     const data = new Uint8Array(req.buffer);
-    const members: Buffer[] = [];
+    const members: Uint8Array[] = [];
     const digests: string[] = [];
     let off = 0;
     for (let i = 0; i < req.lengths.length; i++) {
       const seg = data.subarray(off, off + req.lengths[i]);
       off += req.lengths[i];
-      members.push(gzipMember(seg, req.level));
+      members.push(compressor.writeMember(seg, req.level));
       const cl = req.chunkLengths[i];
       digests.push(cl > 0 ? createHash("sha256").update(seg.subarray(0, cl)).digest("hex") : "");
     }

@@ -1,4 +1,5 @@
 export * from "./chunk.js";
+export * from "./compression.js";
 export * from "./convert.js";
 export * from "./errors.js";
 export * from "./footer.js";

@@ -3,7 +3,6 @@ import {
   type ChunkCache,
   type ChunkRef,
   FormatError,
-  inflateChunkAsync,
   LayerReader,
   type Node,
   NotFoundError,
@@ -318,15 +317,13 @@ async function fetchRead(
   const byOffset = new Map(refs.map((r, k) => [r.offset, bufs[k] as Uint8Array]));
   for (const { job, ref, digest } of miss) {
     // Bounded by the TOC entry, off the main thread when large (as every read).
-    const data = await inflateChunkAsync(
-      byOffset.get(ref.offset) as Uint8Array,
-      ref,
-      job.node.path,
-    ).catch(async (e: unknown) => {
-      // The layer reader names the entry whose offset cuts the member: its error.
-      if (e instanceof TruncatedMemberError) await reader.readChunks(job.node, [ref], signal);
-      throw e;
-    });
+    const data = await reader.decompressor
+      .inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref, job.node.path)
+      .catch(async (e: unknown) => {
+        // The layer reader names the entry whose offset cuts the member: its error.
+        if (e instanceof TruncatedMemberError) await reader.readChunks(job.node, [ref], signal);
+        throw e;
+      });
     verifyChunk(data, ref, job.node.path);
     arrived(digest, data);
     await cache?.put(digest, data);
