@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import { type ChunkRef, inflateChunkAsync, TruncatedMemberError, verifyChunk } from "./chunk.js";
+import { type ChunkRef, TruncatedMemberError, verifyChunk } from "./chunk.js";
+import { type Decompressor, gzipCompression } from "./compression.js";
 import { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
-import { FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
+import type { Footer } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
@@ -32,6 +33,8 @@ export interface OpenOptions {
   maxEntries?: number;
   /** Most TOC JSON bytes accepted (default 512 MiB). */
   maxTocBytes?: number;
+  /** Reads the footer and inflates chunks (default gzip, the only one so far). */
+  decompressor?: Decompressor;
   signal?: AbortSignal;
 }
 
@@ -75,6 +78,8 @@ export class LayerReader {
 
   /** Set at open; may be replaced. */
   cache: ChunkCache | undefined;
+  /** How this blob's footer and chunks are decompressed; set at open. */
+  decompressor: Decompressor = gzipCompression;
 
   private constructor(
     readonly source: RangeSource,
@@ -106,14 +111,19 @@ export class LayerReader {
     if (size < 47)
       throw new NotEStargzError(`blob of ${size} bytes is too small for an eStargz footer`);
     let tail: Uint8Array;
-    if (opts.tail && opts.tail.length >= Math.min(size, FOOTER_SIZE) && opts.tail.length <= size) {
+    const dec = opts.decompressor ?? gzipCompression;
+    if (
+      opts.tail &&
+      opts.tail.length >= Math.min(size, dec.footerSize) &&
+      opts.tail.length <= size
+    ) {
       tail = opts.tail;
     } else {
-      const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, FOOTER_SIZE));
+      const tailLen = Math.min(size, Math.max(opts.tailSize ?? DEFAULT_TAIL, dec.footerSize));
       [tail] = await source.read([{ offset: size - tailLen, length: tailLen }], opts.signal);
     }
     const tailStart = size - tail.length;
-    const footer = parseFooter(tail);
+    const footer = dec.parseFooter(tail);
     const tocEnd = size - footer.footerSize;
     if (footer.tocOffset >= tocEnd)
       throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
@@ -144,6 +154,7 @@ export class LayerReader {
       opts.maxEntries ?? DEFAULT_MAX_TOC_ENTRIES,
     );
     reader.cache = opts.cache;
+    reader.decompressor = dec;
     return reader;
   }
 
@@ -304,13 +315,11 @@ export class LayerReader {
       for (let k = 0; k < items.length; k++) {
         if (out[k]) continue;
         const { path, ref } = items[k];
-        const data = await inflateChunkAsync(
-          byOffset.get(ref.offset) as Uint8Array,
-          ref,
-          path,
-        ).catch((e: unknown) => {
-          throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
-        });
+        const data = await this.decompressor
+          .inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref, path)
+          .catch((e: unknown) => {
+            throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
+          });
         verifyChunk(data, ref, path);
         out[k] = data;
         if (cache && ref.chunkDigest) await cache.put(ref.chunkDigest, data);

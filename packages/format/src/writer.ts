@@ -1,10 +1,9 @@
 import { createHash, type Hash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { CompressPool } from "./compress-pool.js";
+import { type Compressor, gzipCompression } from "./compression.js";
 import { FormatError } from "./errors.js";
-import { encodeFooter } from "./footer.js";
 import { fromByteString } from "./go-json.js";
-import { gzipMember } from "./gzip-member.js";
 import { LANDMARK_CONTENTS, TOC_TAR_NAME } from "./landmark.js";
 import {
   BLOCK,
@@ -27,6 +26,8 @@ export interface WriterOptions {
   level?: number;
   /** Compression threads; the output does not depend on it. */
   threads?: number;
+  /** How members, TOC and footer are compressed (default gzip, the only one so far). */
+  compressor?: Compressor;
 }
 
 /** Where compressed bytes go, in order. */
@@ -82,6 +83,7 @@ export class LayerWriter {
   private readonly chunkSize: number;
   private readonly level: number;
   private readonly pool: CompressPool;
+  private readonly compressor: Compressor;
   private readonly toc: TocEntry[] = [];
   private readonly lastUname = new Map<number, string>();
   private readonly lastGname = new Map<number, string>();
@@ -109,7 +111,14 @@ export class LayerWriter {
     if (!Number.isInteger(this.level) || this.level < 1 || this.level > 9)
       throw new FormatError("compression level must be 1-9");
     const threads = Math.max(1, opts.threads ?? availableParallelism());
-    this.pool = new CompressPool(threads, this.level, (seq, res) => this.deliver(seq, res));
+    this.compressor = opts.compressor ?? gzipCompression;
+    this.pool = new CompressPool(
+      threads,
+      this.level,
+      (seq, res) => this.deliver(seq, res),
+      undefined,
+      this.compressor.name,
+    );
   }
 
   /** Appends one entry; `body` must yield exactly `header.size` bytes for regular files. */
@@ -230,8 +239,8 @@ export class LayerWriter {
     this.diffHash.update(tocTar);
     this.uncompressed += tocTar.length;
     const tocOffset = this.written;
-    await this.emit(gzipMember(tocTar, this.level));
-    await this.emit(encodeFooter(tocOffset));
+    await this.emit(this.compressor.tocMember(tocTar, this.level));
+    await this.emit(this.compressor.footer(tocOffset));
     return {
       digest: `sha256:${this.blobHash.digest("hex")}`,
       size: this.written,
