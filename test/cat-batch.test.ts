@@ -25,7 +25,8 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let dir: string;
 let cleanup: () => Promise<void>;
-const repo: Repository = { registry: "", repository: "seekable/cat-batch" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/cat-batch" } satisfies Repository;
 const blobs: { digest: string; path: string; size: number; tocOffset: number }[] = [];
 /** What the merged image shows: path -> content. */
 const merged = new Map<string, Buffer>();

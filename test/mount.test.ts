@@ -90,7 +90,8 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let ref: string;
 let proxyRef: string;
-const repo: Repository = { registry: "", repository: "seekable/mount" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/mount" } satisfies Repository;
 const mounts = new Set<{ proc: ChildProcess; dir: string }>();
 
 interface Mount {

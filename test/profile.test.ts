@@ -80,7 +80,8 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let dir: string;
 let cleanup: () => Promise<void>;
-const repo: Repository = { registry: "", repository: "seekable/profile" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/profile" } satisfies Repository;
 let layerBlobs: { digest: string; size: number; data: Buffer; toc: string }[] = [];
 const mounts = new Set<{ proc: ChildProcess; dir: string }>();
 

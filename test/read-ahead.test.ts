@@ -77,7 +77,8 @@ let ref: string;
 let blobPath: string;
 let reader: LayerReader;
 let source: FileRangeSource;
-const repo: Repository = { registry: "", repository: "seekable/read-ahead" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/read-ahead" } satisfies Repository;
 const mounts = new Set<{ proc: ChildProcess; dir: string }>();
 
 interface Mount {

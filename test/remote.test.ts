@@ -22,7 +22,8 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let ref: string;
 let badRef: string;
-const repo: Repository = { registry: "", repository: "seekable/test" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/test" } satisfies Repository;
 const layerDigests: string[] = [];
 const tocDigests: string[] = [];
 /** What the merged image must show: path -> content. */

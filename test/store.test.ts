@@ -87,7 +87,8 @@ let plainLayer: Layer;
 /** The images, named through the fault proxy (podman and the store both go through it). */
 let image: string;
 let mixed: string;
-const repo: Repository = { registry: "", repository: "seekable/store" };
+// The registry host is known once the registry has started.
+const repo = { registry: "", repository: "seekable/store" } satisfies Repository;
 
 async function pushImage(client: RegistryClient, tag: string, layers: Layer[]): Promise<string> {
   for (const l of layers)

@@ -21,8 +21,8 @@ export const MTIME = new Date(1_700_000_000_000);
 export async function makeTar(items: TarItem[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on("end", r));
+  pack.on("data", (c) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => pack.on("end", () => r()));
   for (const it of items) {
     const type = it.type ?? (it.body !== undefined ? "file" : "directory");
     pack.entry(

@@ -70,8 +70,8 @@ interface Ent {
 async function packTar(ents: Ent[]): Promise<Buffer> {
   const p = tarStream.pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.on("end", r));
+  p.on("data", (c) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => p.on("end", () => r()));
   for (const e of ents) {
     const type = e.type ?? "file";
     await new Promise<void>((res, rej) =>
@@ -87,7 +87,7 @@ async function packTar(ents: Ent[]): Promise<Buffer> {
           uname: "user",
           gname: "group",
         },
-        type === "file" ? (e.data ?? Buffer.alloc(0)) : undefined,
+        type === "file" ? (e.data ?? Buffer.alloc(0)) : Buffer.alloc(0),
         (err) => (err ? rej(err) : res()),
       ),
     );
@@ -364,7 +364,7 @@ async function runFds(
       timeout: 20_000,
     });
     let stderr = "";
-    child.stderr.on("data", (b: Buffer) => {
+    child.stderr?.on("data", (b: Buffer) => {
       stderr += b.toString();
     });
     const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
@@ -583,7 +583,7 @@ describe("output and temporary-space failures: one line, exit 1, nothing left be
       timeout: 20_000,
     });
     let stderr = "";
-    child.stderr.on("data", (b: Buffer) => {
+    child.stderr?.on("data", (b: Buffer) => {
       stderr += b.toString();
     });
     // Read the first bytes, then close the pipe while the blob is still being written.

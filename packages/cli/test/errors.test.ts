@@ -13,6 +13,7 @@ import {
   LayerReader,
   padding,
   serializeToc,
+  toByteString,
   type Toc,
 } from "@seekable/format";
 import tarStream from "tar-stream";
@@ -65,8 +66,8 @@ function content(seed: number, size: number): Buffer {
 async function packTar(files: [string, Buffer][]): Promise<Buffer> {
   const p = tarStream.pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.on("end", r));
+  p.on("data", (c) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => p.on("end", () => r()));
   for (const [name, data] of files) {
     await new Promise<void>((res, rej) =>
       p.entry({ name, mode: 0o644, mtime: new Date(1e12) }, data, (e) => (e ? rej(e) : res())),
@@ -267,7 +268,7 @@ function handBlob(tocMember: Buffer): Buffer {
 }
 
 function tocTar(json: Buffer, name = "stargz.index.json"): Buffer {
-  const h = emptyHeader(name, "0");
+  const h = emptyHeader(toByteString(name), "0");
   h.size = json.length;
   return Buffer.concat([encodeHeader(h), json, Buffer.alloc(padding(json.length) + 1024)]);
 }

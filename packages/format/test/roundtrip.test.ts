@@ -81,8 +81,8 @@ interface Spec {
 async function packTar(specs: Spec[]): Promise<Buffer> {
   const p = tarStream.pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.on("end", r));
+  p.on("data", (c) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => p.on("end", () => r()));
   for (const s of specs) {
     const pax: Record<string, string> | undefined = s.xattrs
       ? Object.fromEntries(Object.entries(s.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]))
@@ -101,7 +101,7 @@ async function packTar(specs: Spec[]): Promise<Buffer> {
         size: s.data?.length ?? 0,
         pax,
       };
-      p.entry(header, s.type === "file" ? (s.data ?? Buffer.alloc(0)) : undefined, (err) =>
+      p.entry(header, s.type === "file" ? (s.data ?? Buffer.alloc(0)) : Buffer.alloc(0), (err) =>
         err ? rej(err) : res(),
       );
     });
