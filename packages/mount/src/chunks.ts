@@ -1,10 +1,4 @@
-import {
-  type ChunkRef,
-  inflateChunkAsync,
-  type LayerReader,
-  type Node,
-  verifyChunk,
-} from "@seekable/format";
+import { type ChunkRef, type LayerReader, type Node, verifyChunk } from "@seekable/format";
 import { ByteLru } from "@seekable/reader";
 import { LinkEstimate } from "./link-estimate.js";
 import { type Member, MemberIndex, pickNeighbours } from "./neighbours.js";
@@ -282,7 +276,7 @@ export class ChunkPool {
     try {
       for (const k of missed) {
         const { node, ref } = items[k];
-        const data = await inflateChunkAsync(
+        const data = await reader.decompressor.inflateChunk(
           byOffset.get(ref.offset) as Uint8Array,
           ref,
           node.path,
@@ -291,7 +285,7 @@ export class ChunkPool {
         out[k] = data;
       }
     } finally {
-      if (extra.length > 0) setImmediate(() => void settle(extra, byOffset, cache));
+      if (extra.length > 0) setImmediate(() => void settle(reader, extra, byOffset, cache));
     }
     for (const k of missed) {
       const { ref } = items[k];
@@ -363,6 +357,7 @@ export class ChunkPool {
 
 /** Verifies each neighbour on its own: a bad one fails only the reads that want it. */
 async function settle(
+  reader: LayerReader,
   extra: Pending[],
   byOffset: Map<number, Uint8Array>,
   cache: LayerReader["cache"],
@@ -370,7 +365,7 @@ async function settle(
   for (const n of extra) {
     try {
       // Inflated off the event loop when large, and never past the TOC entry's size.
-      const data = await inflateChunkAsync(
+      const data = await reader.decompressor.inflateChunk(
         byOffset.get(n.ref.offset) as Uint8Array,
         n.ref,
         n.node.path,

@@ -1,10 +1,4 @@
-import {
-  type ChunkRef,
-  cleanEntryName,
-  inflateChunkAsync,
-  type LayerReader,
-  verifyChunk,
-} from "@seekable/format";
+import { type ChunkRef, cleanEntryName, type LayerReader, verifyChunk } from "@seekable/format";
 import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
 import { resolved } from "./attr.js";
 import type { ChunkItem, ChunkPool } from "./chunks.js";
@@ -346,7 +340,7 @@ export class ProfilePrefetch {
       const buf = bufOf.get(s) as Uint8Array;
       try {
         // The same decoding and digest check as every on-demand read.
-        const data = await inflateChunkAsync(
+        const data = await reader.decompressor.inflateChunk(
           buf.subarray(ref.offset - s.start, ref.nextOffset - s.start),
           ref,
           path,
