@@ -7,7 +7,7 @@ import { createWriteStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createGzip } from "node:zlib";
-import { emptyHeader, encodeFooter, encodeHeader, padding } from "@seekable/format";
+import { emptyHeader, encodeFooter, encodeHeader, padding, toByteString } from "@seekable/format";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
@@ -28,7 +28,7 @@ async function writeHugeTocBlob(path: string): Promise<void> {
   const head = '{"version":1,"entries":[';
   const tail = "]}";
   const jsonSize = head.length + ENTRIES * entry(0).length + (ENTRIES - 1) + tail.length;
-  const h = emptyHeader("stargz.index.json", "0");
+  const h = emptyHeader(toByteString("stargz.index.json"), "0");
   h.size = jsonSize;
   const out = createWriteStream(path);
   const gz = createGzip({ level: 1, chunkSize: 1 << 20 });

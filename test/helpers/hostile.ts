@@ -12,6 +12,7 @@ import {
   padding,
   parseToc,
   serializeToc,
+  toByteString,
   type Toc,
   type TocEntry,
 } from "@seekable/format";
@@ -60,7 +61,7 @@ export function zeroBombSize(bytes: number): number {
 }
 
 export function tarHeader(name: string, size: number): Buffer {
-  const h = emptyHeader(name, "0");
+  const h = emptyHeader(toByteString(name), "0");
   h.size = size;
   h.mode = 0o644;
   return encodeHeader(h);

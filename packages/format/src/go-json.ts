@@ -7,9 +7,11 @@
  * invalid bytes one at a time); <, >, & and U+2028/U+2029 are escaped (Go's HTML-safe mode).
  * Output is again a byte string.
  */
+import type { ByteString } from "./byte-string.js";
+
 const HEX = "0123456789abcdef";
 
-export function goQuote(bytes: string): string {
+export function goQuote(bytes: ByteString): ByteString {
   let out = '"';
   let start = 0;
   const n = bytes.length;
@@ -70,7 +72,7 @@ export function goQuote(bytes: string): string {
     }
     i += size;
   }
-  return `${out}${bytes.slice(start)}"`;
+  return `${out}${bytes.slice(start)}"` as ByteString;
 }
 
 /** Length of the valid UTF-8 sequence at i (Go's utf8.DecodeRune rules), or 0 if invalid. */
@@ -95,12 +97,11 @@ function utf8SeqLength(s: string, i: number): number {
   return 0;
 }
 
-/** A JS (UTF-16) string as a UTF-8 byte string. */
-export function toByteString(s: string): string {
-  return Buffer.from(s, "utf8").toString("latin1");
-}
-
-/** A byte string decoded as UTF-8 (invalid bytes become U+FFFD). */
-export function fromByteString(b: string): string {
-  return Buffer.from(b, "latin1").toString("utf8");
-}
+// The byte-string type and its one decoding boundary live in byte-string.ts.
+export {
+  type ByteString,
+  byteStringToBytes,
+  bytesToByteString,
+  fromByteString,
+  toByteString,
+} from "./byte-string.js";

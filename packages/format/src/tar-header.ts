@@ -2,13 +2,14 @@
  * Tar header encoding following Go's archive/tar Writer (which the reference uses to
  * re-encode every header): USTAR when every field fits, PAX otherwise; PAX records sorted;
  * zero-padded octal numbers; 6-digit checksum + NUL + space.
- * All strings are byte strings (one char per byte).
+ * All names and values are byte strings (one char per byte, see byte-string.ts).
  */
+import type { ByteString } from "./byte-string.js";
 
 export type TarType = "0" | "1" | "2" | "3" | "4" | "5" | "6";
 
 export interface TarHeader {
-  name: string;
+  name: ByteString;
   type: TarType;
   /** The raw mode field (may carry file-type bits, as the reference keeps them). */
   mode: number;
@@ -17,21 +18,21 @@ export interface TarHeader {
   size: number;
   mtimeSec: number;
   mtimeNsec: number;
-  linkname: string;
-  uname: string;
-  gname: string;
+  linkname: ByteString;
+  uname: ByteString;
+  gname: ByteString;
   devmajor: number;
   devminor: number;
   /** xattr name -> raw value, both byte strings. */
-  xattrs: Map<string, string>;
+  xattrs: Map<ByteString, ByteString>;
   /** Other PAX records of the input to carry over (atime, ctime, vendor keys). */
-  paxExtra: Map<string, string>;
+  paxExtra: Map<string, ByteString>;
   /** The input header used PAX: output is PAX too and sub-second times are kept (Go keeps Format). */
   keepSubsecond: boolean;
   /** The input header was GNU format: Go writes GNU again (././@LongLink, base-256). */
   gnu?: boolean;
   /** The input's basic PAX records (path, uid, ...): Go re-emits those equal to the header. */
-  paxBasic?: Map<string, string>;
+  paxBasic?: Map<string, ByteString>;
   /** GNU header access/change times (seconds), when the input had them. */
   gnuAtime?: number;
   gnuCtime?: number;
@@ -41,7 +42,7 @@ export const BLOCK = 512;
 const NAME_SIZE = 100;
 const PREFIX_SIZE = 155;
 
-export function emptyHeader(name: string, type: TarType): TarHeader {
+export function emptyHeader(name: ByteString, type: TarType): TarHeader {
   return {
     name,
     type,
@@ -51,9 +52,9 @@ export function emptyHeader(name: string, type: TarType): TarHeader {
     size: 0,
     mtimeSec: 0,
     mtimeNsec: 0,
-    linkname: "",
-    uname: "",
-    gname: "",
+    linkname: "" as ByteString,
+    uname: "" as ByteString,
+    gname: "" as ByteString,
     devmajor: 0,
     devminor: 0,
     xattrs: new Map(),
@@ -316,9 +317,9 @@ function paxHeaderName(name: string): string {
   return goPathClean([dir, "PaxHeaders.0", file].filter((x) => x !== "").join("/"));
 }
 
-/** Go's path.Clean. */
-export function goPathClean(p: string): string {
-  if (p === "") return ".";
+/** Go's path.Clean (of text or of a byte string: the result is of the same kind). */
+export function goPathClean<S extends string>(p: S): S {
+  if (p === "") return "." as S;
   const rooted = p.startsWith("/");
   const out: string[] = [];
   for (const part of p.split("/")) {
@@ -331,7 +332,7 @@ export function goPathClean(p: string): string {
     out.push(part);
   }
   const s = (rooted ? "/" : "") + out.join("/");
-  return s === "" ? "." : s;
+  return (s === "" ? "." : s) as S;
 }
 
 /** A name for a one-line message: quoted, and cut in the middle when very long. */
@@ -342,8 +343,8 @@ export function quoteName(name: string, max = 160): string {
 }
 
 /** The reference's cleanEntryName: path.Clean("/" + name) without the leading "/". */
-export function cleanEntryName(name: string): string {
-  return goPathClean(`/${name}`).slice(1);
+export function cleanEntryName<S extends string>(name: S): S {
+  return goPathClean(`/${name}`).slice(1) as S;
 }
 
 /** Bytes of zero padding after a payload of `size` bytes. */

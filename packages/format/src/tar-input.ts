@@ -1,129 +1,9 @@
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import type tarStream from "tar-stream";
+import { type ByteString, fromByteString } from "./byte-string.js";
 import { FormatError } from "./errors.js";
-import { fromByteString } from "./go-json.js";
 import { cleanEntryName, formatPaxTime, type TarHeader, type TarType } from "./tar-header.js";
-
-// tar-stream decodes PAX values as UTF-8, masks the mode to 0o7777, derives a '\0' entry's
-// type before promoting "x/" names to directories and stalls on a zero-size PAX header.
-// The reference keeps raw bytes (binary xattrs, non-UTF-8 names) and the raw mode, so we
-// load a private copy of tar-stream's header codec and extractor and fix them there;
-// other tar-stream users in the process keep the unmodified module.
-const require = createRequire(import.meta.url);
-const tarDir = dirname(require.resolve("tar-stream"));
-type ExtractFactory = (
-  opts?: object,
-) => import("node:stream").Writable & AsyncIterable<{ header: ParsedHeader } & Readable>;
-const privateExtract: ExtractFactory = (() => {
-  const files = [join(tarDir, "headers.js"), join(tarDir, "extract.js")];
-  const saved = files.map((f) => require.cache[f]);
-  for (const f of files) delete require.cache[f];
-  try {
-    // biome-ignore lint/suspicious/noExplicitAny: patching a CommonJS module object
-    const headers = require(files[0]) as any;
-    patchHeaders(headers);
-    const extract = require(files[1]) as ExtractFactory;
-    // biome-ignore lint/suspicious/noExplicitAny: patching tar-stream's Extract class
-    const proto = Object.getPrototypeOf(extract()) as any;
-    const consume = proto._consumeHeader;
-    const write = proto._write;
-    const final = proto._final;
-    type Self = {
-      _longHeader: boolean;
-      _missing: number;
-      _header: object | null;
-      _buffer: { buffered: number; shiftFirst(n: number): Uint8Array | null };
-      _consumeLongHeader(): boolean;
-      /** Zero blocks in a row; two end the archive (as in Go's archive/tar). */
-      zeroBlocks?: number;
-      archiveEnded?: boolean;
-    };
-    proto._consumeHeader = function (this: Self) {
-      if (this.archiveEnded) return true;
-      const r = consume.call(this);
-      // A long header with no payload is complete at once (tar-stream would wait forever).
-      if (this._longHeader && this._missing === 0) return this._consumeLongHeader();
-      if (r === true && this._header === null) {
-        this.zeroBlocks = (this.zeroBlocks ?? 0) + 1;
-        if (this.zeroBlocks >= 2) {
-          // End of archive: what follows is ignored, as GNU tar and Go do.
-          this.archiveEnded = true;
-          while (this._buffer.shiftFirst(this._buffer.buffered)) {}
-        }
-      } else this.zeroBlocks = 0;
-      return r;
-    };
-    proto._write = function (this: Self, data: Uint8Array, cb: (e: Error | null) => void) {
-      if (this.archiveEnded) return cb(null);
-      return write.call(this, data, cb);
-    };
-    proto._final = function (this: Self & { _finished: boolean }, cb: (e: Error | null) => void) {
-      if (this.archiveEnded) {
-        this._finished = true;
-        return cb(null);
-      }
-      return final.call(this, cb);
-    };
-    return extract;
-  } finally {
-    files.forEach((f, i) => {
-      if (saved[i]) require.cache[f] = saved[i];
-      else delete require.cache[f];
-    });
-  }
-})();
-
-// biome-ignore lint/suspicious/noExplicitAny: a CommonJS module object
-function patchHeaders(tarHeaders: any): void {
-  tarHeaders.decodePax = (buf: Buffer): Record<string, string> => {
-    const result: Record<string, string> = {};
-    let p = 0;
-    while (p < buf.length) {
-      let i = p;
-      while (i < buf.length && buf[i] !== 0x20) i++;
-      const len = Number.parseInt(buf.toString("latin1", p, i), 10);
-      if (!len || p + len > buf.length) break;
-      const rec = buf.toString("latin1", i + 1, p + len - 1);
-      const eq = rec.indexOf("=");
-      if (eq === -1) break;
-      result[rec.slice(0, eq)] = rec.slice(eq + 1);
-      p += len;
-    }
-    return result;
-  };
-  const origDecode = tarHeaders.decode;
-  tarHeaders.decode = (buf: Buffer, enc: string, allowUnknown: boolean) => {
-    const h = origDecode(buf, enc, allowUnknown);
-    if (h) {
-      h.typeflagByte = buf[156];
-      if (buf.toString("latin1", 257, 265) === "ustar  \0") {
-        h.gnuFormat = true;
-        if (buf[345] !== 0) h.gnuAtime = decodeNumeric(buf, 345, 12);
-        if (buf[357] !== 0) h.gnuCtime = decodeNumeric(buf, 357, 12);
-      }
-      if (buf[156] === 0 && h.type === "file" && h.name?.endsWith("/")) h.type = "directory";
-      if (buf[100] !== 0x80) h.mode = decodeNumeric(buf, 100, 8);
-    }
-    return h;
-  };
-}
-
-/** An octal or base-256 numeric tar field. */
-function decodeNumeric(buf: Buffer, off: number, size: number): number {
-  if (buf[off] & 0x80) {
-    let v = BigInt(buf[off] & 0x7f);
-    for (let i = 1; i < size; i++) v = (v << 8n) | BigInt(buf[off + i]);
-    return Number(v);
-  }
-  const text = buf
-    .toString("latin1", off, off + size)
-    .replace(/[\0 ].*$/s, "")
-    .trim();
-  return Number.parseInt(text || "0", 8) || 0;
-}
+import { type RawTarHeader, readRawTar } from "./tar-reader.js";
 
 export type InputKind = "gzip" | "tar";
 
@@ -157,48 +37,66 @@ function v7ChecksumOK(b: Uint8Array): boolean {
 export interface InputEntry {
   header: TarHeader;
   /** Cleaned name (the reference's cleanEntryName), for duplicate detection and lookups. */
-  clean: string;
+  clean: ByteString;
   body: AsyncIterable<Uint8Array>;
 }
 
-/** Decompresses (when gzip) and parses a tar stream into entries with Go-style headers. */
+/**
+ * Decompresses (when gzip) and parses a tar stream into entries with Go-style headers.
+ * Every error of reading the input (the source's reads, gunzip, the tar structure) comes
+ * out as a FormatError naming the cause, made where it happens; other errors pass as they are.
+ */
 export async function* readTarEntries(source: Readable): AsyncGenerator<InputEntry> {
-  const head = await peek(source, 512);
-  const kind = sniff(head.bytes);
-  let stream: Readable = head.stream;
-  if (kind === "gzip") {
-    const gunzip = createGunzip({ chunkSize: 1 << 20 });
-    stream.on("error", (e) => gunzip.destroy(e));
-    stream = stream.pipe(gunzip);
-  }
-  // Pre-POSIX (v7) headers have no magic; sniff() already checked the checksum.
-  const extract = privateExtract({ filenameEncoding: "latin1", allowUnknownFormat: true });
-  stream.on("error", (e) => extract.destroy(e));
-  stream.pipe(extract);
   try {
-    for await (const entry of extract) {
-      const header = toHeader(entry.header as ParsedHeader);
-      yield {
-        header,
-        clean: cleanEntryName(header.name),
-        body: inputBody(entry as AsyncIterable<Uint8Array>),
-      };
-      entry.resume(); // drain whatever the consumer left
+    const head = await peek(source, 512);
+    const kind = sniff(head.bytes);
+    let stream: Readable = head.stream;
+    if (kind === "gzip") {
+      const gunzip = createGunzip({ chunkSize: 1 << 20 });
+      stream.on("error", (e) => gunzip.destroy(e));
+      stream = stream.pipe(gunzip);
     }
-  } catch (e) {
-    throw wrapInputError(e);
+    for await (const entry of readRawTar(inputChunks(stream, kind === "gzip"))) {
+      const header = toHeader(entry.header);
+      yield { header, clean: cleanEntryName(header.name), body: entry.body };
+    }
   } finally {
     source.destroy();
   }
 }
 
-/** An entry's body whose read errors (truncated or corrupt input) are typed as input errors. */
-async function* inputBody(entry: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/** The input's chunks; a read or gunzip error becomes a FormatError here, where it is met. */
+async function* inputChunks(stream: Readable, gzip: boolean): AsyncGenerator<Uint8Array> {
+  const it = stream[Symbol.asyncIterator]();
   try {
-    for await (const c of entry) yield c;
-  } catch (e) {
-    throw wrapInputError(e);
+    for (;;) {
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await it.next();
+      } catch (e) {
+        throw readError(e, gzip);
+      }
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    stream.destroy();
   }
+}
+
+/** A system error of the source's reads, or a zlib error (by its code) of gunzip. */
+function readError(e: unknown, gzip: boolean): unknown {
+  if (e instanceof FormatError) return e;
+  if (isSystemError(e))
+    return new FormatError(`cannot read the input: ${describeSystemError(e)}`, { cause: e });
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (gzip && typeof code === "string" && code.startsWith("Z_")) {
+    const msg = (e as Error).message;
+    return code === "Z_BUF_ERROR"
+      ? new FormatError(`truncated input (${msg})`, { cause: e })
+      : new FormatError(`corrupted gzip data (${msg})`, { cause: e });
+  }
+  return e;
 }
 
 /** An error from a system call (fs, net): it has an errno code and the call's name. */
@@ -215,38 +113,18 @@ export function describeSystemError(e: Error): string {
   return m ? m[1] : e.message;
 }
 
-/**
- * Maps an error met while reading the input (zlib, tar-stream, the input's own reads) to
- * a FormatError that says what is wrong with the input. Only called where the input is
- * read: errors of the output or the spool never come through here.
- */
-export function wrapInputError(e: unknown): Error {
-  if (e instanceof FormatError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const msg = err?.message ?? String(e);
-  if (isSystemError(e)) return new FormatError(`cannot read the input: ${describeSystemError(e)}`);
-  if (err?.code === "Z_BUF_ERROR" || /unexpected end/i.test(msg))
-    return new FormatError(`truncated input (${msg})`);
-  if (
-    err?.code?.startsWith?.("Z_") ||
-    /incorrect header check|invalid (block|distance|stored|code)|too many length/i.test(msg)
-  ) {
-    return new FormatError(`corrupted gzip data (${msg})`);
-  }
-  if (/tar|header/i.test(msg)) return new FormatError(`invalid tar (${msg})`);
-  return err instanceof Error ? err : new Error(msg);
-}
-
-const TYPES: Record<string, TarType> = {
-  file: "0",
-  "contiguous-file": "0",
-  link: "1",
-  symlink: "2",
-  "character-device": "3",
-  "block-device": "4",
-  directory: "5",
-  fifo: "6",
-};
+/** Type flag byte -> the type written back ('\0' and '7' are regular files, as in Go). */
+const TYPES = new Map<number, TarType>([
+  [0x00, "0"],
+  [0x30, "0"],
+  [0x37, "0"],
+  [0x31, "1"],
+  [0x32, "2"],
+  [0x33, "3"],
+  [0x34, "4"],
+  [0x35, "5"],
+  [0x36, "6"],
+]);
 
 const BASIC_PAX = new Set([
   "path",
@@ -261,39 +139,30 @@ const BASIC_PAX = new Set([
   "ctime",
 ]);
 
-type ParsedHeader = Omit<tarStream.Header, "pax"> & {
-  pax?: Record<string, string> | null;
-  typeflagByte?: number;
-  gnuFormat?: boolean;
-  gnuAtime?: number;
-  gnuCtime?: number;
-};
-
-function toHeader(h: ParsedHeader): TarHeader {
-  const type = h.type ? TYPES[h.type] : undefined;
+function toHeader(h: RawTarHeader): TarHeader {
+  const type = TYPES.get(h.typeflag);
   if (!type) {
     // e.g. 'S' (old GNU sparse), 'V', 'M': the reference refuses them too.
-    const flag = String.fromCharCode(h.typeflagByte ?? 0x3f);
+    const flag = String.fromCharCode(h.typeflag);
     throw new FormatError(
       `unsupported input tar entry type '${flag}' for ${JSON.stringify(fromByteString(h.name))}`,
     );
   }
-  const pax = h.pax ?? undefined;
-  const mtimeMs = h.mtime ? h.mtime.getTime() : 0;
+  const pax = h.pax;
   const header: TarHeader = {
     name: h.name,
     type,
-    mode: h.mode ?? 0,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    size: type === "0" ? (h.size ?? 0) : 0,
-    mtimeSec: Math.floor(mtimeMs / 1000),
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: type === "0" ? h.size : 0,
+    mtimeSec: h.mtime,
     mtimeNsec: 0,
-    linkname: h.linkname ?? "",
-    uname: h.uname ?? "",
-    gname: h.gname ?? "",
-    devmajor: h.devmajor ?? 0,
-    devminor: h.devminor ?? 0,
+    linkname: h.linkname,
+    uname: h.uname,
+    gname: h.gname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
     xattrs: new Map(),
     paxExtra: new Map(),
     keepSubsecond: false,
@@ -307,33 +176,40 @@ function toHeader(h: ParsedHeader): TarHeader {
     header.keepSubsecond = true;
     header.paxBasic = new Map();
     for (const k of BASIC_PAX) {
-      if (pax[k] !== undefined && k !== "atime" && k !== "ctime") header.paxBasic.set(k, pax[k]);
+      const v = pax.get(k);
+      if (v !== undefined && k !== "atime" && k !== "ctime") header.paxBasic.set(k, v);
     }
     const int = (k: string): number | undefined => {
-      if (pax[k] === undefined) return undefined;
-      const n = Number(pax[k]);
+      const v = pax.get(k);
+      if (v === undefined) return undefined;
+      const n = Number(v);
       if (!Number.isSafeInteger(n) || n < 0)
         throw new FormatError(
-          `invalid PAX ${k} ${JSON.stringify(pax[k])} for ${JSON.stringify(h.name)}`,
+          `invalid PAX ${k} ${JSON.stringify(v)} for ${JSON.stringify(fromByteString(h.name))}`,
         );
       return n;
     };
     header.uid = int("uid") ?? header.uid;
     header.gid = int("gid") ?? header.gid;
-    if (pax.uname !== undefined) header.uname = pax.uname;
-    if (pax.gname !== undefined) header.gname = pax.gname;
-    if (pax.mtime !== undefined)
-      [header.mtimeSec, header.mtimeNsec] = parsePaxTime(pax.mtime, h.name);
+    const uname = pax.get("uname");
+    const gname = pax.get("gname");
+    if (uname !== undefined) header.uname = uname;
+    if (gname !== undefined) header.gname = gname;
+    const mtime = pax.get("mtime");
+    if (mtime !== undefined) [header.mtimeSec, header.mtimeNsec] = parsePaxTime(mtime, h.name);
     for (const k of ["atime", "ctime"]) {
-      if (pax[k] !== undefined) {
-        const [s, ns] = parsePaxTime(pax[k], h.name);
-        header.paxExtra.set(k, formatPaxTime(s, ns));
+      const v = pax.get(k);
+      if (v !== undefined) {
+        const [s, ns] = parsePaxTime(v, h.name);
+        header.paxExtra.set(k, formatPaxTime(s, ns) as ByteString);
       }
     }
-    for (const [k, v] of Object.entries(pax) as [string, string][]) {
-      if (k.startsWith("SCHILY.xattr.")) header.xattrs.set(k.slice(13), v);
+    for (const [k, v] of pax) {
+      if (k.startsWith("SCHILY.xattr.")) header.xattrs.set(k.slice(13) as ByteString, v);
       else if (k.startsWith("GNU.sparse."))
-        throw new FormatError(`sparse files are not supported: ${JSON.stringify(h.name)}`);
+        throw new FormatError(
+          `sparse files are not supported: ${JSON.stringify(fromByteString(h.name))}`,
+        );
       else if (!BASIC_PAX.has(k)) header.paxExtra.set(k, v);
     }
   }
@@ -361,10 +237,14 @@ export function parsePaxTime(v: string, name: string): [number, number] {
 async function peek(source: Readable, n: number): Promise<{ bytes: Uint8Array; stream: Readable }> {
   const chunks: Buffer[] = [];
   let len = 0;
-  for await (const c of source.iterator({ destroyOnReturn: false })) {
-    chunks.push(c as Buffer);
-    len += (c as Buffer).length;
-    if (len >= n) break;
+  try {
+    for await (const c of source.iterator({ destroyOnReturn: false })) {
+      chunks.push(c as Buffer);
+      len += (c as Buffer).length;
+      if (len >= n) break;
+    }
+  } catch (e) {
+    throw readError(e, false);
   }
   const bytes = Buffer.concat(chunks);
   const pt = new PassThrough({ highWaterMark: 1 << 20 });

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { FormatError } from "./errors.js";
-import { goQuote } from "./go-json.js";
+import { type ByteString, goQuote } from "./go-json.js";
 
 export type EntryType =
   | "dir"
@@ -105,13 +105,16 @@ export function serializeToc(toc: Toc): Buffer {
           const keys = Object.keys(v as Record<string, string>).sort(compareBytes);
           if (keys.length === 0) continue;
           const inner = keys
-            .map((x) => `\t\t\t\t${goQuote(x)}: ${goQuote((v as Record<string, string>)[x])}`)
+            .map(
+              (x) =>
+                `\t\t\t\t${goQuote(x as ByteString)}: ${goQuote((v as Record<string, ByteString>)[x])}`,
+            )
             .join(",\n");
           fields.push(`\t\t\t"xattrs": {\n${inner}\n\t\t\t}`);
         } else if (NUMBER_KEYS.has(k)) {
           fields.push(`\t\t\t"${k}": ${v as number}`);
         } else {
-          fields.push(`\t\t\t"${k}": ${goQuote(v as string)}`);
+          fields.push(`\t\t\t"${k}": ${goQuote(v as ByteString)}`);
         }
       }
       parts.push(fields.join(",\n"), "\n\t\t}", i < toc.entries.length - 1 ? ",\n" : "\n");

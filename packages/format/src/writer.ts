@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { CompressPool } from "./compress-pool.js";
 import { type Compressor, gzipCompression } from "./compression.js";
 import { FormatError } from "./errors.js";
-import { fromByteString } from "./go-json.js";
+import { type ByteString, fromByteString, toByteString } from "./go-json.js";
 import { LANDMARK_CONTENTS, TOC_TAR_NAME } from "./landmark.js";
 import {
   BLOCK,
@@ -205,7 +205,7 @@ export class LayerWriter {
 
   /** Adds a landmark file (1 byte 0x0f, mode 0, no modtime) as the reference does. */
   async addLandmark(name: string): Promise<void> {
-    const h = emptyHeader(name, "0");
+    const h = emptyHeader(toByteString(name), "0");
     h.size = LANDMARK_CONTENTS.length;
     await this.add(
       h,
@@ -229,7 +229,7 @@ export class LayerWriter {
     }
     const tocJson = serializeToc({ version: 1, entries: this.toc });
     const tocDigest = sha256Digest(tocJson);
-    const h = emptyHeader(TOC_TAR_NAME, "0");
+    const h = emptyHeader(toByteString(TOC_TAR_NAME), "0");
     h.size = tocJson.length;
     const tocTar = Buffer.concat([
       encodeHeader(h),
@@ -336,12 +336,14 @@ export class LayerWriter {
  * tree, and no file system can extract it): refused, naming the entry.
  */
 function refuseDirectoryHardlinks(toc: TocEntry[]): void {
+  // The writer's TOC holds the tar's byte strings; text only in the message.
+  const text = (s: string) => quoteName(fromByteString(s as ByteString));
   const dirs = new Set<string>();
   for (const e of toc) if (e.type === "dir") dirs.add(cleanEntryName(e.name));
   for (const e of toc) {
     if (e.type === "hardlink" && dirs.has(cleanEntryName(e.linkName ?? "")))
       throw new FormatError(
-        `hardlink ${quoteName(fromByteString(e.name))} points to the directory ${quoteName(fromByteString(e.linkName ?? ""))}: hardlinks to directories are not allowed`,
+        `hardlink ${text(e.name)} points to the directory ${text(e.linkName ?? "")}: hardlinks to directories are not allowed`,
       );
   }
 }

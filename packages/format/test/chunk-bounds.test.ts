@@ -13,6 +13,7 @@ import {
   gzipMember,
   LayerReader,
   padding,
+  toByteString,
   VerificationError,
 } from "@seekable/format";
 import { describe, expect, it } from "vitest";
@@ -31,7 +32,7 @@ function text(seed: number, size: number): Buffer {
 function tarOf(files: [string, Buffer][]): Buffer {
   const parts: Buffer[] = [];
   for (const [name, data] of files) {
-    const h = emptyHeader(name, "0");
+    const h = emptyHeader(toByteString(name), "0");
     h.size = data.length;
     h.mode = 0o644;
     parts.push(encodeHeader(h), data, Buffer.alloc(padding(data.length)));

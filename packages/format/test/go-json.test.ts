@@ -1,4 +1,10 @@
-import { fromByteString, goQuote, toByteString } from "@seekable/format";
+import {
+  type ByteString,
+  bytesToByteString,
+  fromByteString,
+  goQuote,
+  toByteString,
+} from "@seekable/format";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -100,7 +106,7 @@ describe("goQuote", () => {
   it("invalid UTF-8 bytes become one \\ufffd each, as Go's utf8.DecodeRuneInString does", () => {
     fc.assert(
       fc.property(bytesArb, (b) => {
-        const q = goQuote(Buffer.from(b).toString("latin1"));
+        const q = goQuote(bytesToByteString(Buffer.from(b)));
         expect(q).toBe(goQuoteBytesOracle(b));
         // Output is valid UTF-8 and valid JSON.
         expect(Buffer.from(decode(q), "utf8").toString("latin1")).toBe(q);
@@ -131,7 +137,8 @@ describe("goQuote", () => {
       ["caf\xc3\xa9", '"caf\xc3\xa9"'],
       ["a\x80b", '"a\\ufffdb"'],
     ];
-    for (const [input, want] of cases) expect(goQuote(input), JSON.stringify(input)).toBe(want);
+    for (const [input, want] of cases)
+      expect(goQuote(input as ByteString), JSON.stringify(input)).toBe(want);
   });
 
   it("toByteString / fromByteString round-trip well-formed strings", () => {

@@ -14,6 +14,7 @@ import {
   padding,
   type RangeSource,
   serializeToc,
+  toByteString,
   type TocEntry,
   VerificationError,
 } from "@seekable/format";
@@ -30,7 +31,7 @@ function rand(seed: number, size: number): Buffer {
 }
 
 const hdr = (name: string, size: number): Buffer => {
-  const h = emptyHeader(name, "0");
+  const h = emptyHeader(toByteString(name), "0");
   h.size = size;
   h.mode = 0o644;
   return encodeHeader(h);

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { Readable } from "node:stream";
 import {
+  type ByteString,
   cleanEntryName,
   emptyHeader,
   encodeHeader,
@@ -18,6 +19,9 @@ import {
 } from "@seekable/format";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
+
+/** Test strings are byte strings already (one char per byte). */
+const B = (s: string) => s as ByteString;
 
 const require = createRequire(import.meta.url);
 // tar-stream's block decoder (validates the checksum, joins the USTAR prefix).
@@ -246,16 +250,16 @@ const headerArb: fc.Arbitrary<TarHeader> = fc
     xattrs: fc.oneof({ weight: 3, arbitrary: fc.constant(new Map<string, string>()) }, xattrArb),
   })
   .map((r) => {
-    const h = emptyHeader(r.name, r.type);
+    const h = emptyHeader(B(r.name), r.type);
     Object.assign(h, r);
-    if (r.type === "5") h.name = `${r.name}/`;
+    if (r.type === "5") h.name = B(`${r.name}/`);
     if (r.type !== "0") h.size = 0;
-    if (r.type !== "1" && r.type !== "2") h.linkname = "";
+    if (r.type !== "1" && r.type !== "2") h.linkname = B("");
     if (r.type !== "3" && r.type !== "4") {
       h.devmajor = 0;
       h.devminor = 0;
     }
-    h.xattrs = new Map(r.xattrs);
+    h.xattrs = new Map(r.xattrs) as Map<ByteString, ByteString>;
     return h;
   });
 
@@ -358,13 +362,13 @@ describe("encodeHeader", () => {
   it("known encodings", () => {
     // Long ASCII name split into prefix + name.
     const long = `${"d".repeat(120)}/${"f".repeat(90)}`;
-    const h1 = emptyHeader(long, "0");
+    const h1 = emptyHeader(B(long), "0");
     const b1 = encodeHeader(h1);
     expect(b1.length).toBe(512);
     expect(cstr(b1, 345, 155)).toBe("d".repeat(120));
     expect(cstr(b1, 0, 100)).toBe("f".repeat(90));
     // Go's zero-padded octal with NUL, checksum "NNNNNN\0 ".
-    const h2 = emptyHeader("a", "0");
+    const h2 = emptyHeader(B("a"), "0");
     Object.assign(h2, { mode: 0o644, uid: 1000, gid: 1000, size: 5, mtimeSec: 1700000000 });
     const b2 = encodeHeader(h2);
     expect(b2.toString("latin1", 100, 108)).toBe("0000644\0");
@@ -373,7 +377,7 @@ describe("encodeHeader", () => {
     expect(b2.toString("latin1", 136, 148)).toBe("14524770400\0");
     expect(b2.toString("latin1", 329, 345)).toBe("0000000\x000000000\0");
     // Sub-second time, PAX: "mtime=1700000000.5".
-    const h3 = emptyHeader("t", "0");
+    const h3 = emptyHeader(B("t"), "0");
     Object.assign(h3, { mtimeSec: 1700000000, mtimeNsec: 500_000_000, keepSubsecond: true });
     expect(decodeBlocks(encodeHeader(h3)).pax?.get("mtime")).toBe("1700000000.5");
     // The same time without keepSubsecond is rounded (half up) into a USTAR header.
@@ -382,9 +386,9 @@ describe("encodeHeader", () => {
     expect(b3.length).toBe(512);
     expect(octal(b3, 136, 12)).toBe(1700000001);
     // atime/ctime carried as PAX records.
-    const h4 = emptyHeader("dir/f", "0");
-    h4.paxExtra.set("atime", "1.5");
-    h4.paxExtra.set("ctime", "2");
+    const h4 = emptyHeader(B("dir/f"), "0");
+    h4.paxExtra.set("atime", B("1.5"));
+    h4.paxExtra.set("ctime", B("2"));
     h4.keepSubsecond = true;
     const d4 = decodeBlocks(encodeHeader(h4));
     expect([...(d4.pax ?? [])]).toEqual([
@@ -487,9 +491,9 @@ describe("tar streams of encoded headers", () => {
       mk("nsec", "0", { mtimeNsec: 250_000_000, keepSubsecond: true }), // PAX mtime
       mk("future", "0", { mtimeSec: 2 ** 34 }), // mtime beyond 11 octal digits
       mk("dir/", "5", { mode: 0o755 }),
-      mk("sym", "2", { linkname: `${"l".repeat(130)}/target`, mode: 0o777 }),
-      mk("hard", "1", { linkname: "short" }),
-      mk("xattr", "0", { size: 1, xattrs: new Map([["user.k", "\x00\xff\x01"]]) }),
+      mk("sym", "2", { linkname: B(`${"l".repeat(130)}/target`), mode: 0o777 }),
+      mk("hard", "1", { linkname: B("short") }),
+      mk("xattr", "0", { size: 1, xattrs: new Map([[B("user.k"), B("\x00\xff\x01")]]) }),
     ];
     const tarPath = join(dir, "t.tar");
     writeFileSync(tarPath, buildTar(hs));
@@ -518,7 +522,7 @@ describe("tar streams of encoded headers", () => {
           ? `.${String(h.mtimeNsec).padStart(9, "0")}`.replace(/0+$/, "")
           : "";
       expect(time).toBe(`${t}${frac}`);
-      let name = h.name;
+      let name: string = h.name;
       if (h.type === "2") name += ` -> ${h.linkname}`;
       if (h.type === "1") name += ` link to ${h.linkname}`;
       expect(rest).toBe(name);

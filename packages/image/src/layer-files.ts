@@ -1,4 +1,4 @@
-import { cleanEntryName, LayerReader, readTarEntries } from "@seekable/format";
+import { cleanEntryName, fromByteString, LayerReader, readTarEntries } from "@seekable/format";
 import { isEstargzLayer, TOC_DIGEST_ANNOTATION } from "./manifest-rewrite.js";
 import type { Descriptor, ImageSource } from "./source.js";
 
@@ -18,7 +18,8 @@ export async function layerFiles(source: ImageSource, desc: Descriptor): Promise
     }
     return names;
   }
-  for await (const e of readTarEntries(source.openBlob(desc))) names.add(e.clean);
+  // Tar names are byte strings, the TOC's and the prioritized paths are text.
+  for await (const e of readTarEntries(source.openBlob(desc))) names.add(fromByteString(e.clean));
   return names;
 }
 

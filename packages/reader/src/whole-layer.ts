@@ -7,7 +7,9 @@ import type { Readable, Writable } from "node:stream";
 import {
   cleanEntryName,
   endStream,
+  byteStringToBytes,
   FormatError,
+  fromByteString,
   type Node,
   NotFoundError,
   newNode,
@@ -72,28 +74,34 @@ export class WholeLayer implements LayerView {
     }
   }
 
-  /** Tar entries to nodes, regular files' contents appended to the spool. */
+  /**
+   * Tar entries to nodes, regular files' contents appended to the spool. The tar's byte
+   * strings become text here, as the TOC reader's are: nodes, paths and lookups hold text.
+   */
   private async spoolEntries(blob: Readable, out: Writable): Promise<void> {
     let pos = 0;
     for await (const e of readTarEntries(blob)) {
       const type = TOC_TYPE_OF_TAR[e.header.type];
-      const n = this.ensure(e.clean, type);
+      const n = this.ensure(fromByteString(e.clean), type);
       Object.assign(n, {
         type,
         size: type === "reg" ? e.header.size : 0,
         mode: e.header.mode,
         uid: e.header.uid,
         gid: e.header.gid,
-        userName: Buffer.from(e.header.uname, "latin1").toString("utf8"),
-        groupName: Buffer.from(e.header.gname, "latin1").toString("utf8"),
+        userName: fromByteString(e.header.uname),
+        groupName: fromByteString(e.header.gname),
         modtime: e.header.mtimeSec
           ? `${new Date((e.header.mtimeSec + (e.header.mtimeNsec >= 5e8 ? 1 : 0)) * 1000).toISOString().slice(0, 19)}Z`
           : "",
-        linkName: Buffer.from(e.header.linkname, "latin1").toString("utf8"),
+        linkName: fromByteString(e.header.linkname),
         devMajor: e.header.devmajor,
         devMinor: e.header.devminor,
         xattrs: Object.fromEntries(
-          [...e.header.xattrs].map(([k, v]) => [k, Buffer.from(v, "latin1").toString("base64")]),
+          [...e.header.xattrs].map(([k, v]) => [
+            fromByteString(k),
+            byteStringToBytes(v).toString("base64"),
+          ]),
         ),
       });
       if (type === "reg") {
