@@ -12,9 +12,9 @@ import {
   padding,
   parseToc,
   serializeToc,
-  toByteString,
   type Toc,
   type TocEntry,
+  toByteString,
 } from "@seekable/format";
 
 /** Zeros per repeated deflate block (a whole number of 258-byte matches: the block repeats). */

@@ -13,8 +13,8 @@ import {
   LayerReader,
   padding,
   serializeToc,
-  toByteString,
   type Toc,
+  toByteString,
 } from "@seekable/format";
 import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -14,8 +14,8 @@ import {
   padding,
   type RangeSource,
   serializeToc,
-  toByteString,
   type TocEntry,
+  toByteString,
   VerificationError,
 } from "@seekable/format";
 import fc from "fast-check";

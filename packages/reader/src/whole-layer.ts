@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import {
+  byteStringToBytes,
   cleanEntryName,
   endStream,
-  byteStringToBytes,
   FormatError,
   fromByteString,
   type Node,
