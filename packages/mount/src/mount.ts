@@ -48,9 +48,11 @@ export interface MountedImage {
 class ImageFuse extends Fuse {
   protected override _fuseOptions(): string {
     // ro: the kernel answers EROFS to writes itself. use_ino: hardlinks share our inode
-    // numbers. Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
+    // numbers. negative_timeout: an image never changes, so a name that is not there stays
+    // so (a program's start probes many: python's import path, the dynamic loader's).
+    // Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
     const base = super._fuseOptions();
-    const extra = ["ro", "use_ino"];
+    const extra = ["ro", "use_ino", "negative_timeout=3600"];
     return base ? `${base},${extra.join(",")}` : `-o${extra.join(",")}`;
   }
 }
