@@ -1,4 +1,5 @@
 import { FormatError } from "./errors.js";
+import { KEY_ORDER } from "./toc.js";
 
 /**
  * A one-pass scanner of TOC JSON bytes. It accepts exactly what `JSON.parse` accepts and
@@ -76,28 +77,8 @@ const K_DIGEST = 16;
 const K_CHUNKOFFSET = 17;
 const K_CHUNKSIZE = 18;
 const K_CHUNKDIGEST = 19;
-const KEY_NAMES = [
-  "",
-  "name",
-  "type",
-  "size",
-  "modtime",
-  "linkName",
-  "mode",
-  "uid",
-  "gid",
-  "userName",
-  "groupName",
-  "offset",
-  "innerOffset",
-  "devMajor",
-  "devMinor",
-  "xattrs",
-  "digest",
-  "chunkOffset",
-  "chunkSize",
-  "chunkDigest",
-];
+// Key ids are positions in the Go field order (0: not a TOCEntry key).
+const KEY_NAMES: readonly string[] = ["", ...KEY_ORDER];
 const KEY_IDS = new Map<string, number>(KEY_NAMES.map((k, i) => [k, i]));
 KEY_IDS.delete("");
 /** Candidate keys by byte length, as byte arrays. */

@@ -64,7 +64,7 @@ const NUMBER_KEYS = new Set([
   "chunkOffset",
   "chunkSize",
 ]);
-const KEY_ORDER = [
+export const KEY_ORDER = [
   "name",
   "type",
   "size",

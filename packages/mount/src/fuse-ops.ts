@@ -3,6 +3,7 @@ import type { ImageFS, MergedNode } from "@seekable/reader";
 import Fuse, { type Operations, type Stat } from "fuse-native";
 import { type Inodes, resolved, statOf } from "./attr.js";
 import type { Content } from "./content.js";
+import { statfsReply } from "./fuse-setup.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { AccessRecorder } from "./record.js";
 
@@ -113,21 +114,7 @@ export function fuseOperations(ctx: OpsContext): Operations {
       if (!m) return cb(Fuse.ENOENT);
       cb(0, Object.keys(xattrsOf(m)));
     },
-    statfs(_path, cb) {
-      cb(0, {
-        bsize: 4096,
-        frsize: 4096,
-        blocks: 0,
-        bfree: 0,
-        bavail: 0,
-        files: 0,
-        ffree: 0,
-        favail: 0,
-        fsid: 0,
-        flag: 1, // ST_RDONLY
-        namemax: 255,
-      });
-    },
+    statfs: (_path, cb) => cb(0, statfsReply(true)),
     write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
     create: rofs,
     truncate: rofs,

@@ -1,11 +1,11 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { OpenedTarget } from "@seekable/reader";
-import Fuse from "fuse-native";
 import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
+import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
@@ -42,19 +42,6 @@ export interface MountedImage {
   readonly profiled: Promise<ProfilePrefetchResult | undefined>;
   /** Detaches the mount, stops background work and writes the record. Idempotent. */
   unmount(): Promise<void>;
-}
-
-/** fuse-native with the libfuse options it has no switch for. */
-class ImageFuse extends Fuse {
-  protected override _fuseOptions(): string {
-    // ro: the kernel answers EROFS to writes itself. use_ino: hardlinks share our inode
-    // numbers. negative_timeout: an image never changes, so a name that is not there stays
-    // so (a program's start probes many: python's import path, the dynamic loader's).
-    // Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
-    const base = super._fuseOptions();
-    const extra = ["ro", "use_ino", "negative_timeout=3600"];
-    return base ? `${base},${extra.join(",")}` : `-o${extra.join(",")}`;
-  }
 }
 
 /** SEEKABLE_TIMING: marks the first request of each kind the kernel sends, and its answer. */
@@ -114,18 +101,16 @@ export async function mountTarget(
     },
   });
   if (process.env.SEEKABLE_TIMING) markFirstCalls(ops as unknown as Record<string, unknown>);
-  const fuse = new ImageFuse(dir, ops, {
-    fsname: "seekable",
-    subtype: "seekable",
-    defaultPermissions: true,
-    allowOther: process.getuid?.() === 0,
-    kernelCache: true,
-    entryTimeout: 3600,
-    attrTimeout: 3600,
-    maxRead: 1 << 20,
-    // A backstop only: the registry client has its own timeouts and retry budget.
-    timeout: { default: 60_000, read: 300_000, open: 300_000 },
-  });
+  // ro: the kernel answers EROFS to writes itself. use_ino: hardlinks share our inode
+  // numbers. negative_timeout: an image never changes, so a name that is not there stays
+  // so (a program's start probes many: python's import path, the dynamic loader's).
+  // Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
+  const fuse = new LayerFuse(
+    dir,
+    ops,
+    { ...layerFuseOptions("seekable"), defaultPermissions: true },
+    ["ro", "use_ino", "negative_timeout=3600"],
+  );
   performance.mark("mount: FUSE mount started");
   await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
   performance.mark("mount: FUSE mount up");

@@ -1,4 +1,5 @@
 import type { ChunkRef, LayerReader, Node } from "@seekable/format";
+import { DEFAULT_GAP } from "@seekable/registry";
 
 /** One gzip member of a layer and the chunks it holds (several only with MinChunkSize). */
 export interface Member {
@@ -138,7 +139,7 @@ export function pickNeighbours(
   }
   // Gaps small enough for the source to fetch anyway (it coalesces ranges closer than
   // `gap`): their members come along, counted, instead of as bytes nobody keeps.
-  const gap = opts.gap ?? 32 * 1024;
+  const gap = opts.gap ?? DEFAULT_GAP;
   const spans = [...chosen].map((m) => [m.offset, m.nextOffset]);
   spans.push([from, to]);
   spans.sort((a, b) => a[0] - b[0]);

@@ -17,6 +17,7 @@ import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
+import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
 
@@ -92,19 +93,6 @@ class LayerInodes extends Inodes {
 
   override of(node: Node): number {
     return this.base + (super.of(node) % LAYER_INODES);
-  }
-}
-
-/**
- * fuse-native with use_ino and negative_timeout (layers never change: a name that is not
- * there stays so, and overlayfs asks every lower layer for each name a program probes); not
- * `ro`: podman creates `use` and removes layer directories.
- */
-class StoreFuse extends Fuse {
-  protected override _fuseOptions(): string {
-    const base = super._fuseOptions();
-    const extra = "use_ino,negative_timeout=3600";
-    return base ? `${base},${extra}` : `-o${extra}`;
   }
 }
 
@@ -488,21 +476,7 @@ export function storeOperations(store: LayerStore): Operations {
         (l.ops.listxattr as NonNullable<Operations["listxattr"]>)(p.inner as string, cb),
       );
     },
-    statfs(_path, cb) {
-      cb(0, {
-        bsize: 4096,
-        frsize: 4096,
-        blocks: 0,
-        bfree: 0,
-        bavail: 0,
-        files: 0,
-        ffree: 0,
-        favail: 0,
-        fsid: 0,
-        flag: 0,
-        namemax: 255,
-      });
-    },
+    statfs: (_path, cb) => cb(0, statfsReply(false)),
     // containers/storage creates `use` while it uses a layer and removes the layer directory
     // when done; both are answered ENOENT after counting, as the reference does.
     create(path, _mode, cb) {
@@ -548,17 +522,13 @@ export async function mountStore(dirArg: string, opts: StoreOptions): Promise<Mo
   const st = await stat(dir);
   if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
   const store = new LayerStore(opts);
-  const fuse = new StoreFuse(dir, storeOperations(store), {
-    fsname: "seekable-store",
-    subtype: "seekable",
-    allowOther: process.getuid?.() === 0,
-    kernelCache: true,
-    // Layers never change: the kernel may keep their entries (failures are not kept).
-    entryTimeout: 3600,
-    attrTimeout: 3600,
-    maxRead: 1 << 20,
-    timeout: { default: 60_000, read: 300_000, open: 300_000 },
-  });
+  // use_ino, negative_timeout: layers never change, so a name that is not there stays so
+  // (overlayfs asks every lower layer for each name a program probes). Not `ro`: podman
+  // creates `use` and removes layer directories.
+  const fuse = new LayerFuse(dir, storeOperations(store), layerFuseOptions("seekable-store"), [
+    "use_ino",
+    "negative_timeout=3600",
+  ]);
   await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
   let unmounting: Promise<void> | undefined;
   return {

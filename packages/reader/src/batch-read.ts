@@ -10,6 +10,7 @@ import {
   VerificationError,
   verifyChunk,
 } from "@seekable/format";
+import { DEFAULT_GAP } from "@seekable/registry";
 import type { LayerView } from "./layer-view.js";
 
 /** One file to read: the layer that provides it and its path there. */
@@ -156,12 +157,6 @@ function cost(ref: ChunkRef): number {
 type Fetch = { job: ChunkedJob; ref: ChunkRef; digest: string };
 
 /**
- * A registry source merges ranges this close into one span (RegistryBlobSource's default
- * gap): what lies between two ranges of one read arrives with it, asked for or not.
- */
-const SOURCE_GAP = 32 << 10;
-
-/**
  * Cuts the pieces into windows of at most `budget` new bytes (at least one chunk each).
  * A chunk used again later is carried to that use while the carry stays within the budget;
  * past it, the later window fetches it again rather than hold unbounded memory.
@@ -228,7 +223,8 @@ function splitReads(mine: Fetch[], all: Fetch[]): Fetch[][] {
     const fits = (read: Fetch[]): boolean => {
       const from = (read[read.length - 1] as Fetch).ref.nextOffset;
       const to = p.ref.offset;
-      if (to <= from || to - from > SOURCE_GAP) return true;
+      // A registry source merges ranges closer than DEFAULT_GAP into one span.
+      if (to <= from || to - from > DEFAULT_GAP) return true;
       const m = lowerBound(all, from);
       return m >= all.length || (all[m] as Fetch).ref.offset >= to;
     };

@@ -6,6 +6,12 @@ import { RegistryError } from "./errors.js";
 import { limiter } from "./limit.js";
 import { newStats, type RegistryStats } from "./stats.js";
 
+/**
+ * Ranges closer than this are fetched as one span by default: one request with a few wasted
+ * bytes beats two. Planners that reason about what a read brings along use the same figure.
+ */
+export const DEFAULT_GAP = 32 * 1024;
+
 export interface BlobSourceOptions {
   /** Known size (from the descriptor); otherwise a HEAD asks the registry. */
   size?: number;
@@ -45,7 +51,7 @@ export class RegistryBlobSource implements RangeSource {
     readonly size: number,
     options: BlobSourceOptions = {},
   ) {
-    this.gap = options.gap ?? 32 * 1024;
+    this.gap = options.gap ?? DEFAULT_GAP;
     this.maxSpan = options.maxSpan ?? 16 << 20;
     this.perRequest = Math.max(1, options.maxRangesPerRequest ?? 32);
     this.concurrency = Math.max(1, options.concurrency ?? 8);

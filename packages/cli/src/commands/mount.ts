@@ -4,7 +4,7 @@ import { open } from "node:fs/promises";
 import type { ProfilePrefetchResult } from "@seekable/mount";
 import { getImageManifest, parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { onInterrupt } from "../output.js";
+import { serveUntilInterrupted } from "../foreground.js";
 import { openSession, type ReadingFlags, type Session } from "../target.js";
 import { printTiming } from "../timing.js";
 
@@ -162,25 +162,9 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
   printTiming("cli: mounted (reported on stdout)");
   if (profile) reportPrefetch(profile, mounted.profiled, log);
 
-  // The process stays up while the kernel may call in; a signal ends it cleanly.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  await new Promise<void>((resolveStop) => {
-    onInterrupt(async () => {
-      try {
-        await Promise.race([
-          mounted.unmount(),
-          new Promise((_, rej) =>
-            setTimeout(() => rej(new Error("unmount did not finish in 20 s")), 20_000).unref(),
-          ),
-        ]);
-        await session.finish();
-        clearInterval(keepAlive);
-        process.exit(0);
-      } catch (e) {
-        log(`${(e as Error).message}`);
-        process.exit(1);
-      }
-    });
-    void resolveStop;
-  });
+  await serveUntilInterrupted(
+    () => mounted.unmount(),
+    () => session.finish(),
+    log,
+  );
 }

@@ -8,17 +8,13 @@ import {
 } from "@seekable/reader";
 import { parseCredentials, RegistryClient } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { onInterrupt } from "../output.js";
+import { serveUntilInterrupted } from "../foreground.js";
+import type { ReadingFlags } from "../target.js";
 
-export interface StoreFlags {
-  creds?: string;
-  plainHttp?: boolean;
-  stats?: boolean;
-  cacheDir?: string;
-  /** commander's --no-cache sets this to false. */
-  cache?: boolean;
-  json?: boolean;
-}
+export type StoreFlags = Pick<
+  ReadingFlags,
+  "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json"
+>;
 
 /**
  * `seekable store DIR`: an Additional Layer Store for podman/CRI-O in the foreground until
@@ -49,15 +45,9 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
   if (flags.json) process.stdout.write(`${JSON.stringify({ store: mounted.dir })}\n`);
   else process.stdout.write(`serving a layer store at ${mounted.dir}\n`);
 
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  onInterrupt(async () => {
-    try {
-      await Promise.race([
-        mounted.unmount(),
-        new Promise((_, rej) =>
-          setTimeout(() => rej(new Error("unmount did not finish in 20 s")), 20_000).unref(),
-        ),
-      ]);
+  await serveUntilInterrupted(
+    () => mounted.unmount(),
+    async () => {
       if (flags.stats) {
         const s = stats.toJSON();
         s.requests += client.stats.requests;
@@ -65,12 +55,7 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
         process.stderr.write(`${JSON.stringify(s)}\n`);
       }
       await client.close();
-      clearInterval(keepAlive);
-      process.exit(0);
-    } catch (e) {
-      log(`${(e as Error).message}`);
-      process.exit(1);
-    }
-  });
-  await new Promise<void>(() => {});
+    },
+    log,
+  );
 }
