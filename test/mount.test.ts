@@ -1,7 +1,8 @@
 // `seekable mount` with real FUSE (as root) over images pushed to the real registry: metadata
 // and contents equal to the source, whiteouts, a program started from the mount, --record,
 // clean unmount on SIGTERM, stale mounts, and registry faults turned into EIO.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,7 +16,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
-import { seekableCli } from "./helpers/paths.js";
+import { startForeground } from "./helpers/foreground.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
 import { MTIME, makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -110,50 +111,23 @@ async function mount(image: string, ...args: string[]): Promise<Mount> {
   return mountAt(mnt, image, ...args);
 }
 
-function mountAt(mnt: string, image: string, ...args: string[]): Promise<Mount> {
-  const proc = spawn(process.execPath, [seekableCli(), "mount", image, mnt, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
+async function mountAt(mnt: string, image: string, ...args: string[]): Promise<Mount> {
+  const entry = { proc: undefined as unknown as ChildProcess, dir: mnt };
+  const fg = await startForeground("mount", ["mount", image, mnt, ...args], (proc) => {
+    entry.proc = proc;
+    mounts.add(entry);
   });
-  const entry = { proc, dir: mnt };
-  mounts.add(entry);
-  let out = "";
-  let err = "";
-  proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      reject(new Error(`mount did not come up in 20 s: ${err}`));
-    }, 20_000);
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`mount exited with ${code}: ${err}`));
-    });
-    proc.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      if (!out.includes("\n")) return;
-      clearTimeout(timer);
-      resolve({
-        dir: mnt,
-        proc,
-        stdout: out,
-        stderr: () => err,
-        stop: async () => {
-          proc.kill("SIGTERM");
-          const code = await Promise.race([
-            exited,
-            new Promise<never>((_, rej) =>
-              setTimeout(() => rej(new Error("mount did not exit in 20 s")), 20_000),
-            ),
-          ]);
-          mounts.delete(entry);
-          return code;
-        },
-      });
-    });
-  });
+  return {
+    dir: mnt,
+    proc: fg.proc,
+    stdout: fg.stdout,
+    stderr: fg.stderr,
+    stop: async () => {
+      const code = await fg.stop();
+      mounts.delete(entry);
+      return code;
+    },
+  };
 }
 
 function forceUnmount(mnt: string): void {

@@ -3,7 +3,8 @@
 // registry has no referrers API, so the sha256-<hex> tag fallback), then mount with
 // --prefetch auto and check the files came in one batched request per layer, before the
 // program asked. Missing and corrupt profiles are a warning and an ordinary lazy mount.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,6 +24,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, type ProxyLogEntry, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
+import { startForeground } from "./helpers/foreground.js";
 import { seekableCli } from "./helpers/paths.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
@@ -102,58 +104,34 @@ async function mount(image: string, ...args: string[]): Promise<Mount> {
   const mnt = join(dir, `mnt-${mountCount++}`);
   await mkdir(mnt, { recursive: true });
   const logStart = proxy.log.length;
-  const proc = spawn(process.execPath, [seekableCli(), "mount", image, mnt, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
+  const entry = { proc: undefined as unknown as ChildProcess, dir: mnt };
+  const fg = await startForeground("mount", ["mount", image, mnt, ...args], (proc) => {
+    entry.proc = proc;
+    mounts.add(entry);
   });
-  const entry = { proc, dir: mnt };
-  mounts.add(entry);
-  let out = "";
-  let err = "";
-  proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      reject(new Error(`mount did not come up in 20 s: ${err}`));
-    }, 20_000);
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`mount exited with ${code}: ${err}`));
-    });
-    proc.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      if (!out.includes("\n")) return;
-      clearTimeout(timer);
-      resolve({
-        dir: mnt,
-        stdout: out,
-        stderr: () => err,
-        logStart,
-        logAt: proxy.log.length,
-        async waitFor(re) {
-          const deadline = Date.now() + 20_000;
-          while (!re.test(err)) {
-            if (Date.now() > deadline) throw new Error(`stderr never matched ${re}: ${err}`);
-            await new Promise((r) => setTimeout(r, 25));
-          }
-          return err.split("\n").find((l) => re.test(l)) as string;
-        },
-        async stop() {
-          proc.kill("SIGTERM");
-          const code = await Promise.race([
-            exited,
-            new Promise<never>((_, rej) =>
-              setTimeout(() => rej(new Error("mount did not exit in 20 s")), 20_000),
-            ),
-          ]);
-          mounts.delete(entry);
-          return code;
-        },
-      });
-    });
-  });
+  return {
+    dir: mnt,
+    stdout: fg.stdout,
+    stderr: fg.stderr,
+    logStart,
+    logAt: proxy.log.length,
+    async waitFor(re) {
+      const deadline = Date.now() + 20_000;
+      while (!re.test(fg.stderr())) {
+        if (Date.now() > deadline) throw new Error(`stderr never matched ${re}: ${fg.stderr()}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      return fg
+        .stderr()
+        .split("\n")
+        .find((l) => re.test(l)) as string;
+    },
+    async stop() {
+      const code = await fg.stop();
+      mounts.delete(entry);
+      return code;
+    },
+  };
 }
 
 async function pushImage(

@@ -2,7 +2,8 @@
 // FUSE, and Debian's podman + runc pulling and running images through it. The layout and the
 // `info` encoding are the reference store's (stargz-snapshotter `store`); a layer that is not
 // eStargz is pulled the ordinary way; registry faults are EIO on the read; SIGTERM unmounts.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,7 +18,7 @@ import {
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
-import { seekableCli } from "./helpers/paths.js";
+import { startForeground } from "./helpers/foreground.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, type RunResult, run, seekable } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -134,33 +135,13 @@ async function pushImage(client: RegistryClient, tag: string, layers: Layer[]): 
 }
 
 function startStore(): Promise<NonNullable<typeof store>> {
-  const proc = spawn(
-    process.execPath,
-    [seekableCli(), "store", storeDir, "--cache-dir", join(work, "cache"), "--stats"],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let err = "";
-  let out = "";
-  proc.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    err += d;
-  });
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      reject(new Error(`store did not come up in 20 s: ${err}`));
-    }, 20_000);
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`store exited with ${code}: ${err}`));
-    });
-    proc.stdout?.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      if (!out.includes("\n")) return;
-      clearTimeout(timer);
-      resolve({ proc, stderr: () => err, exited });
-    });
-  });
+  return startForeground("store", [
+    "store",
+    storeDir,
+    "--cache-dir",
+    join(work, "cache"),
+    "--stats",
+  ]);
 }
 
 function podman(...args: string[]): Promise<RunResult> {
