@@ -13,7 +13,7 @@ import { createServer as createHttpsServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { LayerNotFoundError, openTarget, ReadStats } from "@seekable/reader";
+import { LayerNotFoundError, openImage, openLocation, ReadStats } from "@seekable/reader";
 import {
   parseCredentials,
   parseReference,
@@ -24,6 +24,7 @@ import {
 } from "@seekable/registry";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseBlob } from "../packages/cli/src/target.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
@@ -228,9 +229,10 @@ describe("a blob URL's scheme is its transport", () => {
     it("is not upgraded to HTTPS, and the credentials are withheld", async () => {
       proxy.log.length = 0;
       const client = clientFor();
-      const err = await openTarget(url(), { client: () => client, stats: new ReadStats() }).catch(
-        (e: unknown) => e,
-      );
+      const err = await openLocation(parseBlob(url()), {
+        client: () => client,
+        stats: new ReadStats(),
+      }).catch((e: unknown) => e);
       await client.close();
       // Plain HTTP reached the server (no TLS handshake), anonymously: a 401, said clearly.
       expect(proxy.log.length).toBeGreaterThan(0);
@@ -249,7 +251,10 @@ describe("a blob URL's scheme is its transport", () => {
       for (const plainHttp of [true, [host()]]) {
         proxy.log.length = 0;
         const client = clientFor(plainHttp);
-        const target = await openTarget(url(), { client: () => client, stats: new ReadStats() });
+        const target = await openLocation(parseBlob(url()), {
+          client: () => client,
+          stats: new ReadStats(),
+        });
         try {
           expect(Buffer.from(await target.fs.read("etc/motd")).toString()).toBe(
             "over the right transport\n",
@@ -267,11 +272,10 @@ describe("a blob URL's scheme is its transport", () => {
 describe("library errors do not name CLI flags", () => {
   it("a layer index out of range is a typed error; the CLI words it with --layer", async () => {
     const client = new RegistryClient({ credentials: USER });
-    const err = await openTarget(`docker://${imageRef}`, {
-      client: () => client,
-      stats: new ReadStats(),
-      layer: "5",
-    }).catch((e: unknown) => e);
+    const err = await openImage(
+      { reference: parseReference(imageRef), layer: "5" },
+      { client: () => client, stats: new ReadStats() },
+    ).catch((e: unknown) => e);
     await client.close();
     expect(err).toBeInstanceOf(LayerNotFoundError);
     const e = err as LayerNotFoundError;

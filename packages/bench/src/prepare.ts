@@ -19,7 +19,7 @@ import {
   type ImageFS,
   MemoryChunkCache,
   type OpenedLayer,
-  openTarget,
+  openImage,
   ReadStats,
 } from "@seekable/reader";
 import {
@@ -216,12 +216,14 @@ async function checkWorkloads(
   workloads: Workload[],
   platform: string | undefined,
 ): Promise<CheckedWorkload[]> {
-  const target = await openTarget(`docker://${formatReference(ref)}`, {
-    client: () => client,
-    stats: new ReadStats(),
-    cache: new MemoryChunkCache(),
-    platform,
-  });
+  const target = await openImage(
+    { reference: ref, platform: platform },
+    {
+      client: () => client,
+      stats: new ReadStats(),
+      cache: new MemoryChunkCache(),
+    },
+  );
   try {
     const layerOf = new Map(target.layers.map((l) => [l.view, l]));
     return workloads.map((w) => {

@@ -17,7 +17,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
-import { MemoryChunkCache, openTarget, ReadStats } from "@seekable/reader";
+import { MemoryChunkCache, openImage, ReadStats } from "@seekable/reader";
 import {
   type Credentials,
   formatReference,
@@ -338,12 +338,14 @@ async function referenceStore(ctx: StrategyContext, dir: string): Promise<Timed>
  */
 async function batchedList(ctx: StrategyContext): Promise<Timed> {
   const client = new RegistryClient({ credentials: ctx.credentials, retry: { attempts: 1 } });
-  const target = await openTarget(`docker://${formatReference(ctx.ref)}`, {
-    client: () => client,
-    stats: new ReadStats(),
-    cache: new MemoryChunkCache(Number.MAX_SAFE_INTEGER),
-    platform: ctx.platform,
-  });
+  const target = await openImage(
+    { reference: ctx.ref, platform: ctx.platform },
+    {
+      client: () => client,
+      stats: new ReadStats(),
+      cache: new MemoryChunkCache(Number.MAX_SAFE_INTEGER),
+    },
+  );
   try {
     const paths = ctx.workload.paths;
     if (paths.length > 1) await target.fs.prefetch(paths);

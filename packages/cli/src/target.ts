@@ -1,16 +1,19 @@
 import {
   DiskChunkCache,
   defaultCacheDir,
+  type LayerLocation,
   LayerNotFoundError,
   MemoryChunkCache,
   type OpenedTarget,
-  openTarget,
+  openLocation,
   ReadStats,
   TieredChunkCache,
 } from "@seekable/reader";
 import {
   type Credentials,
+  parseBlobUrl,
   parseCredentials,
+  parseReference,
   RegistryClient,
   RegistryError,
 } from "@seekable/registry";
@@ -36,6 +39,37 @@ export interface Session {
   client(): RegistryClient;
   /** Prints the --stats line (if asked) and releases everything. */
   finish(): Promise<void>;
+}
+
+/**
+ * BLOB as the CLI contract says: a local file, `http(s)://HOST/v2/NAME/blobs/DIGEST`, or
+ * `docker://REF` (the whole image, or one layer with --layer).
+ */
+export function parseBlob(
+  blob: string,
+  flags: Pick<ReadingFlags, "layer" | "platform"> = {},
+): LayerLocation {
+  if (/^https?:\/\//.test(blob)) {
+    const { reference, plainHttp } = parseBlobUrl(blob);
+    // The URL's scheme is the transport: https is TLS even on loopback, http is not upgraded
+    // (the client then sends credentials only where plain HTTP was allowed explicitly).
+    return {
+      kind: "blob",
+      registry: reference.registry,
+      repository: reference.repository,
+      digest: reference.digest as string,
+      scheme: plainHttp ? "http" : "https",
+    };
+  }
+  if (blob.startsWith("docker://")) {
+    return {
+      kind: "image",
+      reference: parseReference(blob.slice("docker://".length)),
+      platform: flags.platform,
+      layer: flags.layer,
+    };
+  }
+  return { kind: "file", path: blob };
 }
 
 /** Opens BLOB with caches, credentials and statistics as the flags say. */
@@ -74,13 +108,11 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
   };
   let target: OpenedTarget;
   try {
-    target = await openTarget(blob, {
+    target = await openLocation(parseBlob(blob, flags), {
       client: getClient,
       stats,
       cache,
       tocDigest: flags.tocDigest,
-      platform: flags.platform,
-      layer: flags.layer,
     });
   } catch (e) {
     report();

@@ -9,7 +9,6 @@ import {
   type Descriptor,
   getBlob,
   getImageManifest,
-  parseBlobUrl,
   parsePlatform,
   parseReference,
   type Reference,
@@ -37,22 +36,60 @@ export interface OpenedLayer {
 }
 
 export interface OpenedTarget {
-  /** What BLOB named: one layer (a file, a blob URL, or an image narrowed to one layer) or an image. */
+  /** What was opened: one layer (a file, a blob, or an image narrowed to one layer) or an image. */
   kind: "layer" | "image";
   layers: OpenedLayer[];
   fs: ImageFS;
   close(): Promise<void>;
 }
 
-export interface TargetOptions {
-  client: () => RegistryClient;
-  stats: ReadStats;
-  cache?: import("@seekable/format").ChunkCache;
-  tocDigest?: string;
+/** Where the layers to open are: a local file, one registry blob, or an image in a registry. */
+export type LayerLocation = LocalLayer | RemoteLayer | RemoteImage;
+
+/** One layer blob in a local file. */
+export interface LocalLayer {
+  kind: "file";
+  path: string;
+}
+
+/** One layer blob in a registry, named by digest. */
+export interface RemoteLayer {
+  kind: "blob";
+  registry: string;
+  repository: string;
+  digest: string;
+  /** Pins the transport for this registry (a blob URL's scheme); else the client's default. */
+  scheme?: "http" | "https";
+}
+
+/** An image in a registry: all its layers, or the one that `layer` names. */
+export interface RemoteImage {
+  kind: "image";
+  reference: Reference;
+  /** os/arch[/variant] to pick from an index. */
   platform?: string;
   /** Index (0 = bottom) or digest of the one layer to use. */
   layer?: string;
+}
+
+/** What opening a local layer needs. */
+export interface LayerOpenOptions {
+  stats: ReadStats;
+  cache?: import("@seekable/format").ChunkCache;
+  /** The TOC digest to check a layer against when its descriptor names none. */
+  tocDigest?: string;
   signal?: AbortSignal;
+}
+
+/** What opening a registry layer or image needs: the client is made only when needed. */
+export interface OpenOptions extends LayerOpenOptions {
+  client: () => RegistryClient;
+}
+
+/** @deprecated openTarget's options: use openLocation, openLocalLayer, openRemoteLayer or openImage. */
+export interface TargetOptions extends OpenOptions {
+  platform?: string;
+  layer?: string;
 }
 
 /** The layer asked for is not in the image. Fields let a caller word it (e.g. name its flag). */
@@ -71,28 +108,55 @@ export function tailSizeFor(blobSize: number): number {
   return Math.min(512 << 10, Math.max(16 << 10, Math.floor(blobSize / 200)));
 }
 
+/** Opens the layers at `location` (one of openLocalLayer, openRemoteLayer, openImage). */
+export function openLocation(location: LayerLocation, opts: OpenOptions): Promise<OpenedTarget> {
+  switch (location.kind) {
+    case "file":
+      return openLocalLayer(location.path, opts);
+    case "blob":
+      return openRemoteLayer(location, opts);
+    case "image":
+      return openImage(location, opts);
+  }
+}
+
 /**
- * Opens BLOB as the CLI contract says: a local file, `http(s)://HOST/v2/NAME/blobs/DIGEST`,
- * or `docker://REF` (the whole image, or one layer with `layer`).
+ * @deprecated Kept only for bench/coldstart-bytes.mjs until it calls openImage: the BLOB
+ * syntax belongs to the CLI. Accepts `docker://REF` alone.
  */
 export async function openTarget(blob: string, opts: TargetOptions): Promise<OpenedTarget> {
-  if (/^https?:\/\//.test(blob)) {
-    const { reference, plainHttp } = parseBlobUrl(blob);
-    const client = opts.client();
-    // The URL's scheme is the transport: https is TLS even on loopback, http is not upgraded
-    // (the client then sends credentials only where plain HTTP was allowed explicitly).
-    client.useScheme(reference.registry, plainHttp ? "http" : "https");
-    const layer = await openRegistryLayer(
-      client,
-      reference,
-      reference.digest as string,
-      undefined,
-      opts,
-    );
-    return single(layer);
+  if (!blob.startsWith("docker://")) {
+    throw new TypeError("openTarget takes docker://REF only: use openLocation");
   }
-  if (blob.startsWith("docker://")) return openImage(blob.slice("docker://".length), opts);
-  const src = await FileRangeSource.open(blob);
+  return openImage(
+    {
+      reference: parseReference(blob.slice("docker://".length)),
+      platform: opts.platform,
+      layer: opts.layer,
+    },
+    opts,
+  );
+}
+
+/** Opens one layer blob in a registry. */
+export async function openRemoteLayer(
+  blob: Omit<RemoteLayer, "kind">,
+  opts: OpenOptions,
+): Promise<OpenedTarget> {
+  const client = opts.client();
+  if (blob.scheme) client.useScheme(blob.registry, blob.scheme);
+  const reference: Reference = {
+    registry: blob.registry,
+    repository: blob.repository,
+    digest: blob.digest,
+  };
+  const layer = await openRegistryLayer(client, reference, blob.digest, undefined, opts);
+  return single(layer);
+}
+
+/** Opens one layer blob in a local file, read in place. */
+export async function openLocalLayer(path: string, opts: LayerOpenOptions): Promise<OpenedTarget> {
+  const src = await FileRangeSource.open(path);
   try {
     const reader = await LayerReader.open(new CountingSource(src, opts.stats), {
       tocDigest: opts.tocDigest,
@@ -120,20 +184,23 @@ function single(layer: OpenedLayer): OpenedTarget {
   };
 }
 
-async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTarget> {
-  const ref = parseReference(refText);
+/** Opens an image in a registry: every layer, or the one `image.layer` names. */
+export async function openImage(
+  image: Omit<RemoteImage, "kind">,
+  opts: OpenOptions,
+): Promise<OpenedTarget> {
+  const ref = image.reference;
   const client = opts.client();
   const { manifest } = await getImageManifest(client, ref, {
-    platform: opts.platform ? parsePlatform(opts.platform) : undefined,
+    platform: image.platform ? parsePlatform(image.platform) : undefined,
     signal: opts.signal,
   });
   performance.mark("open: manifest received");
   let descs = manifest.json.layers ?? [];
-  if (opts.layer !== undefined) {
-    const i = /^\d+$/.test(opts.layer)
-      ? Number(opts.layer)
-      : descs.findIndex((d) => d.digest === opts.layer);
-    if (i < 0 || i >= descs.length) throw new LayerNotFoundError(opts.layer, descs.length);
+  const wanted = image.layer;
+  if (wanted !== undefined) {
+    const i = /^\d+$/.test(wanted) ? Number(wanted) : descs.findIndex((d) => d.digest === wanted);
+    if (i < 0 || i >= descs.length) throw new LayerNotFoundError(wanted, descs.length);
     descs = [descs[i]];
   }
   const opened: OpenedLayer[] = [];
@@ -152,7 +219,7 @@ async function openImage(refText: string, opts: TargetOptions): Promise<OpenedTa
     throw e;
   }
   return {
-    kind: opts.layer !== undefined ? "layer" : "image",
+    kind: wanted !== undefined ? "layer" : "image",
     layers: opened,
     fs: new ImageFS(opened.map((l) => l.view)),
     close: async () => {
@@ -168,7 +235,7 @@ async function openRegistryLayer(
   ref: Reference,
   digest: string,
   desc: Descriptor | undefined,
-  opts: TargetOptions,
+  opts: OpenOptions,
   label = "layer",
 ): Promise<OpenedLayer> {
   const repo = { registry: ref.registry, repository: ref.repository };
