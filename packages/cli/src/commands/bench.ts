@@ -14,8 +14,8 @@ import {
   svgChart,
   type WorkloadSpec,
 } from "@seekable/bench";
-import { parseCredentials } from "@seekable/registry";
 import { CliError } from "../errors.js";
+import { credsFlag } from "../target.js";
 
 export interface BenchFlags {
   workload: string[];
@@ -93,7 +93,7 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
       seekable: SELF,
       referenceStore: flags.referenceStore ? resolve(flags.referenceStore) : undefined,
       creds: flags.creds,
-      credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+      credentials: flags.creds ? credsFlag(flags.creds) : undefined,
       plainHttp: flags.plainHttp,
       platform: flags.platform,
       // Progress only on a terminal; the report says whether the image was converted.

@@ -29,16 +29,11 @@ import {
   RegistrySource,
   SinkError,
 } from "@seekable/image";
-import {
-  formatRepository,
-  parseCredentials,
-  parsePlatform,
-  RegistryClient,
-  RegistryError,
-} from "@seekable/registry";
+import { formatRepository, parsePlatform, RegistryClient, RegistryError } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { AtomicFileSink, onInterrupt, StreamSink } from "../output.js";
 import { printRecord } from "../present.js";
+import { credsFlag } from "../target.js";
 
 export interface ConvertFlags {
   platform?: string;
@@ -209,7 +204,7 @@ async function convertImageCommand(
     ? await readPriorityList(flags.prioritizedFiles)
     : undefined;
   const client = new RegistryClient({
-    credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
     plainHttp: flags.plainHttp ? true : undefined,
   });
   let source: ImageSource | undefined;

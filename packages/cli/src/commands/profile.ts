@@ -5,14 +5,9 @@ import {
   parseProfile,
   pushProfile,
 } from "@seekable/image";
-import {
-  parseCredentials,
-  parsePlatform,
-  parseReference,
-  RegistryClient,
-  referrersTag,
-} from "@seekable/registry";
+import { parsePlatform, parseReference, RegistryClient, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
+import { credsFlag } from "../target.js";
 
 export interface ProfilePushFlags {
   platform?: string;
@@ -55,7 +50,7 @@ export async function profilePushCommand(
   }
   if (paths.length === 0) throw new CliError(`${file}: no paths in the profile`, true);
   const client = new RegistryClient({
-    credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
     plainHttp: flags.plainHttp ? true : undefined,
   });
   try {
