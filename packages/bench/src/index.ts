@@ -1,10 +1,11 @@
-export * from "./bench.js";
-export * from "./extract.js";
-export * from "./prepare.js";
-export * from "./processes.js";
-export * from "./record.js";
-export * from "./report.js";
-export * from "./rootfs.js";
-export * from "./shaping-proxy.js";
-export * from "./strategies.js";
-export * from "./svg-chart.js";
+export {
+  type BenchOptions,
+  type BenchResult,
+  ContentMismatchError,
+  runBench,
+  type WorkloadSpec,
+} from "./bench.js";
+export { formatBytes, markdownTable } from "./report.js";
+export { type LinkSetting, type ShapingProxy, startShapingProxy } from "./shaping-proxy.js";
+export { isStrategyName, StrategyError, type StrategyName } from "./strategies.js";
+export { svgChart } from "./svg-chart.js";

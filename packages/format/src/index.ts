@@ -1,15 +1,70 @@
-export * from "./chunk.js";
-export * from "./compression.js";
-export * from "./convert.js";
-export * from "./errors.js";
-export * from "./footer.js";
-export * from "./go-json.js";
-export * from "./gzip-member.js";
-export * from "./landmark.js";
-export * from "./range-source.js";
-export * from "./reader.js";
-export * from "./stream-write.js";
-export * from "./tar-header.js";
-export * from "./tar-input.js";
-export * from "./toc.js";
-export * from "./writer.js";
+export { type ChunkRef, TruncatedMemberError, verifyChunk } from "./chunk.js";
+export {
+  type CompressionName,
+  type Compressor,
+  compressionByName,
+  type Decompressor,
+  gzipCompression,
+} from "./compression.js";
+export {
+  type ConvertOptions,
+  type ConvertResult,
+  convertLayer,
+  fileInput,
+  type LayerInput,
+  type ResettableSink,
+  SpoolError,
+} from "./convert.js";
+export { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
+export {
+  encodeFooter,
+  FOOTER_SIZE,
+  type Footer,
+  LEGACY_FOOTER_SIZE,
+  parseFooter,
+} from "./footer.js";
+export {
+  type ByteString,
+  byteStringToBytes,
+  bytesToByteString,
+  fromByteString,
+  goQuote,
+  toByteString,
+} from "./go-json.js";
+export { gzipMember, memberHeader } from "./gzip-member.js";
+export {
+  isLandmark,
+  LANDMARK_CONTENTS,
+  NO_PREFETCH_LANDMARK,
+  PREFETCH_LANDMARK,
+} from "./landmark.js";
+export {
+  BufferRangeSource,
+  type ByteRange,
+  checkRange,
+  FileRangeSource,
+  type RangeSource,
+} from "./range-source.js";
+export { type ChunkCache, LayerReader, type Node, newNode, type OpenOptions } from "./reader.js";
+export { endStream, writeChunk } from "./stream-write.js";
+export {
+  cleanEntryName,
+  emptyHeader,
+  encodeHeader,
+  formatPaxTime,
+  goPathClean,
+  padding,
+  paxRecord,
+  type TarHeader,
+  type TarType,
+} from "./tar-header.js";
+export { describeSystemError, isSystemError, readTarEntries } from "./tar-input.js";
+export {
+  type EntryType,
+  parseToc,
+  serializeToc,
+  sha256Digest,
+  type Toc,
+  type TocEntry,
+} from "./toc.js";
+export { type ByteSink, formatModtime, TOC_TYPE_OF_TAR } from "./writer.js";

@@ -1,7 +1,3 @@
-export * from "./chunks.js";
-export * from "./mount.js";
-export * from "./prefetch.js";
-export * from "./record.js";
-export * from "./stale-mount.js";
-export * from "./store.js";
-export * from "./store-layer.js";
+export { type MountedImage, type MountOptions, mountTarget } from "./mount.js";
+export { type MergedSpan, mergeSpans, type ProfilePrefetchResult } from "./prefetch.js";
+export { type MountedStore, mountStore, type StoreOptions, type StoreProfile } from "./store.js";

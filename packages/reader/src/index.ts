@@ -1,8 +1,33 @@
-export * from "./batch-read.js";
-export * from "./chunk-cache.js";
-export * from "./counting-source.js";
-export * from "./image-fs.js";
-export * from "./layer-view.js";
-export * from "./remote.js";
-export * from "./stats.js";
-export * from "./whole-layer.js";
+export { type BatchReadOptions, type FileRef, readFiles } from "./batch-read.js";
+export {
+  ByteLru,
+  type DiskCacheOptions,
+  DiskChunkCache,
+  defaultCacheDir,
+  MemoryChunkCache,
+  TieredChunkCache,
+} from "./chunk-cache.js";
+export { CountingSource } from "./counting-source.js";
+export { ImageFS, type MergedNode } from "./image-fs.js";
+export type { LayerView } from "./layer-view.js";
+export {
+  type LayerLocation,
+  LayerNotFoundError,
+  type LayerOpenOptions,
+  type LocalLayer,
+  type OpenedLayer,
+  type OpenedTarget,
+  openImage,
+  openLocalLayer,
+  openLocation,
+  openRemoteLayer,
+  openTarget,
+  type RemoteImage,
+  type RemoteLayer,
+  type RemoteOpenOptions,
+  type TargetOptions,
+  TOC_DIGEST_ANNOTATION,
+  tailSizeFor,
+} from "./remote.js";
+export { ReadStats } from "./stats.js";
+export { WholeLayer } from "./whole-layer.js";

@@ -82,12 +82,12 @@ export interface LayerOpenOptions {
 }
 
 /** What opening a registry layer or image needs: the client is made only when needed. */
-export interface OpenOptions extends LayerOpenOptions {
+export interface RemoteOpenOptions extends LayerOpenOptions {
   client: () => RegistryClient;
 }
 
 /** @deprecated openTarget's options: use openLocation, openLocalLayer, openRemoteLayer or openImage. */
-export interface TargetOptions extends OpenOptions {
+export interface TargetOptions extends RemoteOpenOptions {
   platform?: string;
   layer?: string;
 }
@@ -109,7 +109,7 @@ export function tailSizeFor(blobSize: number): number {
 }
 
 /** Opens the layers at `location` (one of openLocalLayer, openRemoteLayer, openImage). */
-export function openLocation(location: LayerLocation, opts: OpenOptions): Promise<OpenedTarget> {
+export function openLocation(location: LayerLocation, opts: RemoteOpenOptions): Promise<OpenedTarget> {
   switch (location.kind) {
     case "file":
       return openLocalLayer(location.path, opts);
@@ -141,7 +141,7 @@ export async function openTarget(blob: string, opts: TargetOptions): Promise<Ope
 /** Opens one layer blob in a registry. */
 export async function openRemoteLayer(
   blob: Omit<RemoteLayer, "kind">,
-  opts: OpenOptions,
+  opts: RemoteOpenOptions,
 ): Promise<OpenedTarget> {
   const client = opts.client();
   if (blob.scheme) client.useScheme(blob.registry, blob.scheme);
@@ -187,7 +187,7 @@ function single(layer: OpenedLayer): OpenedTarget {
 /** Opens an image in a registry: every layer, or the one `image.layer` names. */
 export async function openImage(
   image: Omit<RemoteImage, "kind">,
-  opts: OpenOptions,
+  opts: RemoteOpenOptions,
 ): Promise<OpenedTarget> {
   const ref = image.reference;
   const client = opts.client();
@@ -235,7 +235,7 @@ async function openRegistryLayer(
   ref: Reference,
   digest: string,
   desc: Descriptor | undefined,
-  opts: OpenOptions,
+  opts: RemoteOpenOptions,
   label = "layer",
 ): Promise<OpenedLayer> {
   const repo = { registry: ref.registry, repository: ref.repository };

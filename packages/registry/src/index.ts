@@ -1,27 +1,93 @@
-export * from "./auth.js";
-export * from "./blob.js";
-export * from "./blob-source.js";
+export { unionScopes } from "./auth.js";
 export {
-  type HostQuirks,
-  RegistryClient,
-  type RegistryClientOptions,
-  type RegistryRequest,
-  type RegistryResponse,
-  type Timeouts,
-} from "./client.js";
-export * from "./coalesce.js";
-export * from "./content-range.js";
-export * from "./credentials.js";
-export * from "./digest.js";
-export * from "./errors.js";
-export * from "./limit.js";
-export * from "./manifest.js";
-export * from "./media-types.js";
-export * from "./multipart.js";
-export * from "./platform.js";
-export * from "./reference.js";
-export * from "./referrers.js";
-export * from "./retry.js";
-export * from "./stats.js";
-export * from "./upload.js";
-export * from "./www-authenticate.js";
+  type BlobInfo,
+  fetchBlob,
+  type GetBlobOptions,
+  getBlob,
+  headBlob,
+  type RangeReadOptions,
+  type RangeReadResult,
+  type Repository,
+  readBlobRanges,
+} from "./blob.js";
+export { type BlobSourceOptions, DEFAULT_GAP, RegistryBlobSource } from "./blob-source.js";
+export { RegistryClient, type RegistryClientOptions } from "./client.js";
+export { coalesce, type Span } from "./coalesce.js";
+export {
+  type ContentRange,
+  type HttpRange,
+  parseContentRange,
+  rangeHeader,
+} from "./content-range.js";
+export {
+  type CredentialSource,
+  type Credentials,
+  type DockerConfigOptions,
+  dockerConfigCredentials,
+  parseCredentials,
+  runCredentialHelper,
+} from "./credentials.js";
+export { digestOf } from "./digest.js";
+export {
+  isRegistryError,
+  RegistryError,
+  type RegistryErrorKind,
+  type RegistryErrorOptions,
+} from "./errors.js";
+export { type Limit, limiter } from "./limit.js";
+export {
+  getImageManifest,
+  getManifest,
+  headManifest,
+  type ImageManifestResult,
+  type ManifestJson,
+  type ManifestOptions,
+  type ManifestResult,
+  putManifest,
+} from "./manifest.js";
+export { isImageManifestMediaType, isIndexMediaType, MediaType } from "./media-types.js";
+export { type BytePart, byterangesBoundary, MultipartError, parseByteranges } from "./multipart.js";
+export {
+  type Descriptor,
+  formatPlatform,
+  type Platform,
+  parsePlatform,
+  selectPlatform,
+} from "./platform.js";
+export {
+  formatReference,
+  formatRepository,
+  isLoopbackHost,
+  manifestTarget,
+  type ParseReferenceOptions,
+  parseBlobUrl,
+  parseReference,
+  type Reference,
+  registryHost,
+  withTarget,
+} from "./reference.js";
+export {
+  addReferrer,
+  listReferrers,
+  type Referrers,
+  type ReferrersOptions,
+  type ReferrersVia,
+  referrersTag,
+} from "./referrers.js";
+export {
+  backoffDelay,
+  DEFAULT_RETRY,
+  isRetryableStatus,
+  parseRetryAfter,
+  type RetryPolicy,
+} from "./retry.js";
+export type { RegistryStats } from "./stats.js";
+export {
+  type BlobData,
+  type PushBlobOptions,
+  type PushBlobResult,
+  pushBlob,
+  StreamingUpload,
+  type StreamingUploadOptions,
+} from "./upload.js";
+export { type Challenge, parseWwwAuthenticate } from "./www-authenticate.js";
