@@ -2,10 +2,23 @@
 // FUSE, and Debian's podman + runc pulling and running images through it. The layout and the
 // `info` encoding are the reference store's (stargz-snapshotter `store`); a layer that is not
 // eStargz is pulled the ordinary way; registry faults are EIO on the read; SIGTERM unmounts.
+// `--prefetch FILE|auto` fetches a profile's files when an image's layers resolve, and
+// `--release-after` frees layers nothing uses (use count, open files, recent requests).
 
 import { type ChildProcess, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -144,15 +157,42 @@ function startStore(): Promise<NonNullable<typeof store>> {
   ]);
 }
 
+/** containers/storage's configuration: overlay under `dir`, the layer store at `store`. */
+async function storageConf(dir: string, store: string): Promise<NodeJS.ProcessEnv> {
+  await writeFile(
+    join(dir, "storage.conf"),
+    [
+      "[storage]",
+      'driver = "overlay"',
+      `runroot = "${join(dir, "run")}"`,
+      `graphroot = "${join(dir, "root")}"`,
+      "",
+      "[storage.options]",
+      `additionallayerstores = ["${store}:ref"]`,
+      "",
+    ].join("\n"),
+  );
+  return { ...process.env, CONTAINERS_STORAGE_CONF: join(dir, "storage.conf") };
+}
+
 function podman(...args: string[]): Promise<RunResult> {
+  return podmanWith(podmanEnv, ...args);
+}
+
+function podmanWith(env: NodeJS.ProcessEnv, ...args: string[]): Promise<RunResult> {
   return run("podman", ["--runtime", "runc", "--cgroup-manager=cgroupfs", ...args], {
-    env: podmanEnv,
+    env,
     timeoutMs: 180_000,
   });
 }
 
 function podmanRun(img: string, ...cmd: string[]): Promise<RunResult> {
-  return podman(
+  return podmanRunWith(podmanEnv, img, ...cmd);
+}
+
+function podmanRunWith(env: NodeJS.ProcessEnv, img: string, ...cmd: string[]): Promise<RunResult> {
+  return podmanWith(
+    env,
     "run",
     "--rm",
     "--network=none",
@@ -166,8 +206,66 @@ function podmanRun(img: string, ...cmd: string[]): Promise<RunResult> {
 }
 
 /** The store's directory of a layer of an image. */
-const layerDir = (img: string, digest: string) =>
-  join(storeDir, Buffer.from(img).toString("base64"), digest);
+const layerDir = (img: string, digest: string, dir = storeDir) =>
+  join(dir, Buffer.from(img).toString("base64"), digest);
+
+/** Another store, with its own directory, cache and podman storage; `close` cleans it all. */
+interface ExtraStore {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  fg: Awaited<ReturnType<typeof startForeground>>;
+  close(): Promise<void>;
+}
+
+const extras: ExtraStore[] = [];
+
+async function extraStore(name: string, ...args: string[]): Promise<ExtraStore> {
+  const base = join(work, name);
+  const dir = join(base, "store");
+  await mkdir(dir, { recursive: true });
+  const env = await storageConf(base, dir);
+  const fg = await startForeground(`store ${name}`, [
+    "store",
+    dir,
+    "--cache-dir",
+    join(base, "cache"),
+    ...args,
+  ]);
+  const extra: ExtraStore = {
+    dir,
+    env,
+    fg,
+    close: async () => {
+      await podmanWith(env, "rmi", "-a", "-f").catch(() => undefined);
+      if (fg.proc.exitCode === null) expect(await fg.stop()).toBe(0);
+    },
+  };
+  extras.push(extra);
+  return extra;
+}
+
+/** `s` matched literally in a RegExp. */
+const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Requests for the eStargz layers' blobs since log entry `from`. */
+const blobRequests = (from: number) =>
+  proxy.log
+    .slice(from)
+    .filter((e) => /\/blobs\//.test(e.url) && estargz.some((l) => e.url.endsWith(l.digest)));
+
+/** Waits until `re` matches the store's stderr (20 s at most); the text. */
+async function waitFor(stderr: () => string, re: RegExp, ms = 20_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  while (!re.test(stderr())) {
+    if (Date.now() > deadline) throw new Error(`no ${re} on the store's stderr:\n${stderr()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return stderr();
+}
+
+/** The files `PROFILED_RUN` reads, as `mount --record` would write them. */
+const PROFILE = ["bin/busybox", "etc/motd", "etc/upper", "usr/data.bin"];
+const PROFILED_RUN = ["sh", "-c", "cat /etc/motd /etc/upper /usr/data.bin | busybox md5sum"];
 
 beforeAll(async () => {
   if (missing.length > 0)
@@ -211,24 +309,23 @@ beforeAll(async () => {
   } finally {
     await client.close();
   }
-  await writeFile(
-    join(work, "storage.conf"),
-    [
-      "[storage]",
-      'driver = "overlay"',
-      `runroot = "${join(work, "run")}"`,
-      `graphroot = "${join(work, "root")}"`,
-      "",
-      "[storage.options]",
-      `additionallayerstores = ["${storeDir}:ref"]`,
-      "",
-    ].join("\n"),
-  );
-  podmanEnv = { ...process.env, CONTAINERS_STORAGE_CONF: join(work, "storage.conf") };
+  podmanEnv = await storageConf(work, storeDir);
   store = await startStore();
 });
 
 afterAll(async () => {
+  for (const x of extras) {
+    await podmanWith(x.env, "rmi", "-a", "-f").catch(() => undefined);
+    if (x.fg.proc.exitCode === null) {
+      x.fg.proc.kill("SIGTERM");
+      await Promise.race([x.fg.exited, new Promise((r) => setTimeout(r, 20_000))]);
+    }
+    try {
+      execFileSync("fusermount", ["-u", "-z", x.dir], { stdio: "ignore" });
+    } catch {
+      // not mounted
+    }
+  }
   if (podmanEnv) await podman("rmi", "-a", "-f").catch(() => undefined);
   if (store && store.proc.exitCode === null) {
     store.proc.kill("SIGTERM");
@@ -380,6 +477,156 @@ describe("seekable store", () => {
     expect(again.stdout.equals(data)).toBe(true);
     const r = await podmanRun(image, "sh", "-c", "cat /etc/upper");
     expect(r.code, describeRun(r)).toBe(0);
+  });
+
+  it("--prefetch FILE fetches the profile's files as an image's layers resolve (one batched read per layer): the run needs fewer requests", async () => {
+    const want = `${createHash("md5")
+      .update(Buffer.concat([Buffer.from("welcome to the store\nfrom the upper layer\n"), data]))
+      .digest("hex")}  -\n`;
+    // Without a profile, in a store of its own: the run fetches what it reads.
+    const lazy = await extraStore("lazy");
+    let lazyRun: number;
+    try {
+      const pull = await podmanWith(lazy.env, "pull", "--tls-verify=false", image);
+      expect(pull.code, describeRun(pull, 0)).toBe(0);
+      const from = proxy.log.length;
+      const r = await podmanRunWith(lazy.env, image, ...PROFILED_RUN);
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(r.stdout.toString()).toBe(want);
+      lazyRun = blobRequests(from).length;
+    } finally {
+      await lazy.close();
+    }
+    expect(lazyRun).toBeGreaterThan(0);
+
+    const file = join(work, "profile.txt");
+    await writeFile(file, PROFILE.map((p) => `/${p}\n`).join(""));
+    const x = await extraStore("prefetch-file", "--prefetch", file);
+    try {
+      const pull = await podmanWith(x.env, "pull", "--tls-verify=false", image);
+      expect(pull.code, describeRun(pull, 0)).toBe(0);
+      // podman's pull resolves the layers: the prefetch runs then, before the container.
+      const err = await waitFor(x.fg.stderr, /prefetched \d+ files of profile/);
+      expect(err).toMatch(
+        new RegExp(
+          `prefetched 4 files of profile ${literal(file)} into 2 layers of ${literal(image)}: \\d+ chunks, [\\d.]+ [KM]iB in 2 batched reads`,
+        ),
+      );
+      const from = proxy.log.length;
+      const r = await podmanRunWith(x.env, image, ...PROFILED_RUN);
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(r.stdout.toString()).toBe(want);
+      const prefetchedRun = blobRequests(from).length;
+      expect(prefetchedRun).toBeLessThan(lazyRun);
+      expect(prefetchedRun).toBe(0); // the profile has every file the run reads
+      // The same profile for every image: another one gets the paths it has, from its lazy
+      // layers (its plain layer is pulled by podman); here all in the cache already.
+      const other = await podmanWith(x.env, "pull", "--tls-verify=false", mixed);
+      expect(other.code, describeRun(other, 0)).toBe(0);
+      await waitFor(
+        x.fg.stderr,
+        new RegExp(
+          `prefetched 3 files of profile ${literal(file)} into 1 layers of ${literal(mixed)}: 0 chunks, 0\\.0 KiB in 0 batched reads \\(\\d+ chunks already cached, 1 of its paths not in the image's lazy layers\\)`,
+        ),
+      );
+    } finally {
+      await x.close();
+    }
+  });
+
+  it("--prefetch auto uses the profile pushed beside each image; an image without one is read on demand", async () => {
+    const file = join(work, "profile-auto.txt");
+    await writeFile(file, `${PROFILE.join("\n")}\n`);
+    const pushed = await seekable(
+      "profile",
+      "push",
+      `docker://${registry.host}/${repo.repository}:v1`,
+      file,
+      "--json",
+    );
+    expect(pushed.code, describeRun(pushed)).toBe(0);
+    const artifact = jsonOut<{ digest: string }>(pushed).digest;
+    const x = await extraStore("prefetch-auto", "--prefetch", "auto");
+    try {
+      const pull = await podmanWith(x.env, "pull", "--tls-verify=false", image);
+      expect(pull.code, describeRun(pull, 0)).toBe(0);
+      await waitFor(
+        x.fg.stderr,
+        new RegExp(
+          `prefetched 4 files of profile ${artifact} \\(found by the (tag fallback|referrers API)\\) into 2 layers of ${literal(image)}: \\d+ chunks, .* in 2 batched reads`,
+        ),
+      );
+      const from = proxy.log.length;
+      const r = await podmanRunWith(x.env, image, ...PROFILED_RUN);
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(blobRequests(from)).toEqual([]);
+      // No profile beside this one: a line, and the store serves it on demand.
+      const other = await podmanWith(x.env, "pull", "--tls-verify=false", mixed);
+      expect(other.code, describeRun(other, 0)).toBe(0);
+      await waitFor(x.fg.stderr, new RegExp(`no profile stored for ${literal(mixed)}`));
+      const m = await podmanRunWith(x.env, mixed, "sh", "-c", "cat /etc/plain /etc/motd");
+      expect(m.code, describeRun(m)).toBe(0);
+      expect(m.stdout.toString()).toBe("plain gzip layer\nwelcome to the store\n");
+      expect(x.fg.stderr()).not.toMatch(/warning/);
+    } finally {
+      await x.close();
+    }
+  });
+
+  it("--release-after: a layer no use counts, with no file open, is freed once idle and resolved again on the next access", async () => {
+    const x = await extraStore("release", "--release-after", "1");
+    const released = (digest: string) => new RegExp(`released layer ${digest}: not in use`);
+    try {
+      const l0 = layerDir(image, estargz[0].digest, x.dir);
+      const l1 = layerDir(image, estargz[1].digest, x.dir);
+      // Resolves both layers of the image.
+      expect(await readFile(join(l0, "diff/etc/motd"), "utf8")).toBe("welcome to the store\n");
+      // In use: `use` of the lower layer counted, a file of the upper one held open.
+      await expect(writeFile(join(l0, "use"), "")).rejects.toMatchObject({ code: "ENOENT" });
+      const fh = await open(join(l1, "diff/etc/upper"), "r");
+      try {
+        await new Promise((r) => setTimeout(r, 3000));
+        expect(x.fg.stderr()).not.toMatch(/released layer/);
+        const { bytesRead, buffer } = await fh.read(Buffer.alloc(64), 0, 64, 0);
+        expect(buffer.subarray(0, bytesRead).toString()).toBe("from the upper layer\n");
+      } finally {
+        await fh.close();
+      }
+      await waitFor(x.fg.stderr, released(estargz[1].digest));
+      expect(x.fg.stderr()).not.toMatch(released(estargz[0].digest));
+      // Removing the layer directory (containers/storage, when done with it) uncounts it.
+      await expect(rmdir(l0)).rejects.toMatchObject({ code: "ENOENT" });
+      await waitFor(x.fg.stderr, released(estargz[0].digest));
+      // The next access resolves it again: its TOC is fetched anew, files read as before.
+      const from = proxy.log.length;
+      const st = await stat(join(l0, "diff/usr/data.bin"));
+      expect(st.size).toBe(data.length);
+      expect((await readFile(join(l0, "diff/usr/data.bin"))).equals(data)).toBe(true);
+      expect(blobRequests(from).some((e) => e.url.endsWith(estargz[0].digest))).toBe(true);
+      // Through podman: pull, run, remove the image; its layers are freed, and the store
+      // serves the image again afterwards.
+      const count = () => (x.fg.stderr().match(/released layer/g) ?? []).length;
+      const pull = await podmanWith(x.env, "pull", "--tls-verify=false", image);
+      expect(pull.code, describeRun(pull, 0)).toBe(0);
+      const r = await podmanRunWith(x.env, image, "sh", "-c", "cat /etc/upper");
+      expect(r.code, describeRun(r)).toBe(0);
+      const before = count();
+      const rmi = await podmanWith(x.env, "rmi", "-f", image);
+      expect(rmi.code, describeRun(rmi)).toBe(0);
+      const deadline = Date.now() + 20_000;
+      // Both layers, unless one was freed between the run and the removal already.
+      while (count() < before + 2 && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(count()).toBeGreaterThanOrEqual(before + 1);
+      const again = await podmanWith(x.env, "pull", "--tls-verify=false", image);
+      expect(again.code, describeRun(again, 0)).toBe(0);
+      const r2 = await podmanRunWith(x.env, image, "sh", "-c", "cat /etc/motd /etc/upper");
+      expect(r2.code, describeRun(r2)).toBe(0);
+      expect(r2.stdout.toString()).toBe("welcome to the store\nfrom the upper layer\n");
+    } finally {
+      await x.close();
+    }
   });
 
   it("SIGTERM unmounts and exits 0 with the --stats line", async () => {

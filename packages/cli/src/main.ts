@@ -212,6 +212,14 @@ program
   )
   .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
   .option("--no-cache", "do not use the on-disk chunk cache")
+  .option(
+    "--prefetch <file|auto>",
+    "when an image's layers are first resolved, fetch a profile's files, one batched request per layer: a file as `mount --record` writes it (the same for every image), or auto (the newest profile pushed beside each image with `seekable profile push`); none or an unusable one is a warning",
+  )
+  .option(
+    "--release-after <seconds>",
+    "free a layer's memory once no `use` counts it, none of its files is open and nothing read it for this long; a later access resolves it again (default 120)",
+  )
   .option("--json", 'print {"store":DIR} when mounted')
   .action(async (dir: string, o) =>
     (await import("./commands/store.js")).storeCommand(subject(dir), o),

@@ -137,6 +137,8 @@ export function mergeSpans(
 export interface ProfilePrefetchResult {
   /** Regular files of the profile found in the image. */
   files: number;
+  /** Paths of the profile not in the image (only with `skipMissing`; otherwise a rejection). */
+  missing: number;
   /** Chunks fetched and verified, and chunks found in the cache already. */
   chunks: number;
   cached: number;
@@ -150,6 +152,16 @@ export interface ProfilePrefetchResult {
 /** The profile does not describe this image (paths that are not in it). */
 export class ProfileMismatchError extends Error {
   override readonly name = "ProfileMismatchError";
+}
+
+/** How one prefetch treats the image it is given. */
+export interface ProfilePrefetchStartOptions {
+  /**
+   * Prefetch the paths that are in the image and count the others in `missing`, instead of
+   * rejecting (`seekable store`: one profile for several images, or an image whose layers
+   * are not all served lazily).
+   */
+  skipMissing?: boolean;
 }
 
 export interface ProfilePrefetchOptions {
@@ -191,12 +203,15 @@ export class ProfilePrefetch {
   /**
    * Plans synchronously (so reads from now on wait for what is planned), then fetches.
    * Rejects with ProfileMismatchError, before fetching anything, when a path is not in
-   * the image; with the first fetch or verification error otherwise (after the rest ran).
+   * the image (unless `skipMissing`); with the first fetch or verification error otherwise
+   * (after the rest ran). Only the layers in `target.layers` are fetched from: a file whose
+   * top-most layer in `target.fs` is another one counts, but is not fetched.
    */
   start(
     target: { fs: ImageFS; layers: OpenedLayer[] },
     paths: string[],
     signal?: AbortSignal,
+    opts: ProfilePrefetchStartOptions = {},
   ): Promise<ProfilePrefetchResult> {
     const t0 = Date.now();
     const readers = new Map<LayerView, LayerReader | undefined>(
@@ -220,7 +235,7 @@ export class ProfilePrefetch {
       for (const ref of n.chunks) if (ref.chunkDigest) list.push({ path: n.path, ref });
       wanted.set(reader, list);
     }
-    if (missing.length > 0) {
+    if (missing.length > 0 && !opts.skipMissing) {
       return Promise.reject(
         new ProfileMismatchError(
           `${missing.length} of ${paths.length} paths are not in this image (first: /${cleanEntryName(missing[0])})`,
@@ -229,6 +244,7 @@ export class ProfilePrefetch {
     }
     const result: ProfilePrefetchResult = {
       files,
+      missing: missing.length,
       chunks: 0,
       cached: 0,
       bytes: 0,

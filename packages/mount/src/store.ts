@@ -18,6 +18,8 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
+import { LinkEstimate } from "./link-estimate.js";
+import { ProfilePrefetch } from "./prefetch.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
 
@@ -29,6 +31,16 @@ const GZIP = 2;
 const MANIFEST_TTL = 120_000;
 /** Inode numbers: layer N's files get N * LAYER_INODES + their own number. */
 const LAYER_INODES = 1 << 22;
+/** A layer no `use` counts is freed after this long without a request (default). */
+const RELEASE_AFTER = 120_000;
+/** Verified chunks each layer's pool keeps at hand (the chunk cache is behind it). */
+const LAYER_RECENT_BYTES = 16 << 20;
+
+/** A start-up profile for an image: its paths (first-access order) and its name in messages. */
+export interface StoreProfile {
+  paths: string[];
+  name: string;
+}
 
 export interface StoreOptions {
   /** The registry client (credentials, plain HTTP) every layer is read with. */
@@ -39,6 +51,19 @@ export interface StoreOptions {
   readAhead?: number;
   /** One line for the user (stderr): failed reads and lookups, cleared stale mounts. */
   log(line: string): void;
+  /**
+   * `--prefetch`: the profile of an image (a file: the same for every image; auto: the one
+   * stored beside it in the registry), asked once per image manifest when the image's layers
+   * are first resolved; undefined when there is none (the caller says why). A rejection is a
+   * warning, and the image is read on demand.
+   */
+  profile?(image: { ref: Reference; manifestDigest: string }): Promise<StoreProfile | undefined>;
+  /**
+   * A resolved layer is freed (reader, TOC index, chunk pool) once no `use` counts it, none
+   * of its files is open and no request reached it for this long (default 120 s); a later
+   * access resolves it again.
+   */
+  releaseAfterMs?: number;
 }
 
 export interface MountedStore {
@@ -50,18 +75,35 @@ export interface MountedStore {
 /** An image as the store knows it: its manifest and config, fetched on first access. */
 interface ImageEntry {
   ref: Reference;
-  loaded?: Promise<{ layers: Descriptor[]; diffIds: string[] }>;
+  loaded?: Promise<Loaded>;
+  /** When `loaded` was fetched. */
   at: number;
   uses: number;
+  /** Last asked about (an image not asked about for long is forgotten). */
+  lastUsed: number;
+  /** The manifest whose prefetch was started on the image's first access. */
+  prefetched?: string;
+  /** The profile found for a manifest digest (looked up once). */
+  profile?: { digest: string; found: Promise<StoreProfile | undefined> };
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
 interface LayerEntry {
+  key: string;
   id: number;
   desc: Descriptor;
   source: RegistryBlobSource;
+  reader: LayerReader;
   ops: Operations;
   rootIno: number;
+  /** Last request that reached the layer. */
+  lastUsed: number;
+  /** Files of it open (diff/ files, blob). */
+  open: number;
+  /** Aborted when the layer is freed (stops its prefetch). */
+  freed: AbortController;
+  /** Image manifests whose profile was prefetched into it. */
+  prefetched: Set<string>;
 }
 
 /** The layer's JSON description, as the reference store encodes it (Go encoding/json). */
@@ -113,23 +155,49 @@ function decodeRef(name: string): Reference | undefined {
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
+/** An image's manifest digest, layer descriptors and diff IDs. */
+interface Loaded {
+  digest: string;
+  layers: Descriptor[];
+  diffIds: string[];
+}
+
 /**
  * An Additional Layer Store for containers/storage (podman, CRI-O), as the reference
  * (stargz-snapshotter's `store` package) lays it out:
  * `DIR/<base64 image reference>/<layer digest>/{diff/,info,blob,use}`. A layer resolves on
  * first access of `diff` or `blob`; one that is not eStargz (no TOC digest annotation, or it
  * does not verify) answers EIO there, so containers/storage pulls it the ordinary way.
+ *
+ * Lifetime, after the reference: `use` counts a layer in use and removing its directory
+ * uncounts it. The reference frees a layer as soon as its count drops to 0; containers/storage
+ * drops it right after a pull though, before the container reads anything, so a layer is freed
+ * here (reader, TOC index, chunk pool; the chunk cache is shared and keeps its chunks) only
+ * once it is also idle: no file of it open and no request for it for `releaseAfterMs`. A
+ * later access resolves it again, with the same inode numbers.
  */
 export class LayerStore {
   private readonly images = new Map<string, ImageEntry>();
   private readonly layers = new Map<string, Promise<LayerEntry>>();
-  private readonly pool = new ChunkPool(64 << 20);
+  /** Layers resolved and not freed, by key. */
+  private readonly resolved = new Map<string, LayerEntry>();
+  /** A layer's store-wide id (its inode numbers), kept when it is freed. */
+  private readonly layerIds = new Map<string, number>();
+  /** `use` counts by layer digest. */
+  private readonly uses = new Map<string, number>();
+  /** The registry link, measured by every layer's reads (each layer has its own pool). */
+  private readonly link = new LinkEstimate();
+  private readonly profiles = new ProfilePrefetch();
+  private readonly closed = new AbortController();
   private nextLayer = 1;
   private nextIno = 2;
   private readonly inos = new Map<string, number>();
   private readonly reported = new Map<string, number>();
+  readonly releaseAfterMs: number;
 
-  constructor(private readonly opts: StoreOptions) {}
+  constructor(private readonly opts: StoreOptions) {
+    this.releaseAfterMs = opts.releaseAfterMs ?? RELEASE_AFTER;
+  }
 
   /** A stable inode for a store-level path (root is 1). */
   ino(path: string): number {
@@ -154,13 +222,14 @@ export class LayerStore {
     if (e) return e;
     const ref = decodeRef(name);
     if (!ref) return undefined;
-    e = { ref, at: 0, uses: 0 };
+    e = { ref, at: 0, uses: 0, lastUsed: Date.now() };
     this.images.set(name, e);
     return e;
   }
 
-  /** The image's layer descriptors and diff IDs (cached MANIFEST_TTL while not in use). */
-  load(img: ImageEntry): Promise<{ layers: Descriptor[]; diffIds: string[] }> {
+  /** The image's manifest digest, layer descriptors and diff IDs (cached MANIFEST_TTL while not in use). */
+  load(img: ImageEntry): Promise<Loaded> {
+    img.lastUsed = Date.now();
     if (img.loaded && (img.uses > 0 || Date.now() - img.at < MANIFEST_TTL)) return img.loaded;
     img.at = Date.now();
     const client = this.opts.client;
@@ -173,7 +242,11 @@ export class LayerStore {
       const json = JSON.parse(Buffer.from(bytes).toString("utf8")) as {
         rootfs?: { diff_ids?: string[] };
       };
-      return { layers: manifest.json.layers ?? [], diffIds: json.rootfs?.diff_ids ?? [] };
+      return {
+        digest: manifest.digest,
+        layers: manifest.json.layers ?? [],
+        diffIds: json.rootfs?.diff_ids ?? [],
+      };
     })();
     img.loaded = loaded;
     loaded.catch(() => {
@@ -190,22 +263,34 @@ export class LayerStore {
   /**
    * The opened layer (resolved once per layer digest, whichever image asks first). The
    * image's other layers start resolving too, as the reference does: containers/storage
-   * looks at every layer of the image next.
+   * looks at every layer of the image next. With a profile, the image's first access (and a
+   * layer's first resolution) starts its prefetch.
    */
   async layer(img: ImageEntry, digest: string): Promise<LayerEntry> {
-    const { layers } = await this.load(img);
-    const desc = layers.find((l) => l.digest === digest);
+    const loaded = await this.load(img);
+    const desc = loaded.layers.find((l) => l.digest === digest);
     if (!desc) throw new Error(`unknown digest ${digest} for ref ${formatReference(img.ref)}`);
-    const p = this.resolve(img.ref, desc);
-    for (const d of layers) {
+    let created = false;
+    const p = this.resolve(img.ref, desc, () => {
+      created = true;
+    });
+    for (const d of loaded.layers) {
       if (d !== desc && d.annotations?.[TOC_DIGEST_ANNOTATION]) {
-        this.resolve(img.ref, d).catch(() => {}); // reported when asked for
+        this.resolve(img.ref, d, () => {
+          created = true;
+        }).catch(() => {}); // reported when asked for
       }
     }
-    return p;
+    if (this.opts.profile && (created || img.prefetched !== loaded.digest)) {
+      img.prefetched = loaded.digest;
+      void this.prefetchImage(img, loaded);
+    }
+    const entry = await p;
+    entry.lastUsed = Date.now();
+    return entry;
   }
 
-  private resolve(ref: Reference, desc: Descriptor): Promise<LayerEntry> {
+  private resolve(ref: Reference, desc: Descriptor, onCreate?: () => void): Promise<LayerEntry> {
     const toc = desc.annotations?.[TOC_DIGEST_ANNOTATION];
     // As the reference: a layer without a TOC digest is not served (podman pulls it itself).
     if (!toc) {
@@ -216,14 +301,28 @@ export class LayerStore {
     const key = `${desc.digest}/${toc}`;
     let p = this.layers.get(key);
     if (!p) {
-      p = this.open(ref, desc, toc);
+      onCreate?.();
+      p = this.open(ref, desc, toc, key);
       this.layers.set(key, p);
-      p.catch(() => this.layers.delete(key)); // retried on the next access
+      const mine = p;
+      p.then(
+        (e) => {
+          if (this.layers.get(key) === mine) this.resolved.set(key, e);
+        },
+        () => {
+          if (this.layers.get(key) === mine) this.layers.delete(key); // retried on the next access
+        },
+      );
     }
     return p;
   }
 
-  private async open(ref: Reference, desc: Descriptor, toc: string): Promise<LayerEntry> {
+  private async open(
+    ref: Reference,
+    desc: Descriptor,
+    toc: string,
+    key: string,
+  ): Promise<LayerEntry> {
     const repo = { registry: ref.registry, repository: ref.repository };
     const source = await RegistryBlobSource.open(this.opts.client, repo, desc.digest, {
       size: desc.size,
@@ -233,33 +332,167 @@ export class LayerStore {
       cache: this.opts.cache,
       tailSize: tailSizeFor(source.size),
     });
-    const id = this.nextLayer++;
+    let id = this.layerIds.get(key);
+    if (id === undefined) {
+      id = this.nextLayer++;
+      this.layerIds.set(key, id);
+    }
     const view = new OverlayLayerView(reader);
     const opened: OpenedLayer = { digest: desc.digest, descriptor: desc, view, reader };
     // Content keys the pool's chunks by layer index: a sparse array gives this layer the
-    // store-wide id, so layers of every image share one pool without their keys meeting.
+    // store-wide id. Each layer has its own pool, freed with it; they share the link
+    // estimate, and the chunk cache behind the readers.
     const layers: OpenedLayer[] = [];
     layers[id] = opened;
+    const pool = new ChunkPool(LAYER_RECENT_BYTES, (item) => this.profiles.covering(item), {
+      link: this.link,
+    });
     const base = id * LAYER_INODES;
     const ops = fuseOperations({
       fs: new ImageFS([view]),
-      content: new Content(layers, this.pool),
+      content: new Content(layers, pool),
       inodes: new LayerInodes(base),
       readAhead: this.opts.readAhead,
       onError: (path, e) =>
         this.report(`read of ${desc.digest}/diff/${path} failed: ${describe(e)}`),
     });
-    return { id, desc, source, ops, rootIno: base + 1 };
+    return {
+      key,
+      id,
+      desc,
+      source,
+      reader,
+      ops,
+      rootIno: base + 1,
+      lastUsed: Date.now(),
+      open: 0,
+      freed: new AbortController(),
+      prefetched: new Set(),
+    };
   }
 
-  use(img: ImageEntry): void {
+  /**
+   * `--prefetch`: the image's profile (looked up once per image manifest, while its layers
+   * resolve), fetched into the layers it has not been fetched into yet, once every eStargz
+   * layer of the image has resolved (a file's top-most layer is then known): one batched
+   * read per layer. A layer that is not served lazily is left out; the profile's paths in it
+   * are counted as missing.
+   */
+  private async prefetchImage(img: ImageEntry, loaded: Loaded): Promise<void> {
+    const lookup = this.opts.profile;
+    if (!lookup) return;
+    const name = formatReference(img.ref);
+    if (img.profile?.digest !== loaded.digest) {
+      const found = lookup({ ref: img.ref, manifestDigest: loaded.digest }).catch((e) => {
+        this.report(`warning: profile for ${name}: ${describe(e)}; reading on demand`);
+        return undefined;
+      });
+      img.profile = { digest: loaded.digest, found };
+    }
+    const descs = loaded.layers.filter((d) => d.annotations?.[TOC_DIGEST_ANNOTATION]);
+    const settled = await Promise.allSettled(descs.map((d) => this.resolve(img.ref, d)));
+    const profile = await img.profile.found;
+    if (!profile || this.closed.signal.aborted) return;
+    const entries = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    const fresh = entries.filter(
+      (e) => !e.prefetched.has(loaded.digest) && this.resolved.get(e.key) === e,
+    );
+    if (fresh.length === 0) return;
+    for (const e of fresh) e.prefetched.add(loaded.digest);
+    // Stopped when the store closes or one of its layers is freed.
+    const stop = new AbortController();
+    const abort = () => stop.abort();
+    for (const s of [this.closed.signal, ...fresh.map((e) => e.freed.signal)]) {
+      s.addEventListener("abort", abort, { once: true });
+    }
+    try {
+      const r = await this.profiles.start(
+        {
+          fs: new ImageFS(entries.map((e) => e.reader)),
+          layers: fresh.map((e) => ({
+            digest: e.desc.digest,
+            descriptor: e.desc,
+            view: e.reader,
+            reader: e.reader,
+          })),
+        },
+        profile.paths,
+        stop.signal,
+        { skipMissing: true },
+      );
+      const notes = [
+        r.cached > 0 ? `${r.cached} chunks already cached` : "",
+        r.missing > 0 ? `${r.missing} of its paths not in the image's lazy layers` : "",
+      ].filter((n) => n !== "");
+      this.opts.log(
+        `prefetched ${r.files} files of profile ${profile.name} into ${fresh.length} layers of ${name}: ${r.chunks} chunks, ${megabytes(r.bytes)} in ${r.reads} batched reads${notes.length > 0 ? ` (${notes.join(", ")})` : ""}, ${(r.ms / 1000).toFixed(2)} s`,
+      );
+    } catch (e) {
+      if (stop.signal.aborted) return;
+      // Reads fetch on demand what the prefetch did not bring.
+      this.report(`warning: prefetch of profile ${profile.name} for ${name}: ${describe(e)}`);
+    } finally {
+      for (const s of [this.closed.signal, ...fresh.map((e) => e.freed.signal)]) {
+        s.removeEventListener("abort", abort);
+      }
+    }
+  }
+
+  /** `use` created in a layer directory: the layer is in use. */
+  use(img: ImageEntry, digest: string): void {
     img.uses++;
+    this.uses.set(digest, (this.uses.get(digest) ?? 0) + 1);
   }
 
-  release(img: ImageEntry): void {
+  /** The layer directory removed: one use less. */
+  release(img: ImageEntry, digest: string): void {
     if (img.uses > 0) img.uses--;
     if (img.uses === 0) img.at = Date.now();
+    const n = (this.uses.get(digest) ?? 0) - 1;
+    if (n > 0) this.uses.set(digest, n);
+    else this.uses.delete(digest);
   }
+
+  /** A file of the layer opened (not freed while open) or closed. */
+  opened(l: LayerEntry, delta: 1 | -1): void {
+    l.open += delta;
+    l.lastUsed = Date.now();
+  }
+
+  /** Layers resolved and not freed (their digests). */
+  get resolvedLayers(): string[] {
+    return [...this.resolved.values()].map((e) => e.desc.digest);
+  }
+
+  /**
+   * Frees every resolved layer that no `use` counts, with no file open and no request for
+   * `releaseAfterMs`; forgets images not asked about for as long (and MANIFEST_TTL).
+   */
+  sweep(now = Date.now()): void {
+    for (const [key, e] of this.resolved) {
+      if (e.open > 0 || (this.uses.get(e.desc.digest) ?? 0) > 0) continue;
+      if (now - e.lastUsed < this.releaseAfterMs) continue;
+      this.resolved.delete(key);
+      this.layers.delete(key);
+      e.freed.abort();
+      this.opts.log(
+        `released layer ${e.desc.digest}: not in use and idle for ${Math.round((now - e.lastUsed) / 1000)} s`,
+      );
+    }
+    const idle = Math.max(this.releaseAfterMs, MANIFEST_TTL);
+    for (const [name, img] of this.images) {
+      if (img.uses === 0 && now - img.lastUsed >= idle) this.images.delete(name);
+    }
+  }
+
+  /** Stops prefetches (at unmount). */
+  close(): void {
+    this.closed.abort();
+  }
+}
+
+function megabytes(n: number): string {
+  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
 const dirStat = (ino: number, mode = 0o500): Stat => {
@@ -312,7 +545,10 @@ interface Parsed {
 export function storeOperations(store: LayerStore): Operations {
   const handles = new Map<number, { kind: "blob" | "info"; data?: Buffer; layer?: LayerEntry }>();
   /** Files open under diff/: the store's fd -> the layer's operations and their own fd. */
-  const layerFds = new Map<number, { ops: Operations; fd: number; inner: string }>();
+  const layerFds = new Map<
+    number,
+    { ops: Operations; fd: number; inner: string; layer: LayerEntry }
+  >();
   let nextFd = 1;
 
   /** Splits a path; an errno when it names nothing the store can have. */
@@ -409,21 +645,29 @@ export function storeOperations(store: LayerStore): Operations {
         if (p.entry === "blob") {
           const fd = nextFd++;
           handles.set(fd, { kind: "blob", layer: l });
+          store.opened(l, 1);
           return cb(0, fd);
         }
         const inner = p.inner as string;
         (l.ops.open as NonNullable<Operations["open"]>)(inner, flags, (code, innerFd) => {
           if (code !== 0 || innerFd === undefined) return cb(code);
           const fd = nextFd++;
-          layerFds.set(fd, { ops: l.ops, fd: innerFd, inner });
+          layerFds.set(fd, { ops: l.ops, fd: innerFd, inner, layer: l });
+          store.opened(l, 1);
           cb(0, fd);
         });
       });
     },
     release(_path, fd, cb) {
-      if (handles.delete(fd)) return cb(0);
+      const h = handles.get(fd);
+      if (h) {
+        handles.delete(fd);
+        if (h.layer) store.opened(h.layer, -1);
+        return cb(0);
+      }
       const f = layerFds.get(fd);
       layerFds.delete(fd);
+      if (f) store.opened(f.layer, -1);
       if (f?.ops.release) return f.ops.release(f.inner, f.fd, cb);
       cb(0);
     },
@@ -484,7 +728,7 @@ export function storeOperations(store: LayerStore): Operations {
       if (parts.length === 3 && parts[2] === "use") {
         const p = parse(parts.slice(0, 2).join("/"));
         if (typeof p === "number") return cb(p);
-        store.use(p.img as ImageEntry);
+        store.use(p.img as ImageEntry, p.digest as string);
         return cb(Fuse.ENOENT);
       }
       cb(Fuse.EROFS);
@@ -493,7 +737,7 @@ export function storeOperations(store: LayerStore): Operations {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
       if (p.depth === 2) {
-        store.release(p.img as ImageEntry);
+        store.release(p.img as ImageEntry, p.digest as string);
         return cb(Fuse.ENOENT);
       }
       cb(Fuse.EROFS);
@@ -530,11 +774,19 @@ export async function mountStore(dirArg: string, opts: StoreOptions): Promise<Mo
     "negative_timeout=3600",
   ]);
   await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
+  // Idle layers are looked for a few times per release period (at least every 30 s).
+  const sweeper = setInterval(
+    () => store.sweep(),
+    Math.max(100, Math.min(30_000, store.releaseAfterMs / 4)),
+  );
+  sweeper.unref();
   let unmounting: Promise<void> | undefined;
   return {
     dir,
     unmount() {
       unmounting ??= (async () => {
+        clearInterval(sweeper);
+        store.close();
         await new Promise<void>((res) =>
           fuse.unmount((err) => {
             if (err) opts.log(`${dir}: unmount: ${describe(err)}`);

@@ -1,3 +1,4 @@
+import { open } from "node:fs/promises";
 import { mountStore } from "@seekable/mount";
 import {
   DiskChunkCache,
@@ -6,15 +7,85 @@ import {
   ReadStats,
   TieredChunkCache,
 } from "@seekable/reader";
-import { parseCredentials, RegistryClient } from "@seekable/registry";
+import { formatReference, type Reference, RegistryClient, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
-import type { ReadingFlags } from "../target.js";
+import { credsFlag, type ReadingFlags } from "../target.js";
 
-export type StoreFlags = Pick<
-  ReadingFlags,
-  "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json"
->;
+export interface StoreFlags
+  extends Pick<ReadingFlags, "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json"> {
+  /** A profile file (one path a line, as `mount --record` writes), or "auto". */
+  prefetch?: string;
+  /** Seconds an unused layer stays resolved after its last request (default 120). */
+  releaseAfter?: string;
+}
+
+/** A profile to prefetch: its paths and what to call it in messages. */
+interface Profile {
+  paths: string[];
+  name: string;
+}
+
+function describe(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+}
+
+/** A local profile file, refused when larger than the cap (read no further than that). */
+async function readProfileFile(file: string): Promise<Profile> {
+  const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
+  const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
+  });
+  try {
+    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
+    }
+    return { paths: parseProfile(buf.subarray(0, n)), name: file };
+  } catch (e) {
+    throw new Error(`${file}: ${describe(e)}`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The store's profile look-up for --prefetch: FILE, read once, for every image; auto, the
+ * newest profile stored beside each image manifest (referrers API or tag fallback), looked
+ * up once per image by the store. None found is one line, never a failure.
+ */
+function profileLookup(
+  prefetch: string,
+  client: RegistryClient,
+  log: (line: string) => void,
+): (image: { ref: Reference; manifestDigest: string }) => Promise<Profile | undefined> {
+  if (prefetch !== "auto") {
+    const file = readProfileFile(prefetch).catch((e) => {
+      log(`warning: ${describe(e)}; reading on demand`);
+      return undefined;
+    });
+    return () => file;
+  }
+  return async ({ ref, manifestDigest }) => {
+    const { findProfile } = await import("@seekable/image");
+    const repo = { registry: ref.registry, repository: ref.repository };
+    const found = await findProfile(client, repo, manifestDigest);
+    if (!found) {
+      log(
+        `no profile stored for ${formatReference(ref)} (${manifestDigest}; looked for referrers, and the ${referrersTag(manifestDigest)} tag); reading on demand`,
+      );
+      return undefined;
+    }
+    return {
+      paths: found.paths,
+      name: `${found.digest} (found by the ${found.via === "api" ? "referrers API" : "tag fallback"})`,
+    };
+  };
+}
 
 /**
  * `seekable store DIR`: an Additional Layer Store for podman/CRI-O in the foreground until
@@ -22,6 +93,13 @@ export type StoreFlags = Pick<
  */
 export async function storeCommand(dir: string, flags: StoreFlags): Promise<void> {
   const log = (line: string) => process.stderr.write(`seekable: store: ${line}\n`);
+  let releaseAfterMs: number | undefined;
+  if (flags.releaseAfter !== undefined) {
+    const s = Number(flags.releaseAfter);
+    if (!(s > 0) || !Number.isFinite(s))
+      throw new CliError(`--release-after ${flags.releaseAfter}: not a positive number`, true);
+    releaseAfterMs = s * 1000;
+  }
   const stats = new ReadStats();
   const diskDir = flags.cache === false ? undefined : (flags.cacheDir ?? defaultCacheDir());
   const cache = new TieredChunkCache(
@@ -30,12 +108,13 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
     stats,
   );
   const client = new RegistryClient({
-    credentials: flags.creds ? parseCredentials(flags.creds) : undefined,
+    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
     plainHttp: flags.plainHttp ? true : undefined,
   });
+  const profile = flags.prefetch ? profileLookup(flags.prefetch, client, log) : undefined;
   let mounted: Awaited<ReturnType<typeof mountStore>>;
   try {
-    mounted = await mountStore(dir, { client, cache, log });
+    mounted = await mountStore(dir, { client, cache, log, profile, releaseAfterMs });
   } catch (e) {
     await client.close();
     const err = e as NodeJS.ErrnoException;
