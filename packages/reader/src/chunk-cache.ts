@@ -93,15 +93,44 @@ export class MemoryChunkCache implements ChunkCache {
 /** Largest chunk file read when the caller does not know the chunk's size. */
 const MAX_UNSIZED_CHUNK = 64 << 20;
 
+/** How much the disk cache may hold in memory while its writes are behind. */
+export interface DiskCacheOptions {
+  /** Bytes accepted but not yet written; a put beyond this is dropped (default 64 MiB). */
+  maxPendingBytes?: number;
+  /** Files written at once (default 2: the thread pool also inflates and hashes). */
+  writers?: number;
+}
+
 /**
  * Chunks on disk, content-addressed by chunk digest: DIR/chunks/sha256/ab/<hex>.
  * Written to a unique temporary name and renamed, so several processes can share the
  * directory. The directory is not trusted: only a regular file (not followed through a
  * symlink, opened without blocking, so a FIFO cannot hang a thread) of the expected size
  * whose bytes match the digest is a hit; anything else is a miss, replaced on the next put.
+ *
+ * Writes are behind: `put` returns at once and the file is written in the background (a
+ * miss must not wait for mkdir, write and rename before its read is answered), at most
+ * `maxPendingBytes` at a time; a chunk waiting to be written is a hit meanwhile. A cache
+ * is only a cache: a write that cannot be made, or finds no room, is left out.
  */
 export class DiskChunkCache implements ChunkCache {
-  constructor(readonly dir: string) {}
+  /** Verified chunks accepted by `put` and not yet on disk. */
+  private readonly pending = new Map<string, Uint8Array>();
+  private pendingBytes = 0;
+  private readonly queue: string[] = [];
+  private writing = 0;
+  private readonly made = new Set<string>();
+  private idle: (() => void)[] = [];
+  private readonly maxPendingBytes: number;
+  private readonly writers: number;
+
+  constructor(
+    readonly dir: string,
+    opts: DiskCacheOptions = {},
+  ) {
+    this.maxPendingBytes = opts.maxPendingBytes ?? 64 << 20;
+    this.writers = opts.writers ?? 2;
+  }
 
   private path(digest: string): string | undefined {
     const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
@@ -111,6 +140,8 @@ export class DiskChunkCache implements ChunkCache {
 
   /** `size`: the chunk's size from its TOC entry; without it, files up to 64 MiB are read. */
   async get(digest: string, size?: number): Promise<Uint8Array | undefined> {
+    const behind = this.pending.get(digest);
+    if (behind && (size === undefined || behind.byteLength === size)) return behind;
     const p = this.path(digest);
     if (!p) return undefined;
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0)) return undefined;
@@ -142,14 +173,59 @@ export class DiskChunkCache implements ChunkCache {
     }
   }
 
-  async put(digest: string, data: Uint8Array): Promise<void> {
-    const p = this.path(digest);
-    if (!p) return;
+  /** Accepts a verified chunk; the file is written in the background. */
+  put(digest: string, data: Uint8Array): void {
+    if (!this.path(digest) || this.pending.has(digest)) return;
+    if (this.pendingBytes + data.byteLength > this.maxPendingBytes) return;
+    this.pending.set(digest, data);
+    this.pendingBytes += data.byteLength;
+    this.queue.push(digest);
+    this.pump();
+  }
+
+  /** Resolves once every accepted chunk is written (or given up). */
+  flush(): Promise<void> {
+    if (this.writing === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.writing < this.writers && this.queue.length > 0) {
+      const digest = this.queue.shift() as string;
+      const data = this.pending.get(digest) as Uint8Array;
+      this.writing++;
+      void this.write(digest, data).finally(() => {
+        this.pending.delete(digest);
+        this.pendingBytes -= data.byteLength;
+        this.writing--;
+        this.pump();
+        if (this.writing === 0 && this.queue.length === 0) {
+          const waiters = this.idle;
+          this.idle = [];
+          for (const w of waiters) w();
+        }
+      });
+    }
+  }
+
+  private async write(digest: string, data: Uint8Array): Promise<void> {
+    const p = this.path(digest) as string;
     const dir = join(p, "..");
     const tmp = `${p}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`;
     try {
-      await mkdir(dir, { recursive: true });
-      await writeFile(tmp, data, { flag: "wx" });
+      // Each directory once per process (a removed one is made again on the error path).
+      if (!this.made.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        this.made.add(dir);
+      }
+      try {
+        await writeFile(tmp, data, { flag: "wx" });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        this.made.delete(dir);
+        await mkdir(dir, { recursive: true });
+        await writeFile(tmp, data, { flag: "wx" });
+      }
       try {
         await rename(tmp, p); // replaces a bad file, FIFO or symlink atomically
       } catch (e) {
@@ -160,7 +236,7 @@ export class DiskChunkCache implements ChunkCache {
         await rename(tmp, p);
       }
     } catch {
-      await rm(tmp, { force: true }); // a cache that cannot be written is only slower
+      await rm(tmp, { force: true }).catch(() => {}); // a cache that cannot be written is only slower
     }
   }
 }
@@ -184,10 +260,15 @@ export class TieredChunkCache implements ChunkCache {
     return v;
   }
 
-  async put(digest: string, data: Uint8Array): Promise<void> {
+  put(digest: string, data: Uint8Array): void {
     this.stats.chunksVerified++;
     this.memory.put(digest, data);
-    await this.disk?.put(digest, data);
+    this.disk?.put(digest, data);
+  }
+
+  /** Resolves once the disk cache's writes behind are done. */
+  flush(): Promise<void> {
+    return this.disk?.flush() ?? Promise.resolve();
   }
 }
 

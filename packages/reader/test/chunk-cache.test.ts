@@ -56,7 +56,8 @@ describe("DiskChunkCache.get without a size", () => {
     for (const [name, make] of cases) {
       const { cache, p } = await plant(name, make);
       expect(await cache.get(digest), name).toBeUndefined();
-      await cache.put(digest, data);
+      cache.put(digest, data);
+      await cache.flush();
       expect((await lstat(p)).isFile(), name).toBe(true);
       expect(Buffer.from((await cache.get(digest)) as Uint8Array).equals(data), name).toBe(true);
       expect((await readFile(p)).equals(data)).toBe(true);
@@ -70,5 +71,53 @@ describe("DiskChunkCache.get without a size", () => {
     expect(Buffer.from((await cache.get(digest, data.length)) as Uint8Array).equals(data)).toBe(
       true,
     );
+  });
+});
+
+describe("DiskChunkCache writes behind", () => {
+  const chunk = (i: number) => {
+    const d = Buffer.alloc(1000, i);
+    return { d, digest: `sha256:${createHash("sha256").update(d).digest("hex")}` };
+  };
+
+  it("put returns before the file exists; the chunk is a hit meanwhile; flush writes it", async () => {
+    const cache = new DiskChunkCache(join(dir, "behind"));
+    const { d, digest: dg } = chunk(1);
+    const hex = dg.slice("sha256:".length);
+    const p = join(dir, "behind", "chunks", "sha256", hex.slice(0, 2), hex);
+    cache.put(dg, d);
+    await expect(lstat(p)).rejects.toThrow(/ENOENT/);
+    expect(Buffer.from((await cache.get(dg, d.length)) as Uint8Array).equals(d)).toBe(true);
+    expect(await cache.get(dg, d.length + 1)).toBeUndefined();
+    await cache.flush();
+    expect((await readFile(p)).equals(d)).toBe(true);
+    // A fresh cache over the same directory reads it from disk.
+    const again = new DiskChunkCache(join(dir, "behind"));
+    expect(Buffer.from((await again.get(dg, d.length)) as Uint8Array).equals(d)).toBe(true);
+  });
+
+  it("holds at most maxPendingBytes in memory: a put beyond it is left out", async () => {
+    const cache = new DiskChunkCache(join(dir, "bounded"), { maxPendingBytes: 2500, writers: 1 });
+    const chunks = [1, 2, 3, 4].map(chunk);
+    for (const c of chunks) cache.put(c.digest, c.d);
+    await cache.flush();
+    const fresh = new DiskChunkCache(join(dir, "bounded"));
+    const hits = await Promise.all(chunks.map((c) => fresh.get(c.digest, c.d.length)));
+    expect(hits.map((h) => h !== undefined)).toEqual([true, true, false, false]);
+  });
+
+  it("a directory removed under it is made again", async () => {
+    const cache = new DiskChunkCache(join(dir, "removed"));
+    const a = chunk(5);
+    cache.put(a.digest, a.d);
+    await cache.flush();
+    await rm(join(dir, "removed"), { recursive: true, force: true });
+    const b = chunk(6);
+    cache.put(b.digest, b.d);
+    cache.put(a.digest, a.d);
+    await cache.flush();
+    const fresh = new DiskChunkCache(join(dir, "removed"));
+    expect(await fresh.get(a.digest, a.d.length)).toBeDefined();
+    expect(await fresh.get(b.digest, b.d.length)).toBeDefined();
   });
 });
