@@ -1,10 +1,18 @@
 import { randomBytes, webcrypto } from "node:crypto";
-import { constants } from "node:fs";
-import { type FileHandle, mkdir, open, rename, rm, writeFile } from "node:fs/promises";
+import { close, constants, fstat, openSync, read } from "node:fs";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { ChunkCache } from "@seekable/format";
 import type { ReadStats } from "./stats.js";
+
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
+const readAsync = (fd: number, buf: Buffer, at: number, length: number, position: number) =>
+  new Promise<number>((resolve, reject) =>
+    read(fd, buf, at, length, position, (e, n) => (e ? reject(e) : resolve(n))),
+  );
 
 /**
  * A least-recently-used map bounded by bytes: once the values' total `byteLength` passes
@@ -145,21 +153,25 @@ export class DiskChunkCache implements ChunkCache {
     const p = this.path(digest);
     if (!p) return undefined;
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0)) return undefined;
-    let fh: FileHandle;
+    // Opened synchronously: on a cold start nearly every look-up is a miss, and ENOENT
+    // costs microseconds here against a thread-pool round trip (queued behind inflates
+    // and writes) on the path of a read the kernel waits for. O_NONBLOCK: a FIFO planted
+    // in the directory cannot block the open.
+    let fd: number;
     try {
-      fh = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      fd = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch {
       return undefined;
     }
     try {
-      const st = await fh.stat();
+      const st = await fstatAsync(fd);
       if (!st.isFile()) return undefined;
       if (size === undefined ? st.size > MAX_UNSIZED_CHUNK : st.size !== size) return undefined;
       // Exactly the size fstat gave: a file that grows meanwhile cannot grow the buffer.
       const data = Buffer.allocUnsafe(st.size);
       let got = 0;
       while (got < data.length) {
-        const { bytesRead } = await fh.read(data, got, data.length - got, got);
+        const bytesRead = await readAsync(fd, data, got, data.length - got, got);
         if (bytesRead === 0) return undefined;
         got += bytesRead;
       }
@@ -169,7 +181,7 @@ export class DiskChunkCache implements ChunkCache {
     } catch {
       return undefined;
     } finally {
-      await fh.close().catch(() => {});
+      await closeAsync(fd).catch(() => {});
     }
   }
 
