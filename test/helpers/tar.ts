@@ -11,6 +11,10 @@ export type TarItem = {
   mode?: number;
   uid?: number;
   gid?: number;
+  uname?: string;
+  gname?: string;
+  /** Default MTIME. */
+  mtime?: Date;
   devmajor?: number;
   devminor?: number;
   xattrs?: Record<string, string>;
@@ -25,22 +29,31 @@ export async function makeTar(items: TarItem[]): Promise<Buffer> {
   const done = new Promise<void>((r) => pack.on("end", () => r()));
   for (const it of items) {
     const type = it.type ?? (it.body !== undefined ? "file" : "directory");
-    pack.entry(
-      {
-        name: it.name,
-        type,
-        linkname: it.linkname,
-        mode: it.mode ?? (type === "directory" ? 0o755 : 0o644),
-        uid: it.uid ?? 0,
-        gid: it.gid ?? 0,
-        devmajor: it.devmajor,
-        devminor: it.devminor,
-        mtime: MTIME,
-        pax: it.xattrs
-          ? Object.fromEntries(Object.entries(it.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]))
-          : undefined,
-      },
-      it.body ?? "",
+    // One entry at a time: queued entries finish recursively inside tar-stream, and a long
+    // list (a 6,000-link chain) would overflow the stack.
+    await new Promise<void>((resolve, reject) =>
+      pack.entry(
+        {
+          name: it.name,
+          type,
+          linkname: it.linkname,
+          mode: it.mode ?? (type === "directory" ? 0o755 : 0o644),
+          uid: it.uid ?? 0,
+          gid: it.gid ?? 0,
+          uname: it.uname,
+          gname: it.gname,
+          devmajor: it.devmajor,
+          devminor: it.devminor,
+          mtime: it.mtime ?? MTIME,
+          pax: it.xattrs
+            ? Object.fromEntries(
+                Object.entries(it.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]),
+              )
+            : undefined,
+        },
+        it.body ?? "",
+        (err) => (err ? reject(err) : resolve()),
+      ),
     );
   }
   pack.finalize();

@@ -19,9 +19,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { BufferRangeSource, FOOTER_SIZE, LayerReader, parseFooter } from "@seekable/format";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunResult, run as runProcess } from "../../../test/helpers/run.js";
+import { makeTar } from "../../../test/helpers/tar.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -67,35 +67,23 @@ interface Ent {
   linkname?: string;
 }
 
-async function packTar(ents: Ent[]): Promise<Buffer> {
-  const p = tarStream.pack();
-  const chunks: Buffer[] = [];
-  p.on("data", (c) => void chunks.push(c as Buffer));
-  const done = new Promise<void>((r) => p.on("end", () => r()));
-  for (const e of ents) {
-    const type = e.type ?? "file";
-    await new Promise<void>((res, rej) =>
-      p.entry(
-        {
-          name: e.name,
-          type,
-          linkname: e.linkname,
-          mode: type === "directory" ? 0o755 : 0o644,
-          mtime: new Date(1700000000000),
-          uid: 1000,
-          gid: 1000,
-          uname: "user",
-          gname: "group",
-        },
-        type === "file" ? (e.data ?? Buffer.alloc(0)) : Buffer.alloc(0),
-        (err) => (err ? rej(err) : res()),
-      ),
-    );
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+const packTar = (ents: Ent[]): Promise<Buffer> =>
+  makeTar(
+    ents.map((e) => {
+      const type = e.type ?? "file";
+      return {
+        name: e.name,
+        type,
+        body: type === "file" ? (e.data ?? Buffer.alloc(0)) : undefined,
+        linkname: e.linkname,
+        mtime: new Date(1700000000000),
+        uid: 1000,
+        gid: 1000,
+        uname: "user",
+        gname: "group",
+      };
+    }),
+  );
 
 const FILES: Ent[] = [
   { name: "./", type: "directory" },

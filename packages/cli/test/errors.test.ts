@@ -16,9 +16,9 @@ import {
   type Toc,
   toByteString,
 } from "@seekable/format";
-import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunResult, run as runProcess } from "../../../test/helpers/run.js";
+import { makeTar } from "../../../test/helpers/tar.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -63,20 +63,8 @@ function content(seed: number, size: number): Buffer {
   return Buffer.concat(parts).subarray(0, size);
 }
 
-async function packTar(files: [string, Buffer][]): Promise<Buffer> {
-  const p = tarStream.pack();
-  const chunks: Buffer[] = [];
-  p.on("data", (c) => void chunks.push(c as Buffer));
-  const done = new Promise<void>((r) => p.on("end", () => r()));
-  for (const [name, data] of files) {
-    await new Promise<void>((res, rej) =>
-      p.entry({ name, mode: 0o644, mtime: new Date(1e12) }, data, (e) => (e ? rej(e) : res())),
-    );
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+const packTar = (files: [string, Buffer][]): Promise<Buffer> =>
+  makeTar(files.map(([name, body]) => ({ name, body, mtime: new Date(1e12) })));
 
 let tar: Buffer;
 let blob: Buffer;

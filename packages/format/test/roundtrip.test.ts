@@ -22,8 +22,8 @@ import {
   type TocEntry,
 } from "@seekable/format";
 import fc from "fast-check";
-import tarStream from "tar-stream";
 import { afterAll, describe, expect, it } from "vitest";
+import { makeTar } from "../../../test/helpers/tar.js";
 
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const EMPTY = sha(new Uint8Array(0));
@@ -78,38 +78,23 @@ interface Spec {
   xattrs?: Record<string, string>;
 }
 
-async function packTar(specs: Spec[]): Promise<Buffer> {
-  const p = tarStream.pack();
-  const chunks: Buffer[] = [];
-  p.on("data", (c) => void chunks.push(c as Buffer));
-  const done = new Promise<void>((r) => p.on("end", () => r()));
-  for (const s of specs) {
-    const pax: Record<string, string> | undefined = s.xattrs
-      ? Object.fromEntries(Object.entries(s.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v]))
-      : undefined;
-    await new Promise<void>((res, rej) => {
-      const header = {
-        name: s.name,
-        type: s.type,
-        mode: s.mode,
-        uid: s.uid,
-        gid: s.gid,
-        uname: s.uname,
-        gname: s.gname,
-        mtime: new Date(s.mtime * 1000),
-        linkname: s.linkname,
-        size: s.data?.length ?? 0,
-        pax,
-      };
-      p.entry(header, s.type === "file" ? (s.data ?? Buffer.alloc(0)) : Buffer.alloc(0), (err) =>
-        err ? rej(err) : res(),
-      );
-    });
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+/** The specs as a tar (test/helpers/tar.ts); bodies only for regular files. */
+const packTar = (specs: Spec[]): Promise<Buffer> =>
+  makeTar(
+    specs.map((s) => ({
+      name: s.name,
+      type: s.type,
+      body: s.type === "file" ? (s.data ?? Buffer.alloc(0)) : undefined,
+      linkname: s.linkname,
+      mode: s.mode,
+      uid: s.uid,
+      gid: s.gid,
+      uname: s.uname,
+      gname: s.gname,
+      mtime: new Date(s.mtime * 1000),
+      xattrs: s.xattrs,
+    })),
+  );
 
 const input = (tar: Buffer) => ({ open: () => Readable.from([tar]) });
 
