@@ -13,7 +13,7 @@ import {
   type RangeSource,
 } from "@seekable/format";
 import { type FileRef, ImageFS, readFiles, WholeLayer } from "@seekable/reader";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { rewriteBlob } from "../../../test/helpers/hostile.js";
 import { makeTar, pseudoRandom } from "../../../test/helpers/tar.js";
 
@@ -86,6 +86,12 @@ beforeAll(async () => {
   contents.set("p/x", Buffer.from("plain layer"));
 });
 
+/** Every file a test opened, closed after it (an unclosed FileHandle warns on GC). */
+const opened: FileRangeSource[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((f) => f.close()));
+});
+
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
@@ -94,7 +100,9 @@ async function open(paths = blobs) {
   const sources: RecordingSource[] = [];
   const readers: LayerReader[] = [];
   for (const p of paths) {
-    const src = new RecordingSource(await FileRangeSource.open(p));
+    const file = await FileRangeSource.open(p);
+    opened.push(file);
+    const src = new RecordingSource(file);
     sources.push(src);
     readers.push(await LayerReader.open(src));
   }

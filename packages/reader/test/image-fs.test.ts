@@ -20,7 +20,7 @@ import {
   TieredChunkCache,
   WholeLayer,
 } from "@seekable/reader";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeTar } from "../../../test/helpers/tar.js";
 
 let dir: string;
@@ -77,6 +77,12 @@ beforeAll(async () => {
   );
 });
 
+/** Every file a test opened, closed after it (an unclosed FileHandle warns on GC). */
+const opened: FileRangeSource[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((f) => f.close()));
+});
+
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
@@ -85,7 +91,9 @@ async function openLayers(stats: ReadStats, cache?: TieredChunkCache): Promise<L
   const views: LayerView[] = [];
   for (let i = 0; i < layersTar.length; i++) {
     const path = await toEStargz(layersTar[i], `l${i}`);
-    const src = new CountingSource(await FileRangeSource.open(path), stats);
+    const file = await FileRangeSource.open(path);
+    opened.push(file);
+    const src = new CountingSource(file, stats);
     views.push(await LayerReader.open(src, { cache }));
   }
   return views;
