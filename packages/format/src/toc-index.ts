@@ -9,6 +9,8 @@ import {
   decodeString,
   type EntryScratch,
   type EntrySink,
+  KEY_HASH_SEED,
+  keyHashStep,
   LimitError,
   rescanEntry,
   EntryScratch as Scratch,
@@ -27,8 +29,6 @@ const MIN_ENTRY_BYTES = 24;
 /** Deepest entry path (components) and longest (bytes) accepted: Linux's PATH_MAX is 4096. */
 export const MAX_PATH_DEPTH = 1024;
 export const MAX_PATH_BYTES = 64 * 1024;
-const FNV_OFFSET = 0x811c9dc5 | 0;
-const FNV_PRIME = 0x01000193;
 const TOC_TAR_BYTES = Buffer.from(TOC_TAR_NAME, "latin1");
 
 type NodeType = Node["type"];
@@ -128,7 +128,7 @@ export class TocIndex implements EntrySink {
     this.nTarget = new Int32Array(cap);
     this.table = new Int32Array(2 ** Math.ceil(Math.log2(cap * 2)));
     this.nodes = new NodeView(this);
-    this.newSlot(this.bytes, 0, 0, FNV_OFFSET, T_DIR);
+    this.newSlot(this.bytes, 0, 0, KEY_HASH_SEED, T_DIR);
     this.nEntry[0] = -1;
   }
 
@@ -193,10 +193,10 @@ export class TocIndex implements EntrySink {
       this.nCc[reg]++;
       return;
     }
-    // The key: the name's own bytes when plain ASCII and already clean, else cleaned.
-    let buf = b;
-    let ks = e.nameS;
-    let ke = this.cleanEnd(e);
+    // The key: the name's own bytes when plain ASCII and already clean (read with the
+    // name, hash included: see Scanner.name), else cleaned.
+    const ks = e.nameS;
+    const ke = e.nameKeyE;
     if (ke < 0) {
       const clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
       if (clean === TOC_TAR_NAME) return;
@@ -207,30 +207,34 @@ export class TocIndex implements EntrySink {
         this.side = s;
       }
       enc.copy(this.side, this.sideLen);
-      buf = this.side;
-      ks = this.sideLen;
-      ke = ks + enc.length;
-      this.sideLen = ke;
-      const k = this.ensure(buf, ks, ke, this.hashKey(buf, ks, ke), e.type);
-      if (this.nKeyS[k] === -ks - 1) this.sidePaths.set(k, clean); // a new slot on this key
+      const ss = this.sideLen;
+      const se = ss + enc.length;
+      this.sideLen = se;
+      const k = this.ensure(this.side, ss, se, this.hashKey(this.side, ss, se), e.type);
+      if (this.nKeyS[k] === -ss - 1) this.sidePaths.set(k, clean); // a new slot on this key
       this.assign(k, e, index);
       return;
     }
     if (ke - ks === TOC_TAR_BYTES.length && b.compare(TOC_TAR_BYTES, 0, 17, ks, ke) === 0) return;
-    const k = this.ensure(buf, ks, ke, this.hashKey(buf, ks, ke), e.type);
+    this.prefixHash = e.namePrefixHash;
+    this.lastSlash = e.nameLastSlash;
+    this.slashes = e.nameSlashes;
+    const k = this.ensure(b, ks, ke, e.nameHash, e.type);
     this.assign(k, e, index);
   }
 
   private assign(k: number, e: EntryScratch, index: number): void {
     const type = e.type;
+    // Entries name their owner by id, and the name, when given, holds for later entries of
+    // that id. Most TOCs give no names: no map is looked at then.
     if (e.userNameE > e.userNameS) {
       this.unames.set(e.uid, index);
       this.nUser[k] = index;
-    } else this.nUser[k] = this.unames.get(e.uid) ?? -1;
+    } else this.nUser[k] = this.unames.size === 0 ? -1 : (this.unames.get(e.uid) ?? -1);
     if (e.groupNameE > e.groupNameS) {
       this.gnames.set(e.gid, index);
       this.nGroup[k] = index;
-    } else this.nGroup[k] = this.gnames.get(e.gid) ?? -1;
+    } else this.nGroup[k] = this.gnames.size === 0 ? -1 : (this.gnames.get(e.gid) ?? -1);
     this.nType[k] = type;
     this.nEntry[k] = index;
     this.nSize[k] = type === T_REG ? e.size : 0;
@@ -250,37 +254,10 @@ export class TocIndex implements EntrySink {
     }
   }
 
-  /**
-   * The end of the cleaned key when the name is plain ASCII, has no escapes and is already
-   * clean but for one trailing slash; -1 when it needs cleanEntryName.
-   */
-  private cleanEnd(e: EntryScratch): number {
-    if (e.nameF !== 0) return -1;
-    const b = this.bytes;
-    const s = e.nameS;
-    let end = e.nameE;
-    if (end === s) return s;
-    if (b[s] === 0x2f) return -1;
-    let seg = s;
-    for (let p = s; p <= end; p++) {
-      if (p === end || b[p] === 0x2f) {
-        const len = p - seg;
-        if (len === 0) {
-          if (p === end) break; // one trailing slash
-          return -1;
-        }
-        if (b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e))) return -1;
-        seg = p + 1;
-      }
-    }
-    if (b[end - 1] === 0x2f) end--;
-    return end;
-  }
-
-  /** FNV-1a of buf[s, e); sets prefixHash and lastSlash. */
+  /** The key hash of buf[s, e) (see keyHashStep); sets prefixHash, lastSlash and slashes. */
   private hashKey(buf: Buffer, s: number, e: number): number {
-    let h = FNV_OFFSET;
-    let ph = FNV_OFFSET;
+    let h = KEY_HASH_SEED;
+    let ph = KEY_HASH_SEED;
     let ls = -1;
     let n = 0;
     for (let p = s; p < e; p++) {
@@ -290,7 +267,7 @@ export class TocIndex implements EntrySink {
         ls = p;
         n++;
       }
-      h = Math.imul(h ^ c, FNV_PRIME);
+      h = keyHashStep(h, c);
     }
     this.prefixHash = ph;
     this.lastSlash = ls;
@@ -322,18 +299,23 @@ export class TocIndex implements EntrySink {
 
   /** The slot with this key, or -1. */
   private find(buf: Buffer, s: number, e: number, h: number): number {
+    // Written so that every operation runs on the first lookups (a hit, a side key, a
+    // collision): an operation V8 first meets after optimizing sends the code back to the
+    // interpreter, and it is compiled again.
     const t = this.table;
     const mask = t.length - 1;
     const len = e - s;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
+    const side = this.side;
+    const bytes = this.bytes;
+    for (let i = ((h & mask) - 1) & mask; ; ) {
+      i = (i + 1) & mask;
       const v = t[i];
       if (v === 0) return -1;
       const k = v - 1;
-      if (this.nHash[k] !== h) continue;
       const enc = this.nKeyS[k];
-      if (this.nKeyE[k] - enc !== len) continue;
-      const kb = enc < 0 ? this.side : this.bytes;
-      const ks = enc < 0 ? -enc - 1 : enc;
+      if (this.nHash[k] !== h || this.nKeyE[k] - enc !== len) continue;
+      const kb = enc < 0 ? side : bytes;
+      const ks = enc ^ (enc >> 31); // side keys are stored as -(start + 1)
       let p = 0;
       while (p < len && kb[ks + p] === buf[s + p]) p++;
       if (p === len) return k;
@@ -351,10 +333,11 @@ export class TocIndex implements EntrySink {
   private newSlot(buf: Buffer, s: number, e: number, h: number, type: number): number {
     if (this.count === this.nCap) this.growSlots();
     const k = this.count++;
-    const side = buf !== this.bytes;
-    // Side keys are stored as -(start + 1); nKeyE - nKeyS is the key's length either way.
-    this.nKeyS[k] = side ? -s - 1 : s;
-    this.nKeyE[k] = side ? -s - 1 + (e - s) : e;
+    // Side keys are stored as -(start + 1) (~start); nKeyE - nKeyS is the key's length
+    // either way. Branch-free, for the reason in find.
+    const enc = s ^ (buf !== this.bytes ? -1 : 0);
+    this.nKeyS[k] = enc;
+    this.nKeyE[k] = enc + (e - s);
     this.nHash[k] = h;
     this.nType[k] = type;
     this.nEntry[k] = -1;
@@ -376,8 +359,9 @@ export class TocIndex implements EntrySink {
   private insert(k: number): void {
     const t = this.table;
     const mask = t.length - 1;
-    let i = this.nHash[k] & mask;
-    while (t[i] !== 0) i = (i + 1) & mask;
+    let i = ((this.nHash[k] & mask) - 1) & mask;
+    do i = (i + 1) & mask;
+    while (t[i] !== 0);
     t[i] = k + 1;
   }
 
@@ -397,8 +381,11 @@ export class TocIndex implements EntrySink {
         `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
       );
     const found = this.find(buf, s, e, h);
+    // Evaluated on every call (on the root when the key is new), for the reason in find.
+    const f = Math.max(found, 0);
+    const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] >= 0;
     if (found >= 0) {
-      if (this.nType[found] === T_DIR && type !== T_DIR && this.nFirst[found] >= 0)
+      if (replacesDir)
         throw new FormatError(
           `TOC entry ${JSON.stringify(this.pathOf(found))} replaces a non-empty directory`,
         );
@@ -413,14 +400,14 @@ export class TocIndex implements EntrySink {
         // existing one, then down making each (no recursion, linear in the key's length).
         const ends: number[] = [];
         const hashes: number[] = [];
-        let hh = FNV_OFFSET;
+        let hh = KEY_HASH_SEED;
         for (let p = s; p < slash; p++) {
           const c = buf[p];
           if (c === 0x2f) {
             ends.push(p);
             hashes.push(hh);
           }
-          hh = Math.imul(hh ^ c, FNV_PRIME);
+          hh = keyHashStep(hh, c);
         }
         ends.push(slash);
         hashes.push(hh);

@@ -29,6 +29,7 @@ export const TYPE_NAMES = [
   "chunk",
 ] as const;
 const TYPE_CODES = new Map<string, number>(TYPE_NAMES.map((t, i) => [t, i]));
+const TYPE_BYTES = TYPE_NAMES.map((t) => Buffer.from(t, "latin1"));
 TYPE_CODES.delete("");
 
 /** String flags: the string holds escapes (decode with JSON.parse); it holds non-ASCII bytes. */
@@ -88,6 +89,13 @@ for (let id = 1; id < KEY_NAMES.length; id++) {
   KEYS_BY_LENGTH[bytes.length] ??= [];
   KEYS_BY_LENGTH[bytes.length].push({ id, bytes });
 }
+/** Candidate keys by first byte (plain keys are matched in place, without a string scan). */
+const KEYS_BY_FIRST: { id: number; bytes: Uint8Array }[][] = [];
+for (let id = 1; id < KEY_NAMES.length; id++) {
+  const bytes = Buffer.from(KEY_NAMES[id], "latin1");
+  KEYS_BY_FIRST[bytes[0]] ??= [];
+  KEYS_BY_FIRST[bytes[0]].push({ id, bytes });
+}
 const NUMBER_KEY_ORDER = [
   K_SIZE,
   K_MODE,
@@ -101,95 +109,176 @@ const NUMBER_KEY_ORDER = [
   K_CHUNKSIZE,
 ];
 
-/** One entry as scanned: numbers (0 when absent) and string ranges [S, E) in the bytes. */
+/**
+ * One entry as scanned: numbers (0 when absent) and string ranges [S, E) in the bytes, with
+ * flags F. Fields live in small typed arrays indexed by key id, so the scan stores every
+ * number (and every string) through one code path, whatever keys a TOC uses and in what
+ * order: a key first seen late in a TOC does not send optimized code back to the
+ * interpreter. The named getters read them.
+ */
 export class EntryScratch {
   /** Byte range of the entry's JSON object. */
   start = 0;
   end = 0;
   /** Type code; 0 when absent or unknown (see typeS). */
   type = 0;
-  typeS = -1;
-  typeE = 0;
-  typeF = 0;
-  nameS = -1;
-  nameE = 0;
-  nameF = 0;
-  size = 0;
-  mode = 0;
-  uid = 0;
-  gid = 0;
-  offset = 0;
-  innerOffset = 0;
-  devMajor = 0;
-  devMinor = 0;
-  chunkOffset = 0;
-  chunkSize = 0;
-  modtimeS = 0;
-  modtimeE = 0;
-  modtimeF = 0;
-  linkNameS = 0;
-  linkNameE = 0;
-  linkNameF = 0;
-  userNameS = 0;
-  userNameE = 0;
-  userNameF = 0;
-  groupNameS = 0;
-  groupNameE = 0;
-  groupNameF = 0;
-  digestS = 0;
-  digestE = 0;
-  digestF = 0;
-  chunkDigestS = 0;
-  chunkDigestE = 0;
-  chunkDigestF = 0;
+  /** Numbers by key id. */
+  readonly num = new Float64Array(KEY_NAMES.length);
+  /** String ranges and flags by key id (strS: -1 absent for name and type, NOT_STRING). */
+  readonly strS = new Int32Array(KEY_NAMES.length);
+  readonly strE = new Int32Array(KEY_NAMES.length);
+  readonly strF = new Int32Array(KEY_NAMES.length);
   /** Byte range of the xattrs object; xattrsS < 0: absent or null; NOT_STRING: not an object. */
   xattrsS = -1;
   xattrsE = 0;
   /** DIGEST_OK | CHUNK_DIGEST_OK: those fields were already checked while scanned. */
   checked = 0;
+  /**
+   * Nonzero when a field may fail validation (not a string, not a non-negative integer, an
+   * unchecked digest, odd xattrs): only then does `validate` look at every field.
+   */
+  bad = 0;
+  /**
+   * The name as a tree key, read with the name (see Scanner.name): nameKeyE is the end of
+   * the key (one trailing slash dropped), or -1 when the name needs cleanEntryName; nameHash
+   * is the key's hash, namePrefixHash and nameLastSlash those of its parent's key (the
+   * last slash; -1 for none), nameSlashes the slashes in the key.
+   */
+  nameKeyE = -1;
+  nameHash = 0;
+  namePrefixHash = 0;
+  nameLastSlash = -1;
+  nameSlashes = 0;
 
   reset(start: number): void {
     this.start = start;
     this.end = 0;
     this.type = 0;
-    this.typeS = -1;
-    this.typeE = 0;
-    this.typeF = 0;
-    this.nameS = -1;
-    this.nameE = 0;
-    this.nameF = 0;
-    this.size = 0;
-    this.mode = 0;
-    this.uid = 0;
-    this.gid = 0;
-    this.offset = 0;
-    this.innerOffset = 0;
-    this.devMajor = 0;
-    this.devMinor = 0;
-    this.chunkOffset = 0;
-    this.chunkSize = 0;
-    this.modtimeS = 0;
-    this.modtimeE = 0;
-    this.modtimeF = 0;
-    this.linkNameS = 0;
-    this.linkNameE = 0;
-    this.linkNameF = 0;
-    this.userNameS = 0;
-    this.userNameE = 0;
-    this.userNameF = 0;
-    this.groupNameS = 0;
-    this.groupNameE = 0;
-    this.groupNameF = 0;
-    this.digestS = 0;
-    this.digestE = 0;
-    this.digestF = 0;
-    this.chunkDigestS = 0;
-    this.chunkDigestE = 0;
-    this.chunkDigestF = 0;
+    this.num.fill(0);
+    this.strS.fill(0);
+    this.strE.fill(0);
+    this.strF.fill(0);
+    this.strS[K_NAME] = -1;
+    this.strS[K_TYPE] = -1;
     this.xattrsS = -1;
     this.xattrsE = 0;
     this.checked = 0;
+    this.bad = 0;
+    this.nameKeyE = -1;
   }
+
+  get size(): number {
+    return this.num[K_SIZE];
+  }
+  get mode(): number {
+    return this.num[K_MODE];
+  }
+  get uid(): number {
+    return this.num[K_UID];
+  }
+  get gid(): number {
+    return this.num[K_GID];
+  }
+  get offset(): number {
+    return this.num[K_OFFSET];
+  }
+  get innerOffset(): number {
+    return this.num[K_INNEROFFSET];
+  }
+  get devMajor(): number {
+    return this.num[K_DEVMAJOR];
+  }
+  get devMinor(): number {
+    return this.num[K_DEVMINOR];
+  }
+  get chunkOffset(): number {
+    return this.num[K_CHUNKOFFSET];
+  }
+  get chunkSize(): number {
+    return this.num[K_CHUNKSIZE];
+  }
+  get typeS(): number {
+    return this.strS[K_TYPE];
+  }
+  get typeE(): number {
+    return this.strE[K_TYPE];
+  }
+  get typeF(): number {
+    return this.strF[K_TYPE];
+  }
+  get nameS(): number {
+    return this.strS[K_NAME];
+  }
+  get nameE(): number {
+    return this.strE[K_NAME];
+  }
+  get nameF(): number {
+    return this.strF[K_NAME];
+  }
+  get modtimeS(): number {
+    return this.strS[K_MODTIME];
+  }
+  get modtimeE(): number {
+    return this.strE[K_MODTIME];
+  }
+  get modtimeF(): number {
+    return this.strF[K_MODTIME];
+  }
+  get linkNameS(): number {
+    return this.strS[K_LINKNAME];
+  }
+  get linkNameE(): number {
+    return this.strE[K_LINKNAME];
+  }
+  get linkNameF(): number {
+    return this.strF[K_LINKNAME];
+  }
+  get userNameS(): number {
+    return this.strS[K_USERNAME];
+  }
+  get userNameE(): number {
+    return this.strE[K_USERNAME];
+  }
+  get userNameF(): number {
+    return this.strF[K_USERNAME];
+  }
+  get groupNameS(): number {
+    return this.strS[K_GROUPNAME];
+  }
+  get groupNameE(): number {
+    return this.strE[K_GROUPNAME];
+  }
+  get groupNameF(): number {
+    return this.strF[K_GROUPNAME];
+  }
+  get digestS(): number {
+    return this.strS[K_DIGEST];
+  }
+  get digestE(): number {
+    return this.strE[K_DIGEST];
+  }
+  get digestF(): number {
+    return this.strF[K_DIGEST];
+  }
+  get chunkDigestS(): number {
+    return this.strS[K_CHUNKDIGEST];
+  }
+  get chunkDigestE(): number {
+    return this.strE[K_CHUNKDIGEST];
+  }
+  get chunkDigestF(): number {
+    return this.strF[K_CHUNKDIGEST];
+  }
+}
+
+/**
+ * The hash of tree keys: polynomial, base 31, kept in 24 bits so that every intermediate
+ * value is a small integer (no heap numbers while V8 still interprets the scan). The hash
+ * of buf[s, e) is the fold of keyHashStep from KEY_HASH_SEED over its bytes.
+ */
+export const KEY_HASH_SEED = 0x5bd1e9;
+export function keyHashStep(h: number, c: number): number {
+  return (h * 31 + c) & 0xffffff;
 }
 
 /** Receives each entry as it is scanned (index counts every entry, chunks included). */
@@ -307,7 +396,8 @@ class Scanner {
     let f = 0;
     p++;
     for (;;) {
-      while (p < n && STR_CLASS[b[p]] === 0) p++;
+      // Past the end, b[p] is undefined and so is its class: the loop stops there too.
+      while (STR_CLASS[b[p]] === 0) p++;
       if (p >= n) this.fail(p);
       const c = b[p];
       if (c === 0x22) break;
@@ -564,7 +654,8 @@ class Scanner {
         throw new FormatError(`TOC entry ${index}: not an object`);
       }
       p = this.entryObject(p, e);
-      validate(e, index, this.b);
+      // Every check of validate, done only when the scan saw something that may fail one.
+      if (e.bad !== 0 || e.type === 0 || e.nameS < 0) validate(e, index, this.b);
       sink.entry(e, index);
       index++;
       p = this.ws(p);
@@ -588,10 +679,8 @@ class Scanner {
     }
     for (;;) {
       if (b[p] !== 0x22) this.fail(p);
-      const ks = p + 1;
-      const ke = this.str(p);
-      const id = this.keyId(ks, ke);
-      p = this.ws(ke + 1);
+      const id = this.entryKey(p);
+      p = this.ws(this.keyEnd + 1);
       if (b[p] !== 0x3a) this.fail(p);
       p = this.ws(p + 1);
       const c = b[p];
@@ -602,8 +691,10 @@ class Scanner {
           p = this.skip(p);
           this.num = BAD_NUMBER;
         }
-        setNumber(e, id, this.num);
+        if (this.num < 0) e.bad = 1;
+        e.num[id] = this.num;
       } else if (id === K_XATTRS) {
+        e.bad = 1; // rare: validate checks the values
         if (c === 0x7b) {
           e.xattrsS = p;
           p = this.xattrs(p);
@@ -616,8 +707,12 @@ class Scanner {
           e.xattrsS = NOT_STRING;
           p = this.skip(p);
         }
-      } else if (
-        c === 0x22 &&
+      } else if (c !== 0x22) {
+        p = this.skip(p);
+        setString(e, id, NOT_STRING, 0, 0);
+        e.bad = 1;
+      } else if (id === K_NAME) p = this.name(p, e) + 1;
+      else if (
         (id === K_DIGEST || id === K_CHUNKDIGEST) &&
         b[p + 72] === 0x22 &&
         isPlainDigest(b, p + 1)
@@ -626,14 +721,13 @@ class Scanner {
         setString(e, id, p + 1, p + 72, 0);
         e.checked |= id === K_DIGEST ? DIGEST_OK : CHUNK_DIGEST_OK;
         p += 73;
-      } else if (c === 0x22) {
+      } else {
         const s = p + 1;
         p = this.str(p);
         setString(e, id, s, p, this.sf);
+        if (id === K_TYPE) e.type = this.sf === 0 ? typeCode(b, s, p) : 0;
+        else if (id === K_DIGEST || id === K_CHUNKDIGEST) e.bad = 1; // validate checks it
         p++;
-      } else {
-        p = this.skip(p);
-        setString(e, id, NOT_STRING, 0, 0);
       }
       p = this.ws(p);
       if (b[p] === 0x2c) {
@@ -646,6 +740,99 @@ class Scanner {
       }
       this.fail(p);
     }
+  }
+
+  /** End (closing quote) of the key last read by entryKey. */
+  private keyEnd = 0;
+
+  /**
+   * The id of the entry key at p (a quote), or 0; sets keyEnd. A plain TOCEntry key is
+   * matched in place against the few keys with its first byte; any other goes through str.
+   */
+  private entryKey(p: number): number {
+    const b = this.b;
+    const cands = KEYS_BY_FIRST[b[p + 1]];
+    if (cands !== undefined) {
+      for (let k = 0; k < cands.length; k++) {
+        const kb = cands[k].bytes;
+        const len = kb.length;
+        if (b[p + 1 + len] !== 0x22) continue;
+        let i = 1;
+        while (i < len && b[p + 1 + i] === kb[i]) i++;
+        if (i === len) {
+          this.keyEnd = p + 1 + len;
+          return cands[k].id;
+        }
+      }
+    }
+    const ke = this.str(p);
+    this.keyEnd = ke;
+    return this.keyId(p + 1, ke);
+  }
+
+  /**
+   * The name string at p (a quote) into e; returns its closing quote. When the name is plain
+   * ASCII and already clean but for one trailing slash (no leading slash, no empty, "." or
+   * ".." part), the same pass gives its tree key: the end, hash and parent's hash
+   * (keyHashStep, inlined). Any other name is left to cleanEntryName (nameKeyE -1).
+   */
+  private name(p: number, e: EntryScratch): number {
+    const b = this.b;
+    const s = p + 1;
+    let h = KEY_HASH_SEED;
+    let ph = KEY_HASH_SEED; // up to the last slash
+    let ls = -1;
+    let pph = KEY_HASH_SEED; // up to the slash before it
+    let pls = -1;
+    let n = 0;
+    let seg = s;
+    let clean = b[s] !== 0x2f;
+    let q = s;
+    for (;;) {
+      const c = b[q];
+      if (c === 0x2f) {
+        const len = q - seg;
+        if (len === 0 || (b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e))))
+          clean = false;
+        pph = ph;
+        pls = ls;
+        ph = h;
+        ls = q;
+        n++;
+        seg = q + 1;
+      } else if (STR_CLASS[c] !== 0) break;
+      h = (h * 31 + c) & 0xffffff;
+      q++;
+    }
+    e.strS[K_NAME] = s;
+    e.strF[K_NAME] = 0;
+    e.nameKeyE = -1;
+    if (b[q] !== 0x22) {
+      // Escapes or non-ASCII (or bad bytes): the general scan; cleaned later.
+      q = this.str(p);
+      e.strE[K_NAME] = q;
+      e.strF[K_NAME] = this.sf;
+      return q;
+    }
+    e.strE[K_NAME] = q;
+    const len = q - seg;
+    if (len === 0 && q > s) {
+      // One trailing slash: the key ends before it (its part was checked at the slash).
+      e.nameKeyE = clean ? q - 1 : -1;
+      e.nameHash = ph;
+      e.namePrefixHash = pph;
+      e.nameLastSlash = pls;
+      e.nameSlashes = n - 1;
+      return q;
+    }
+    if (len > 0 && b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e)))
+      clean = false;
+    e.nameKeyE = clean ? q : -1;
+    e.nameHash = h;
+    e.namePrefixHash = ph;
+    e.nameLastSlash = ls;
+    e.nameSlashes = n;
+    return q;
   }
 
   /** An xattrs object at p; this.num = BAD_NUMBER when a value is not a string. Returns its end. */
@@ -693,86 +880,12 @@ function isNumberKey(id: number): boolean {
   );
 }
 
-function setNumber(e: EntryScratch, id: number, v: number): void {
-  switch (id) {
-    case K_SIZE:
-      e.size = v;
-      break;
-    case K_MODE:
-      e.mode = v;
-      break;
-    case K_UID:
-      e.uid = v;
-      break;
-    case K_GID:
-      e.gid = v;
-      break;
-    case K_OFFSET:
-      e.offset = v;
-      break;
-    case K_INNEROFFSET:
-      e.innerOffset = v;
-      break;
-    case K_DEVMAJOR:
-      e.devMajor = v;
-      break;
-    case K_DEVMINOR:
-      e.devMinor = v;
-      break;
-    case K_CHUNKOFFSET:
-      e.chunkOffset = v;
-      break;
-    case K_CHUNKSIZE:
-      e.chunkSize = v;
-      break;
-  }
-}
-
 function setString(e: EntryScratch, id: number, s: number, end: number, f: number): void {
-  switch (id) {
-    case K_NAME:
-      e.nameS = s;
-      e.nameE = end;
-      e.nameF = f;
-      break;
-    case K_TYPE:
-      e.typeS = s;
-      e.typeE = end;
-      e.typeF = f;
-      break;
-    case K_MODTIME:
-      e.modtimeS = s;
-      e.modtimeE = end;
-      e.modtimeF = f;
-      break;
-    case K_LINKNAME:
-      e.linkNameS = s;
-      e.linkNameE = end;
-      e.linkNameF = f;
-      break;
-    case K_USERNAME:
-      e.userNameS = s;
-      e.userNameE = end;
-      e.userNameF = f;
-      break;
-    case K_GROUPNAME:
-      e.groupNameS = s;
-      e.groupNameE = end;
-      e.groupNameF = f;
-      break;
-    case K_DIGEST:
-      e.digestS = s;
-      e.digestE = end;
-      e.digestF = f;
-      e.checked &= ~DIGEST_OK;
-      break;
-    case K_CHUNKDIGEST:
-      e.chunkDigestS = s;
-      e.chunkDigestE = end;
-      e.chunkDigestF = f;
-      e.checked &= ~CHUNK_DIGEST_OK;
-      break;
-  }
+  e.strS[id] = s;
+  e.strE[id] = end;
+  e.strF[id] = f;
+  if (id === K_DIGEST) e.checked &= ~DIGEST_OK;
+  else if (id === K_CHUNKDIGEST) e.checked &= ~CHUNK_DIGEST_OK;
 }
 
 const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
@@ -835,7 +948,7 @@ function validate(e: EntryScratch, i: number, b: Buffer): void {
     e.chunkSize < 0
   ) {
     for (const id of NUMBER_KEY_ORDER)
-      if (numberOf(e, id) < 0) bad(`${KEY_NAMES[id]} is not a non-negative integer`);
+      if (e.num[id] < 0) bad(`${KEY_NAMES[id]} is not a non-negative integer`);
   }
   if (
     e.modtimeS === NOT_STRING ||
@@ -866,31 +979,6 @@ function validate(e: EntryScratch, i: number, b: Buffer): void {
   if (e.xattrsS === BAD_XATTR) bad("xattr value is not base64");
 }
 
-function numberOf(e: EntryScratch, id: number): number {
-  switch (id) {
-    case K_SIZE:
-      return e.size;
-    case K_MODE:
-      return e.mode;
-    case K_UID:
-      return e.uid;
-    case K_GID:
-      return e.gid;
-    case K_OFFSET:
-      return e.offset;
-    case K_INNEROFFSET:
-      return e.innerOffset;
-    case K_DEVMAJOR:
-      return e.devMajor;
-    case K_DEVMINOR:
-      return e.devMinor;
-    case K_CHUNKOFFSET:
-      return e.chunkOffset;
-    default:
-      return e.chunkSize;
-  }
-}
-
 /** The type code of the unescaped type string bytes [s, e), or 0. */
 function typeCode(b: Buffer, s: number, e: number): number {
   const len = e - s;
@@ -901,8 +989,8 @@ function typeCode(b: Buffer, s: number, e: number): number {
   else if (len === 5) code = c0 === 0x62 ? T_BLOCK : c0 === 0x63 ? T_CHUNK : 0;
   else if (len === 7) code = T_SYMLINK;
   else if (len === 8) code = T_HARDLINK;
-  if (code === 0) return 0;
-  const want = TYPE_NAMES[code];
-  for (let k = 1; k < len; k++) if (b[s + k] !== want.charCodeAt(k)) return 0;
-  return b[s] === want.charCodeAt(0) ? code : 0;
+  const want = TYPE_BYTES[code];
+  let k = 0;
+  while (k < len && b[s + k] === want[k]) k++;
+  return k === len && code !== 0 ? code : 0;
 }
