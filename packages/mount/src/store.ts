@@ -169,12 +169,14 @@ interface Loaded {
  * first access of `diff` or `blob`; one that is not eStargz (no TOC digest annotation, or it
  * does not verify) answers EIO there, so containers/storage pulls it the ordinary way.
  *
- * Lifetime, after the reference: `use` counts a layer in use and removing its directory
- * uncounts it. The reference frees a layer as soon as its count drops to 0; containers/storage
- * drops it right after a pull though, before the container reads anything, so a layer is freed
- * here (reader, TOC index, chunk pool; the chunk cache is shared and keeps its chunks) only
- * once it is also idle: no file of it open and no request for it for `releaseAfterMs`. A
- * later access resolves it again, with the same inode numbers.
+ * Lifetime, after the reference: `use` counts a layer in use (podman creates it when it
+ * pulls the image) and removing the layer's directory uncounts it (podman, when the image is
+ * removed). The reference frees a layer as soon as its count drops to 0, and its inodes once
+ * the kernel has forgotten them. Here a layer is freed (reader, TOC index, chunk pool; the
+ * chunk cache is shared and keeps its chunks) when its count is 0, none of its files is open,
+ * and no request reached it for `releaseAfterMs`: a layer read without `use` (directly, or
+ * by an image removed and pulled again) is not resolved again for every access. A later
+ * access resolves it again, with the same inode numbers.
  */
 export class LayerStore {
   private readonly images = new Map<string, ImageEntry>();
