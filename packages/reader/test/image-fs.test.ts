@@ -140,7 +140,8 @@ describe("ImageFS over eStargz layers", () => {
     await fs.read("etc/passwd");
     expect(stats.requests).toBe(afterFirst.requests);
     expect(stats.bytesServedFromCache).toBe(11);
-    // A second process (fresh memory) finds the chunk on disk.
+    // A second process (fresh memory) finds the chunk on disk, once the writes behind are done.
+    await cache.flush();
     const stats2 = new ReadStats();
     const fs2 = new ImageFS(
       await openLayers(
@@ -160,6 +161,7 @@ describe("ImageFS over eStargz layers", () => {
       await openLayers(stats, new TieredChunkCache(new MemoryChunkCache(), disk, stats)),
     );
     await fs.read("etc/passwd");
+    await disk.flush(); // the disk cache writes behind
     const shard = join(cacheDir, "chunks", "sha256");
     for (const sub of await readdir(shard)) {
       for (const f of await readdir(join(shard, sub))) await writeFile(join(shard, sub, f), "evil");
