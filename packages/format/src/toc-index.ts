@@ -59,6 +59,8 @@ export class TocIndex implements EntrySink {
   private cChunkSize: Float64Array<ArrayBuffer>;
   /** Entry index of each record (its chunkDigest is decoded from that entry). */
   private cEntry: Int32Array<ArrayBuffer>;
+  /** 1 when the record's entry has a chunkDigest. */
+  private cDigest: Uint8Array<ArrayBuffer>;
   private pendingFrom = 0;
 
   // Node slots (0 is the root).
@@ -110,6 +112,7 @@ export class TocIndex implements EntrySink {
     this.cChunkOffset = new Float64Array(cap);
     this.cChunkSize = new Float64Array(cap);
     this.cEntry = new Int32Array(cap);
+    this.cDigest = new Uint8Array(cap);
     this.nCap = cap;
     this.nEntry = new Int32Array(cap);
     this.nType = new Uint8Array(cap);
@@ -160,6 +163,9 @@ export class TocIndex implements EntrySink {
     this.cChunkOffset = growF(this.cChunkOffset, cap);
     this.cChunkSize = growF(this.cChunkSize, cap);
     this.cEntry = growI(this.cEntry, cap);
+    const d = new Uint8Array(cap);
+    d.set(this.cDigest);
+    this.cDigest = d;
     this.cCap = cap;
   }
 
@@ -171,6 +177,7 @@ export class TocIndex implements EntrySink {
     this.cChunkOffset[k] = e.chunkOffset;
     this.cChunkSize[k] = e.chunkSize || fileSize - e.chunkOffset;
     this.cEntry[k] = index;
+    this.cDigest[k] = e.chunkDigestE > e.chunkDigestS ? 1 : 0;
   }
 
   entry(e: EntryScratch, index: number): void {
@@ -611,6 +618,43 @@ export class TocIndex implements EntrySink {
     return out;
   }
 
+  /**
+   * The chunks of every regular file whose chunks all carry a chunkDigest (the ones verified
+   * chunk by chunk), in walk order: slot order, then the file's chunks in order. Read from
+   * the tables: no node or chunk ref is made.
+   */
+  digestChunks(): ChunkTable {
+    const cap = this.cCount;
+    const offset = new Float64Array(cap);
+    const nextOffset = new Float64Array(cap);
+    const slot = new Int32Array(cap);
+    const nth = new Int32Array(cap);
+    const { nType, nCf, nCc, cDigest, cOffset, cNext } = this;
+    let n = 0;
+    for (let k = 0; k < this.count; k++) {
+      const cc = nCc[k];
+      if (nType[k] !== T_REG || cc === 0) continue;
+      const cf = nCf[k];
+      let r = cf;
+      while (r < cf + cc && cDigest[r] === 1) r++;
+      if (r < cf + cc) continue; // a chunk without a digest: the file is verified whole
+      for (let j = 0; j < cc; j++) {
+        offset[n] = cOffset[cf + j];
+        nextOffset[n] = cNext[cf + j];
+        slot[n] = k;
+        nth[n] = j;
+        n++;
+      }
+    }
+    return {
+      count: n,
+      offset: offset.subarray(0, n),
+      nextOffset: nextOffset.subarray(0, n),
+      slot: slot.subarray(0, n),
+      nth: nth.subarray(0, n),
+    };
+  }
+
   /** The xattrs of entry i. */
   xattrsOf(i: number): Record<string, string> {
     if (i < 0) return {};
@@ -630,6 +674,15 @@ export class TocIndex implements EntrySink {
 }
 
 const PREFETCH_BYTES = Buffer.from(PREFETCH_LANDMARK, "latin1");
+
+/** Chunks as parallel arrays (see TocIndex.digestChunks); nth indexes the node's chunks. */
+export interface ChunkTable {
+  count: number;
+  offset: Float64Array;
+  nextOffset: Float64Array;
+  slot: Int32Array;
+  nth: Int32Array;
+}
 
 function growI(a: Int32Array, cap: number) {
   const b = new Int32Array(cap);
@@ -690,6 +743,11 @@ export class TocNode implements Node {
     private readonly slot: number,
   ) {
     index.fill(this, slot);
+  }
+
+  /** The index the node belongs to, for code that reads its tables rather than nodes. */
+  get tocIndex(): TocIndex {
+    return this.index;
   }
 
   get target(): Node | undefined {

@@ -17,29 +17,144 @@ function dirOf(path: string): string {
 }
 
 /**
+ * A layer's verifiable chunks as parallel arrays, in walk order (see format's
+ * TocIndex.digestChunks); `chunk(i)` makes the node and ref of one.
+ */
+interface ChunkList {
+  count: number;
+  offset: ArrayLike<number>;
+  nextOffset: ArrayLike<number>;
+  chunk(i: number): { node: Node; ref: ChunkRef };
+}
+
+/** What format's TocNode offers (reader.root is one): the index's tables, without nodes. */
+interface TableIndex {
+  digestChunks(): {
+    count: number;
+    offset: Float64Array;
+    nextOffset: Float64Array;
+    slot: Int32Array;
+    nth: Int32Array;
+  };
+  node(slot: number): Node;
+}
+
+function chunkList(reader: LayerReader): ChunkList {
+  const ix = (reader.root as { tocIndex?: TableIndex }).tocIndex;
+  if (ix !== undefined && typeof ix.digestChunks === "function") {
+    const t = ix.digestChunks();
+    return {
+      count: t.count,
+      offset: t.offset,
+      nextOffset: t.nextOffset,
+      chunk(i) {
+        const node = ix.node(t.slot[i]);
+        return { node, ref: node.chunks[t.nth[i]] };
+      },
+    };
+  }
+  // Any other reader: every node, walked.
+  const all: { node: Node; ref: ChunkRef }[] = [];
+  for (const node of reader.walk()) {
+    if (node.type !== "reg" || node.chunks.length === 0) continue;
+    if (node.chunks.some((c) => !c.chunkDigest)) continue;
+    for (const ref of node.chunks) all.push({ node, ref });
+  }
+  return {
+    count: all.length,
+    offset: all.map((c) => c.ref.offset),
+    nextOffset: all.map((c) => c.ref.nextOffset),
+    chunk: (i) => all[i],
+  };
+}
+
+/** A member made on first use: its directory and chunks are read when asked for. */
+class LazyMember implements Member {
+  private chunkList: Member["chunks"] | undefined;
+  private dirName: string | undefined;
+  constructor(
+    readonly offset: number,
+    readonly nextOffset: number,
+    private readonly list: ChunkList,
+    /** Positions in `list` of the member's chunks. */
+    private readonly at: Int32Array,
+  ) {}
+  get chunks(): Member["chunks"] {
+    if (this.chunkList === undefined)
+      this.chunkList = Array.from(this.at, (i) => this.list.chunk(i));
+    return this.chunkList;
+  }
+  get dir(): string {
+    // The directory of the (first) file the member belongs to.
+    this.dirName ??= dirOf(this.list.chunk(this.at[0]).node.path);
+    return this.dirName;
+  }
+}
+
+/**
  * The members of a layer's verifiable chunks in blob order, which is TOC order: a
- * directory's files sit together. Built once per layer, on its first miss.
+ * directory's files sit together. Built once per layer, on its first miss, from the TOC
+ * index's tables: offsets only, no node, chunk ref or member object until a miss looks at
+ * that member (walking every node cost ~24 ms on a first miss, on the path of a FUSE
+ * read). Files without chunk digests are verified whole by the reader, never chunk by
+ * chunk, and are left out.
  */
 export class MemberIndex {
-  readonly members: Member[] = [];
+  /** Members, as many as `offsets`. */
+  readonly length: number;
+  /** Each member's offset and end, ascending by offset. */
+  private readonly offsets: Float64Array;
+  private readonly ends: Float64Array;
+  /**
+   * Member m's chunks are list positions order[first[m]] .. order[first[m + 1] - 1]; when
+   * absent, member m is chunk m.
+   */
+  private readonly first: Int32Array | undefined;
+  private readonly order: Int32Array | undefined;
+  private readonly made: (Member | undefined)[];
+  private readonly list: ChunkList;
 
   private constructor(reader: LayerReader) {
-    const byOffset = new Map<number, Member>();
-    for (const node of reader.walk()) {
-      if (node.type !== "reg" || node.chunks.length === 0) continue;
-      // Files without chunk digests are verified whole by the reader, never chunk by chunk.
-      if (node.chunks.some((c) => !c.chunkDigest)) continue;
-      for (const ref of node.chunks) {
-        let m = byOffset.get(ref.offset);
-        if (!m) {
-          m = { offset: ref.offset, nextOffset: ref.nextOffset, dir: dirOf(node.path), chunks: [] };
-          byOffset.set(ref.offset, m);
-          this.members.push(m);
-        }
-        m.chunks.push({ node, ref });
-      }
+    const list = chunkList(reader);
+    this.list = list;
+    const n = list.count;
+    const off = list.offset;
+    let ascending = true;
+    for (let i = 1; i < n && ascending; i++) ascending = off[i] > off[i - 1];
+    if (ascending) {
+      // The usual layer: one chunk per member, in blob order. Member i is chunk i.
+      this.length = n;
+      this.offsets = off instanceof Float64Array ? off : Float64Array.from(off);
+      this.ends =
+        list.nextOffset instanceof Float64Array
+          ? list.nextOffset
+          : Float64Array.from(list.nextOffset);
+      this.made = new Array(n);
+      return;
     }
-    this.members.sort((a, b) => a.offset - b.offset);
+    // Chunks by offset (stable: a member's chunks, and its end and directory, as walked).
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => off[a] - off[b] || a - b);
+    const first = new Int32Array(n + 1);
+    const offsets = new Float64Array(n);
+    const ends = new Float64Array(n);
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const c = order[i];
+      if (m > 0 && offsets[m - 1] === off[c]) continue;
+      first[m] = i;
+      offsets[m] = off[c];
+      ends[m] = list.nextOffset[c];
+      m++;
+    }
+    first[m] = n;
+    this.length = m;
+    this.offsets = offsets.subarray(0, m);
+    this.ends = ends.subarray(0, m);
+    this.first = first;
+    this.order = order;
+    this.made = new Array(m);
   }
 
   static of(reader: LayerReader): MemberIndex {
@@ -51,13 +166,43 @@ export class MemberIndex {
     return ix;
   }
 
+  /** Member i (made once). */
+  member(i: number): Member {
+    let m = this.made[i];
+    if (m === undefined) {
+      m = new LazyMember(
+        this.offsets[i],
+        this.ends[i],
+        this.list,
+        this.order && this.first
+          ? this.order.subarray(this.first[i], this.first[i + 1])
+          : Int32Array.of(i),
+      );
+      this.made[i] = m;
+    }
+    return m;
+  }
+
+  /** Every member, in blob order (makes them all: for tests and tools). */
+  get members(): Member[] {
+    return Array.from({ length: this.length }, (_, i) => this.member(i));
+  }
+
+  offsetOf(i: number): number {
+    return this.offsets[i];
+  }
+
+  nextOffsetOf(i: number): number {
+    return this.ends[i];
+  }
+
   /** Position of the first member at or after `offset`. */
   at(offset: number): number {
     let lo = 0;
-    let hi = this.members.length;
+    let hi = this.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.members[mid].offset < offset) lo = mid + 1;
+      if (this.offsets[mid] < offset) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -73,9 +218,9 @@ export interface PickOptions {
   skip(m: Member): boolean;
   /** Ranges closer than this are fetched as one by the source (default 32 KiB). */
   gap?: number;
-  /** Members looked at in each direction (default 512). */
   /** How far from the miss, in bytes, a neighbour may lie (default 4x the budget). */
   reach?: number;
+  /** Members looked at in each direction (default 512). */
   scan?: number;
 }
 
@@ -106,7 +251,6 @@ export function pickNeighbours(
   dir: string,
   opts: PickOptions,
 ): Member[] {
-  const { members } = index;
   const scan = opts.scan ?? 512;
   const reach = opts.reach ?? 4 * opts.budget;
   const cap = Math.min(opts.maxMember, opts.budget);
@@ -116,16 +260,16 @@ export function pickNeighbours(
     candidates.push({ m, cost: (distance + 1) * weight * (related(m.dir, dir) ? 1 : 4) });
   };
   const after = index.at(to);
-  for (let i = after; i < members.length && i - after < scan; i++) {
-    const d = members[i].offset - to;
+  for (let i = after; i < index.length && i - after < scan; i++) {
+    const d = index.offsetOf(i) - to;
     if (d > reach) break;
-    consider(members[i], d, 1);
+    if (index.nextOffsetOf(i) - index.offsetOf(i) <= cap) consider(index.member(i), d, 1);
   }
   const before = index.at(from) - 1;
   for (let i = before; i >= 0 && before - i < scan; i--) {
-    const d = from - members[i].nextOffset;
+    const d = from - index.nextOffsetOf(i);
     if (d > reach) break;
-    consider(members[i], d, 2);
+    if (index.nextOffsetOf(i) - index.offsetOf(i) <= cap) consider(index.member(i), d, 2);
   }
   candidates.sort((a, b) => a.cost - b.cost);
   const chosen = new Set<Member>();
@@ -146,8 +290,8 @@ export function pickNeighbours(
   for (let k = 1; k < spans.length; k++) {
     const [a, b] = [spans[k - 1][1], spans[k][0]];
     if (b <= a || b - a > gap) continue;
-    for (let i = index.at(a); i < members.length && members[i].offset < b; i++) {
-      const m = members[i];
+    for (let i = index.at(a); i < index.length && index.offsetOf(i) < b; i++) {
+      const m = index.member(i);
       if (!chosen.has(m) && !opts.skip(m)) chosen.add(m);
     }
   }
