@@ -67,12 +67,13 @@ export class Content {
       });
     }
     const ready = this.pool.peek(items);
-    if (ready) return copy(items, ready, buf, offset, end);
-    return this.pool.get(items, true).then((datas) => copy(items, datas, buf, offset, end));
+    if (ready) return copyChunks(items, ready, buf, offset, end);
+    return this.pool.get(items, true).then((datas) => copyChunks(items, datas, buf, offset, end));
   }
 }
 
-function copy(
+/** Copies [offset, end) of a file out of its chunks' bytes into `buf`; returns the count. */
+export function copyChunks(
   items: ChunkItem[],
   datas: Uint8Array[],
   buf: Buffer,

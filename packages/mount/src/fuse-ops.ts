@@ -4,6 +4,7 @@ import Fuse, { type Operations, type Stat } from "fuse-native";
 import { type Inodes, resolved, statOf } from "./attr.js";
 import type { Content } from "./content.js";
 import { statfsReply } from "./fuse-setup.js";
+import type { LoaderPrefetch } from "./loader-prefetch.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { AccessRecorder } from "./record.js";
 
@@ -15,6 +16,8 @@ export interface OpsContext {
   /** One line about a failed read (the read itself gets EIO). */
   onError(path: string, e: unknown): void;
   readAhead?: number;
+  /** Told of each file's first read, to fetch what the dynamic loader reads next. */
+  loader?: LoaderPrefetch;
 }
 
 interface Handle {
@@ -96,6 +99,8 @@ export function fuseOperations(ctx: OpsContext): Operations {
       };
       try {
         const n = ctx.content.read(m, buf, len, pos);
+        // After the read is under way, so that the loader's look at the head joins it.
+        if (pos === 0) ctx.loader?.firstRead(m);
         if (typeof n === "number") done(n);
         else n.then(done, failed);
       } catch (e) {

@@ -6,6 +6,7 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
+import { LoaderPrefetch } from "./loader-prefetch.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
@@ -22,6 +23,8 @@ export interface MountOptions {
   backgroundFetch?: boolean;
   /** Bytes fetched ahead of sequential reads (default 8 MiB). */
   readAhead?: number;
+  /** Fetch what the dynamic loader will read next when a program is read (default true). */
+  loaderPrefetch?: boolean;
   /**
    * `--prefetch`: the paths of a profile (first-access order), fetched at mount. A promise,
    * so a profile looked up in the registry does not delay the mount; undefined: none.
@@ -85,9 +88,11 @@ export async function mountTarget(
   const pool = new ChunkPool(64 << 20, (item) => prefetch.covering(item) ?? profile.covering(item));
   const recorder = opts.record ? new AccessRecorder() : undefined;
   const reported = new Map<string, number>();
+  const content = new Content(target.layers, pool);
   const ops = fuseOperations({
     fs: target.fs,
-    content: new Content(target.layers, pool),
+    content,
+    loader: opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, content),
     inodes: new Inodes(),
     recorder,
     readAhead: opts.readAhead,
