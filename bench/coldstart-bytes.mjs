@@ -14,14 +14,14 @@
 // 5. Lower bound, per layer touched: the footer + the compressed TOC member
 //    (tocOffset..end of blob) + each gzip member holding a chunk of a read file
 //    (offset..nextOffset, counted once). Bar: bytes fetched <= 1.1 x lower bound.
-//    A library run (openTarget + ImageFS.read) splits the fetched bytes per layer and phase.
+//    A library run (openImage + ImageFS.read) splits the fetched bytes per layer and phase.
 //
 // Usage: node bench/coldstart-bytes.mjs [--json] [--keep]
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { MemoryChunkCache, openTarget, ReadStats } from "@seekable/reader";
+import { MemoryChunkCache, openImage, ReadStats } from "@seekable/reader";
 import { getImageManifest, parseReference, RegistryClient } from "@seekable/registry";
 import {
   ensureSeekable,
@@ -115,7 +115,10 @@ async function libraryRun(ref, paths, expected, nLayers, batch) {
   try {
     const stats = new ReadStats();
     const cache = batch ? new MemoryChunkCache() : undefined;
-    const target = await openTarget(`docker://${ref}`, { client: () => client, stats, cache });
+    const target = await openImage(
+      { reference: parseReference(ref) },
+      { client: () => client, stats, cache },
+    );
     const byView = new Map(target.layers.map((l, i) => [l.view, { l, i }]));
     for (const { l, i } of byView.values()) {
       perLayer[i].openRequests = l.reader.source.stats.requests;

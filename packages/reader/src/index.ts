@@ -21,11 +21,9 @@ export {
   openLocalLayer,
   openLocation,
   openRemoteLayer,
-  openTarget,
   type RemoteImage,
   type RemoteLayer,
   type RemoteOpenOptions,
-  type TargetOptions,
   TOC_DIGEST_ANNOTATION,
   tailSizeFor,
 } from "./remote.js";

@@ -10,7 +10,6 @@ import {
   getBlob,
   getImageManifest,
   parsePlatform,
-  parseReference,
   type Reference,
   RegistryBlobSource,
   type RegistryClient,
@@ -86,12 +85,6 @@ export interface RemoteOpenOptions extends LayerOpenOptions {
   client: () => RegistryClient;
 }
 
-/** @deprecated openTarget's options: use openLocation, openLocalLayer, openRemoteLayer or openImage. */
-export interface TargetOptions extends RemoteOpenOptions {
-  platform?: string;
-  layer?: string;
-}
-
 /** The layer asked for is not in the image. Fields let a caller word it (e.g. name its flag). */
 export class LayerNotFoundError extends NotFoundError {
   constructor(
@@ -109,7 +102,10 @@ export function tailSizeFor(blobSize: number): number {
 }
 
 /** Opens the layers at `location` (one of openLocalLayer, openRemoteLayer, openImage). */
-export function openLocation(location: LayerLocation, opts: RemoteOpenOptions): Promise<OpenedTarget> {
+export function openLocation(
+  location: LayerLocation,
+  opts: RemoteOpenOptions,
+): Promise<OpenedTarget> {
   switch (location.kind) {
     case "file":
       return openLocalLayer(location.path, opts);
@@ -118,24 +114,6 @@ export function openLocation(location: LayerLocation, opts: RemoteOpenOptions): 
     case "image":
       return openImage(location, opts);
   }
-}
-
-/**
- * @deprecated Kept only for bench/coldstart-bytes.mjs until it calls openImage: the BLOB
- * syntax belongs to the CLI. Accepts `docker://REF` alone.
- */
-export async function openTarget(blob: string, opts: TargetOptions): Promise<OpenedTarget> {
-  if (!blob.startsWith("docker://")) {
-    throw new TypeError("openTarget takes docker://REF only: use openLocation");
-  }
-  return openImage(
-    {
-      reference: parseReference(blob.slice("docker://".length)),
-      platform: opts.platform,
-      layer: opts.layer,
-    },
-    opts,
-  );
 }
 
 /** Opens one layer blob in a registry. */
