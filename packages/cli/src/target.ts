@@ -129,6 +129,9 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
     client: getClient,
     finish: async () => {
       report();
+      // The chunks fetched are kept for the next run: wait for the writes behind (bounded:
+      // 64 MiB at most are pending, written locally).
+      await cache.flush();
       await target.close();
       await client?.close();
     },
