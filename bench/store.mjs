@@ -1,32 +1,65 @@
 #!/usr/bin/env node
 // podman through an Additional Layer Store: `seekable store` against the reference store
 // (tools/reference-store: stargz-snapshotter's store package, background fetch and prefetch
-// off) on the real 3-layer python image (`node tools/bench-image.mjs` builds it), converted
-// with `seekable convert` and served by a Debian docker-registry on loopback behind
-// seekable's shaping proxy (packages/bench), which adds --rtt ms per request (+ one RTT per
-// new connection) and optionally limits bandwidth (--mbit).
+// off) on the real 3-layer images of `node tools/bench-image.mjs`: python (`python3 -c
+// "import json"`) and, built with `--node-app`, the node app (the same base and python
+// layers, a ~22k-entry app layer: `cd /app && node -e "require('express')"`). Each is
+// converted with `seekable convert` and served by a Debian docker-registry on loopback
+// behind seekable's shaping proxy (packages/bench), which adds --rtt ms per request (+ one
+// RTT per new connection) and optionally limits bandwidth (--mbit).
 //
 // Each run starts cold: a fresh store process (fresh cache dir / root), a fresh podman
-// graphroot/runroot, proxy connections dropped. Measured: `podman pull` and `podman run
-// python3 -c "import json"` wall times, and requests/bytes that crossed the proxy (pull +
-// run, the manifest and config included). Needs root, FUSE, podman and runc.
+// graphroot/runroot, proxy connections dropped. Measured: `podman pull` and `podman run`
+// wall times, and requests/bytes that crossed the proxy (pull + run, the manifest and
+// config included). `seekable store` runs twice: on demand, and with `--prefetch FILE`, the
+// profile recorded beforehand (set-up, not measured) the way a user records one: `seekable
+// mount --record` of the image and the command in a chroot of it. Needs root, FUSE, podman
+// and runc.
 //
-// Usage: node bench/store.mjs [--repeat 3] [--rtt 25] [--mbit 0]
+// Usage: node bench/store.mjs [--repeat 3] [--rtt 25] [--mbit 0] [--images python,node]
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startShapingProxy } from "../packages/bench/dist/index.js";
+// Not exported by the package: the recording step `seekable bench` uses for its profiles.
+import { recordStart } from "../packages/bench/dist/record.js";
 import { mdTable, median, parseArgs, ROOT, SEEKABLE, startRegistry } from "./lib.mjs";
 
-const opts = parseArgs(process.argv.slice(2), { repeat: 3, rtt: 25, mbit: 0 });
-const LAYOUT = join(ROOT, ".work/bench/python-oci");
+const opts = parseArgs(process.argv.slice(2), {
+  repeat: 3,
+  rtt: 25,
+  mbit: 0,
+  images: "python,node",
+});
 const STORE_BIN = join(ROOT, "tools/reference-store/bin/stargz-store");
 const log = (s) => process.stderr.write(`bench/store: ${s}\n`);
 
-if (!existsSync(join(LAYOUT, "index.json"))) {
-  throw new Error(`${LAYOUT} is missing: run node tools/bench-image.mjs first`);
+/** The workloads: an image layout (tools/bench-image.mjs) and the command run in it. */
+const WORKLOADS = {
+  python: {
+    layout: join(ROOT, ".work/bench/python-oci"),
+    build: "node tools/bench-image.mjs",
+    cmd: ["python3", "-c", "import json; print('ok')"],
+    shell: `python3 -c "import json; print('ok')"`,
+    label: 'python3 -c "import json"',
+  },
+  node: {
+    layout: join(ROOT, ".work/bench/node-oci"),
+    build: "node tools/bench-image.mjs --node-app",
+    cmd: ["sh", "-c", "cd /app && node -e \"require('express'); console.log('ok')\""],
+    shell: "cd /app && node -e \"require('express'); console.log('ok')\"",
+    label: "node -e \"require('express')\"",
+  },
+};
+const names = opts.images.split(",").filter((n) => n !== "");
+for (const n of names) {
+  const w = WORKLOADS[n];
+  if (!w) throw new Error(`--images: unknown image ${n} (python, node)`);
+  if (!existsSync(join(w.layout, "index.json"))) {
+    throw new Error(`${w.layout} is missing: run ${w.build} first`);
+  }
 }
 if (!existsSync(STORE_BIN)) {
   execFileSync(join(ROOT, "tools/reference-store/build.sh"), { stdio: "inherit" });
@@ -63,7 +96,7 @@ async function waitMounted(dir, proc) {
   }
 }
 
-async function oneRun(kind, image, proxy) {
+async function oneRun(kind, image, cmd, proxy, profile) {
   const work = await mkdtemp(join(tmpdir(), `seekable-bench-store-${kind}-`));
   const storeDir = join(work, "store");
   await mkdir(storeDir);
@@ -73,10 +106,19 @@ async function oneRun(kind, image, proxy) {
   );
   const env = { ...process.env, CONTAINERS_STORAGE_CONF: join(work, "storage.conf") };
   const store =
-    kind === "seekable"
-      ? spawn(process.execPath, [SEEKABLE, "store", storeDir, "--cache-dir", join(work, "cache")], {
-          stdio: ["ignore", "ignore", "pipe"],
-        })
+    kind !== "reference"
+      ? spawn(
+          process.execPath,
+          [
+            SEEKABLE,
+            "store",
+            storeDir,
+            "--cache-dir",
+            join(work, "cache"),
+            ...(kind === "profile" ? ["--prefetch", profile] : []),
+          ],
+          { stdio: ["ignore", "ignore", "pipe"] },
+        )
       : spawn(STORE_BIN, ["-root", join(work, "refroot"), storeDir], {
           stdio: ["ignore", "ignore", "pipe"],
         });
@@ -108,9 +150,7 @@ async function oneRun(kind, image, proxy) {
         "--ulimit",
         "nproc=1024:1024",
         image,
-        "python3",
-        "-c",
-        "import json; print('ok')",
+        ...cmd,
       ],
       env,
     );
@@ -143,57 +183,81 @@ async function oneRun(kind, image, proxy) {
 const registry = await startRegistry();
 let proxy;
 try {
-  const target = `${registry.host}/bench/python:estargz`;
-  log(`converting ${LAYOUT} to eStargz in ${target}`);
-  const conv = JSON.parse(
-    execFileSync(
-      process.execPath,
-      [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, `docker://${target}`, "--json"],
-      {
-        encoding: "utf8",
-        maxBuffer: 1 << 24,
-      },
-    ),
-  );
-  const imageBytes = conv.layers.reduce((n, l) => n + l.size, 0);
+  const images = [];
+  for (const name of names) {
+    const w = WORKLOADS[name];
+    const target = `${registry.host}/bench/${name}:estargz`;
+    log(`converting ${w.layout} to eStargz in ${target}`);
+    const conv = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [SEEKABLE, "convert", `oci:${w.layout}:latest`, `docker://${target}`, "--json"],
+        { encoding: "utf8", maxBuffer: 1 << 24 },
+      ),
+    );
+    images.push({
+      name,
+      w,
+      layers: conv.layers.length,
+      bytes: conv.layers.reduce((n, l) => n + l.size, 0),
+    });
+  }
   proxy = await startShapingProxy({
     upstream: registry.url,
     link: { rttMs: opts.rtt, mbit: opts.mbit },
   });
-  const image = `${proxy.host}/bench/python:estargz`;
-  const results = { seekable: [], reference: [] };
-  for (let i = 0; i < opts.repeat; i++) {
-    // Alternate the order so neither store always runs on a warmer machine.
-    const order = i % 2 === 0 ? ["seekable", "reference"] : ["reference", "seekable"];
-    for (const kind of order) {
-      const r = await oneRun(kind, image, proxy);
-      log(
-        `${kind} #${i + 1}: pull ${(r.pullMs / 1000).toFixed(2)} s, run ${(r.runMs / 1000).toFixed(2)} s, ${r.requests} requests, ${(r.bytes / 1048576).toFixed(2)} MiB, ${r.skipped} layers skipped`,
-      );
-      results[kind].push(r);
+  const rows = [];
+  const LABELS = {
+    seekable: "`seekable store`",
+    profile: "`seekable store --prefetch FILE`",
+    reference: "reference store (stargz-store)",
+  };
+  for (const img of images) {
+    const image = `${proxy.host}/bench/${img.name}:estargz`;
+    // The profile: recorded from the registry directly (not through the proxy).
+    const recDir = await mkdtemp(join(tmpdir(), `seekable-bench-store-record-${img.name}-`));
+    const rec = await recordStart(
+      { file: process.execPath, args: [SEEKABLE] },
+      `docker://${registry.host}/bench/${img.name}:estargz`,
+      img.w.shell,
+      { dir: recDir },
+    );
+    log(`${img.name}: recorded a profile of ${rec.paths.length} files`);
+    const results = { seekable: [], profile: [], reference: [] };
+    for (let i = 0; i < opts.repeat; i++) {
+      // Rotate the order so no store always runs on a warmer machine.
+      const kinds = Object.keys(results);
+      const order = kinds.map((_, k) => kinds[(k + i) % kinds.length]);
+      for (const kind of order) {
+        const r = await oneRun(kind, image, img.w.cmd, proxy, rec.profile);
+        log(
+          `${img.name} ${kind} #${i + 1}: pull ${(r.pullMs / 1000).toFixed(2)} s, run ${(r.runMs / 1000).toFixed(2)} s, ${r.requests} requests, ${(r.bytes / 1048576).toFixed(2)} MiB, ${r.skipped} layers skipped`,
+        );
+        results[kind].push(r);
+      }
     }
+    for (const [kind, rs] of Object.entries(results)) {
+      const bytes = median(rs.map((r) => r.bytes));
+      rows.push([
+        `${img.w.label} (${img.layers} layers, ${(img.bytes / 1048576).toFixed(1)} MiB)`,
+        LABELS[kind],
+        (median(rs.map((r) => r.pullMs)) / 1000).toFixed(2),
+        (median(rs.map((r) => r.runMs)) / 1000).toFixed(2),
+        (median(rs.map((r) => r.pullMs + r.runMs)) / 1000).toFixed(2),
+        String(median(rs.map((r) => r.requests))),
+        `${(bytes / 1048576).toFixed(2)} MiB`,
+        `${((100 * bytes) / img.bytes).toFixed(1)}%`,
+      ]);
+    }
+    await rm(recDir, { recursive: true, force: true });
   }
-  const rows = Object.entries(results).map(([kind, rs]) => {
-    const pull = median(rs.map((r) => r.pullMs)) / 1000;
-    const runS = median(rs.map((r) => r.runMs)) / 1000;
-    const total = median(rs.map((r) => r.pullMs + r.runMs)) / 1000;
-    const bytes = median(rs.map((r) => r.bytes));
-    return [
-      kind === "seekable" ? "`seekable store`" : "reference store (stargz-store)",
-      pull.toFixed(2),
-      runS.toFixed(2),
-      total.toFixed(2),
-      String(median(rs.map((r) => r.requests))),
-      `${(bytes / 1048576).toFixed(2)} MiB (${((100 * bytes) / imageBytes).toFixed(1)}%)`,
-    ];
-  });
   process.stdout.write(
-    `podman pull + run python3 -c "import json", ${conv.layers.length}-layer image of ${(imageBytes / 1048576).toFixed(1)} MiB (eStargz), link +${opts.rtt} ms per request${opts.mbit ? `, ${opts.mbit} Mbit/s` : ""}; median of ${opts.repeat} cold runs; loaded machine (loadavg ${loadavg()
+    `podman pull + run of eStargz images, link +${opts.rtt} ms per request${opts.mbit ? `, ${opts.mbit} Mbit/s` : ""}; median of ${opts.repeat} cold runs; loadavg ${loadavg()
       .map((x) => x.toFixed(2))
-      .join(" ")}), figures are indicative only\n\n`,
+      .join(" ")} at the end (a loaded machine makes the figures indicative only)\n\n`,
   );
   process.stdout.write(
-    `${mdTable(["store", "pull s", "run s", "pull + run s", "requests", "fetched (of image)"], rows)}\n`,
+    `${mdTable(["command (image)", "store", "pull s", "run s", "pull + run s", "requests", "fetched", "of image"], rows)}\n`,
   );
 } finally {
   await proxy?.close();
