@@ -461,11 +461,6 @@ export class LayerStore {
     l.lastUsed = Date.now();
   }
 
-  /** Layers resolved and not freed (their digests). */
-  get resolvedLayers(): string[] {
-    return [...this.resolved.values()].map((e) => e.desc.digest);
-  }
-
   /**
    * Frees every resolved layer that no `use` counts, with no file open and no request for
    * `releaseAfterMs`; forgets images not asked about for as long (and MANIFEST_TTL).
