@@ -3,7 +3,7 @@
 // clean unmount on SIGTERM, stale mounts, and registry faults turned into EIO.
 
 import { type ChildProcess, execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -506,6 +506,89 @@ describe("seekable mount (real FUSE, real registry)", () => {
     } finally {
       expect(await m.stop()).toBe(0);
     }
+  });
+
+  it("starts a dynamically linked program, fetching what the loader opens ahead of it", async () => {
+    // This machine's ls and the libraries ld.so opens for it, in a usr-merged tree of two
+    // layers (libraries below, the program above), with unrelated files between them so
+    // nothing comes along by accident.
+    const host = (p: string) => realpathSync(p);
+    const libs = execFileSync("ldd", ["/bin/ls"], { encoding: "utf8" })
+      .split("\n")
+      .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
+      .filter((x): x is RegExpExecArray => x !== null)
+      .map((x) => ({ name: x[1], path: host(x[2]) }));
+    const L = "usr/lib/x86_64-linux-gnu";
+    const filler = (i: number): TarItem => ({
+      name: `usr/share/f${i}.bin`,
+      body: pseudoRandom(150_000, 40 + i),
+    });
+    const base: TarItem[] = [
+      { name: "usr/" },
+      { name: "usr/bin/" },
+      { name: "usr/lib/" },
+      { name: `${L}/` },
+      { name: "usr/lib64/" },
+      { name: "usr/share/" },
+      { name: "etc/" },
+      { name: "bin", type: "symlink", linkname: "usr/bin" },
+      { name: "lib", type: "symlink", linkname: "usr/lib" },
+      { name: "lib64", type: "symlink", linkname: "usr/lib64" },
+      { name: "etc/ld.so.cache", body: await readFile("/etc/ld.so.cache") },
+      filler(0),
+      {
+        name: `${L}/ld-linux-x86-64.so.2`,
+        body: await readFile(host("/lib64/ld-linux-x86-64.so.2")),
+        mode: 0o755,
+      },
+      {
+        name: "usr/lib64/ld-linux-x86-64.so.2",
+        type: "symlink",
+        linkname: "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+      },
+    ];
+    for (const [i, l] of libs.entries())
+      base.push(filler(i + 1), { name: `${L}/${l.name}`, body: await readFile(l.path) });
+    const app: TarItem[] = [
+      { name: "usr/" },
+      { name: "usr/bin/" },
+      { name: "usr/bin/ls", body: await readFile(host("/bin/ls")), mode: 0o755 },
+    ];
+    const blobs: Buffer[] = [];
+    const tocs: string[] = [];
+    for (const [i, items] of [base, app].entries()) {
+      const tarPath = join(dir, `elf${i}.tar`);
+      await writeFile(tarPath, await makeTar(items));
+      const out = join(dir, `elf${i}.blob`);
+      const r = await seekable("convert", tarPath, out, "--json");
+      expect(r.code, describeRun(r)).toBe(0);
+      tocs.push(jsonOut<{ tocDigest: string }>(r).tocDigest);
+      blobs.push(await readFile(out));
+    }
+    const client = new RegistryClient();
+    const elfRef = `docker://${await pushImage(client, "elf", blobs, tocs).finally(() => client.close())}`;
+
+    // What opening the image costs, to count the reads alone.
+    const idle = await mount(elfRef, "--no-cache", "--stats");
+    expect(await idle.stop()).toBe(0);
+    const opening = statsOf(idle.stderr()).requests;
+
+    const m = await mount(elfRef, "--no-cache", "--stats");
+    let code: number | null;
+    try {
+      const r = await run("chroot", [m.dir, "/usr/bin/ls", "/usr/bin"]);
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(r.stdout.toString()).toBe("ls\n");
+    } finally {
+      code = await m.stop();
+    }
+    expect(code).toBe(0);
+    // On demand, each file the loader opens is one more round trip: ls, ld.so, ld.so.cache
+    // and every library, one after another. Ahead of it: ls, then one request per layer
+    // for ld.so, the cache and ls's own libraries, then one for their dependencies.
+    const reads = statsOf(m.stderr()).requests - opening;
+    expect(reads).toBeLessThanOrEqual(4);
+    expect(reads).toBeLessThan(3 + libs.length);
   });
 
   it("fails with one clear line when the directory does not exist", async () => {
