@@ -9,6 +9,17 @@ import {
   decodeString,
   type EntryScratch,
   type EntrySink,
+  K_CHUNKDIGEST,
+  K_CHUNKOFFSET,
+  K_CHUNKSIZE,
+  K_GID,
+  K_GROUPNAME,
+  K_INNEROFFSET,
+  K_NAME,
+  K_OFFSET,
+  K_SIZE,
+  K_UID,
+  K_USERNAME,
   KEY_HASH_SEED,
   keyHashStep,
   LimitError,
@@ -172,12 +183,14 @@ export class TocIndex implements EntrySink {
   private record(e: EntryScratch, index: number, fileSize: number): void {
     if (this.cCount === this.cCap) this.growRecords();
     const k = this.cCount++;
-    this.cOffset[k] = e.offset;
-    this.cInner[k] = e.innerOffset;
-    this.cChunkOffset[k] = e.chunkOffset;
-    this.cChunkSize[k] = e.chunkSize || fileSize - e.chunkOffset;
+    // The scratch arrays, not its getters: this runs for every entry, mostly interpreted.
+    const num = e.num;
+    this.cOffset[k] = num[K_OFFSET];
+    this.cInner[k] = num[K_INNEROFFSET];
+    this.cChunkOffset[k] = num[K_CHUNKOFFSET];
+    this.cChunkSize[k] = num[K_CHUNKSIZE] || fileSize - num[K_CHUNKOFFSET];
     this.cEntry[k] = index;
-    this.cDigest[k] = e.chunkDigestE > e.chunkDigestS ? 1 : 0;
+    this.cDigest[k] = e.strE[K_CHUNKDIGEST] > e.strS[K_CHUNKDIGEST] ? 1 : 0;
   }
 
   entry(e: EntryScratch, index: number): void {
@@ -185,8 +198,9 @@ export class TocIndex implements EntrySink {
     this.entryStart[index] = e.start;
     // Each payload's range ends where the next member starts (the next entry with an
     // offset and no inner offset), or at the TOC.
-    if (e.offset > 0 && e.innerOffset === 0) {
-      this.cNext.fill(e.offset, this.pendingFrom, this.cCount);
+    const offset = e.num[K_OFFSET];
+    if (offset > 0 && e.num[K_INNEROFFSET] === 0) {
+      this.cNext.fill(offset, this.pendingFrom, this.cCount);
       this.pendingFrom = this.cCount;
     }
     const b = this.bytes;
@@ -202,7 +216,7 @@ export class TocIndex implements EntrySink {
     }
     // The key: the name's own bytes when plain ASCII and already clean (read with the
     // name, hash included: see Scanner.name), else cleaned.
-    const ks = e.nameS;
+    const ks = e.strS[K_NAME];
     const ke = e.nameKeyE;
     if (ke < 0) {
       const clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
@@ -234,23 +248,25 @@ export class TocIndex implements EntrySink {
     const type = e.type;
     // Entries name their owner by id, and the name, when given, holds for later entries of
     // that id. Most TOCs give no names: no map is looked at then.
-    if (e.userNameE > e.userNameS) {
-      this.unames.set(e.uid, index);
+    const { num, strS, strE } = e; // not the getters: see record
+    if (strE[K_USERNAME] > strS[K_USERNAME]) {
+      this.unames.set(num[K_UID], index);
       this.nUser[k] = index;
-    } else this.nUser[k] = this.unames.size === 0 ? -1 : (this.unames.get(e.uid) ?? -1);
-    if (e.groupNameE > e.groupNameS) {
-      this.gnames.set(e.gid, index);
+    } else this.nUser[k] = this.unames.size === 0 ? -1 : (this.unames.get(num[K_UID]) ?? -1);
+    if (strE[K_GROUPNAME] > strS[K_GROUPNAME]) {
+      this.gnames.set(num[K_GID], index);
       this.nGroup[k] = index;
-    } else this.nGroup[k] = this.gnames.size === 0 ? -1 : (this.gnames.get(e.gid) ?? -1);
+    } else this.nGroup[k] = this.gnames.size === 0 ? -1 : (this.gnames.get(num[K_GID]) ?? -1);
+    const size = num[K_SIZE];
     this.nType[k] = type;
     this.nEntry[k] = index;
-    this.nSize[k] = type === T_REG ? e.size : 0;
+    this.nSize[k] = type === T_REG ? size : 0;
     this.nCf[k] = this.cCount;
     this.nCc[k] = 0;
     if (type === T_REG) {
       this.lastReg = k;
-      if (e.size > 0) {
-        this.record(e, index, e.size);
+      if (size > 0) {
+        this.record(e, index, size);
         this.nCc[k] = 1;
       }
       if (!this.landmarkSeen) this.prioritized.push(k);
@@ -383,55 +399,71 @@ export class TocIndex implements EntrySink {
    */
   private ensure(buf: Buffer, s: number, e: number, h: number, type: number): number {
     // Bounded so that every node's path, made once per node, stays small in total.
-    if (this.slashes >= MAX_PATH_DEPTH || e - s > MAX_PATH_BYTES)
-      throw new LimitError(
-        `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
-      );
+    if (this.slashes >= MAX_PATH_DEPTH || e - s > MAX_PATH_BYTES) this.tooLong(buf, s, e);
     const found = this.find(buf, s, e, h);
     // Evaluated on every call (on the root when the key is new), for the reason in find.
     const f = Math.max(found, 0);
     const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] >= 0;
     if (found >= 0) {
-      if (replacesDir)
-        throw new FormatError(
-          `TOC entry ${JSON.stringify(this.pathOf(found))} replaces a non-empty directory`,
-        );
+      if (replacesDir) this.refuse(found, "replaces a non-empty directory");
       return found;
     }
-    let parent = 0;
     const slash = this.lastSlash;
-    if (slash >= 0) {
-      parent = this.find(buf, s, slash, this.prefixHash);
-      if (parent < 0) {
-        // Missing ancestors: the hash of every prefix in one pass, then up to the nearest
-        // existing one, then down making each (no recursion, linear in the key's length).
-        const ends: number[] = [];
-        const hashes: number[] = [];
-        let hh = KEY_HASH_SEED;
-        for (let p = s; p < slash; p++) {
-          const c = buf[p];
-          if (c === 0x2f) {
-            ends.push(p);
-            hashes.push(hh);
-          }
-          hh = keyHashStep(hh, c);
-        }
-        ends.push(slash);
+    let parent = slash < 0 ? 0 : this.find(buf, s, slash, this.prefixHash);
+    if (parent < 0) parent = this.parents(buf, s, slash);
+    return this.child(parent, buf, s, e, h, type);
+  }
+
+  // The rare paths of ensure, apart: V8 tiers small functions up sooner, and the first
+  // thousands of entries run before it does.
+
+  /**
+   * Makes the missing ancestors of the key buf[s, slash) included: the hash of every
+   * prefix in one pass, then up to the nearest existing one, then down making each (no
+   * recursion, linear in the key's length). Returns the slot of buf[s, slash).
+   */
+  private parents(buf: Buffer, s: number, slash: number): number {
+    const ends: number[] = [];
+    const hashes: number[] = [];
+    let hh = KEY_HASH_SEED;
+    for (let p = s; p < slash; p++) {
+      const c = buf[p];
+      if (c === 0x2f) {
+        ends.push(p);
         hashes.push(hh);
-        let i = ends.length - 1;
-        parent = 0;
-        for (; i > 0; i--) {
-          const k = this.find(buf, s, ends[i - 1], hashes[i - 1]);
-          if (k >= 0) {
-            parent = k;
-            break;
-          }
-        }
-        // ends[i..] are missing (ends[i - 1] is `parent`, or i is 0 under the root).
-        for (; i < ends.length; i++) parent = this.child(parent, buf, s, ends[i], hashes[i], T_DIR);
+      }
+      hh = keyHashStep(hh, c);
+    }
+    ends.push(slash);
+    hashes.push(hh);
+    let i = ends.length - 1;
+    let parent = 0;
+    for (; i > 0; i--) {
+      const k = this.find(buf, s, ends[i - 1], hashes[i - 1]);
+      if (k >= 0) {
+        parent = k;
+        break;
       }
     }
-    return this.child(parent, buf, s, e, h, type);
+    // ends[i..] are missing (ends[i - 1] is `parent`, or i is 0 under the root).
+    for (; i < ends.length; i++) parent = this.child(parent, buf, s, ends[i], hashes[i], T_DIR);
+    return parent;
+  }
+
+  private tooLong(buf: Buffer, s: number, e: number): never {
+    throw new LimitError(
+      `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
+    );
+  }
+
+  private refuse(k: number, why: string): never {
+    throw new FormatError(`TOC entry ${JSON.stringify(this.pathOf(k))} ${why}`);
+  }
+
+  private underNonDir(buf: Buffer, s: number, e: number): never {
+    throw new FormatError(
+      `TOC entry ${JSON.stringify(this.keyString(buf, s, e))} is under a non-directory`,
+    );
   }
 
   /** A new slot for key buf[s, e) under `parent`. */
@@ -443,10 +475,7 @@ export class TocIndex implements EntrySink {
     h: number,
     type: number,
   ): number {
-    if (this.nType[parent] !== T_DIR)
-      throw new FormatError(
-        `TOC entry ${JSON.stringify(this.keyString(buf, s, e))} is under a non-directory`,
-      );
+    if (this.nType[parent] !== T_DIR) this.underNonDir(buf, s, e);
     const k = this.newSlot(buf, s, e, h, type);
     if (this.nLast[parent] < 0) this.nFirst[parent] = k;
     else this.nNext[this.nLast[parent]] = k;

@@ -58,26 +58,26 @@ const BAD_NUMBER = -1;
 /** xattrsS when a value of the xattrs object is not a string. */
 const BAD_XATTR = -3;
 
-// Key ids.
-const K_NAME = 1;
+// Key ids (positions in the scratch arrays).
+export const K_NAME = 1;
 const K_TYPE = 2;
-const K_SIZE = 3;
+export const K_SIZE = 3;
 const K_MODTIME = 4;
 const K_LINKNAME = 5;
 const K_MODE = 6;
-const K_UID = 7;
-const K_GID = 8;
-const K_USERNAME = 9;
-const K_GROUPNAME = 10;
-const K_OFFSET = 11;
-const K_INNEROFFSET = 12;
+export const K_UID = 7;
+export const K_GID = 8;
+export const K_USERNAME = 9;
+export const K_GROUPNAME = 10;
+export const K_OFFSET = 11;
+export const K_INNEROFFSET = 12;
 const K_DEVMAJOR = 13;
 const K_DEVMINOR = 14;
 const K_XATTRS = 15;
 const K_DIGEST = 16;
-const K_CHUNKOFFSET = 17;
-const K_CHUNKSIZE = 18;
-const K_CHUNKDIGEST = 19;
+export const K_CHUNKOFFSET = 17;
+export const K_CHUNKSIZE = 18;
+export const K_CHUNKDIGEST = 19;
 // Key ids are positions in the Go field order (0: not a TOCEntry key).
 const KEY_NAMES: readonly string[] = ["", ...KEY_ORDER];
 const KEY_IDS = new Map<string, number>(KEY_NAMES.map((k, i) => [k, i]));
@@ -670,76 +670,108 @@ class Scanner {
 
   /** One entry object at p into e; returns its end. */
   entryObject(p: number, e: EntryScratch): number {
+    // Kept small, with one hot call of each helper: V8 compiles this function while the
+    // first thousands of entries are scanned, and each inlined copy of a helper (ws was
+    // inlined six times) delays it. Whitespace the usual layout never has (before a colon
+    // or a comma) is skipped by calls that never run there.
     const b = this.b;
     e.reset(p);
-    p = this.ws(p + 1);
-    if (b[p] === 0x7d) {
-      e.end = p + 1;
-      return p + 1;
-    }
+    p++;
     for (;;) {
-      if (b[p] !== 0x22) this.fail(p);
-      const id = this.entryKey(p);
-      p = this.ws(this.keyEnd + 1);
-      if (b[p] !== 0x3a) this.fail(p);
-      p = this.ws(p + 1);
-      const c = b[p];
-      if (id === 0) p = this.skip(p);
-      else if (isNumberKey(id)) {
-        if (c === 0x2d || (c >= 0x30 && c <= 0x39)) p = this.number(p);
-        else {
-          p = this.skip(p);
-          this.num = BAD_NUMBER;
-        }
-        if (this.num < 0) e.bad = 1;
-        e.num[id] = this.num;
-      } else if (id === K_XATTRS) {
-        e.bad = 1; // rare: validate checks the values
-        if (c === 0x7b) {
-          e.xattrsS = p;
-          p = this.xattrs(p);
-          e.xattrsE = p;
-          if (this.num === BAD_NUMBER) e.xattrsS = BAD_XATTR;
-        } else if (c === 0x6e) {
-          e.xattrsS = -1;
-          p = this.literal(p, "null");
-        } else {
-          e.xattrsS = NOT_STRING;
-          p = this.skip(p);
-        }
-      } else if (c !== 0x22) {
-        p = this.skip(p);
-        setString(e, id, NOT_STRING, 0, 0);
-        e.bad = 1;
-      } else if (id === K_NAME) p = this.name(p, e) + 1;
-      else if (
-        (id === K_DIGEST || id === K_CHUNKDIGEST) &&
-        b[p + 72] === 0x22 &&
-        isPlainDigest(b, p + 1)
-      ) {
-        // The common case, read and checked in one pass: "sha256:<64 lowercase hex>".
-        setString(e, id, p + 1, p + 72, 0);
-        e.checked |= id === K_DIGEST ? DIGEST_OK : CHUNK_DIGEST_OK;
-        p += 73;
-      } else {
-        const s = p + 1;
-        p = this.str(p);
-        setString(e, id, s, p, this.sf);
-        if (id === K_TYPE) e.type = this.sf === 0 ? typeCode(b, s, p) : 0;
-        else if (id === K_DIGEST || id === K_CHUNKDIGEST) e.bad = 1; // validate checks it
-        p++;
+      p = this.ws(p); // after "{" or ","
+      if (b[p] !== 0x22) {
+        if (b[p] === 0x7d && p === this.ws(e.start + 1)) break; // {}
+        this.fail(p);
       }
-      p = this.ws(p);
+      const id = this.entryKey(p);
+      p = this.keyEnd + 1;
+      if (b[p] !== 0x3a) p = this.ws(p);
+      if (b[p] !== 0x3a) this.fail(p);
+      p++;
+      if (b[p] === 0x20) p++;
+      if (b[p] <= 0x20) p = this.ws(p);
+      p = this.value(id, p, e);
+      if (b[p] !== 0x2c && b[p] !== 0x7d) p = this.ws(p);
       if (b[p] === 0x2c) {
-        p = this.ws(p + 1);
+        p++;
         continue;
       }
-      if (b[p] === 0x7d) {
-        e.end = p + 1;
-        return p + 1;
-      }
-      this.fail(p);
+      if (b[p] !== 0x7d) this.fail(p);
+      break;
     }
+    e.end = p + 1;
+    return p + 1;
+  }
+
+  /** The value of entry key `id` at p into e; returns its end. */
+  private value(id: number, p: number, e: EntryScratch): number {
+    const b = this.b;
+    const c = b[p];
+    if (id === 0) return this.skip(p);
+    if (isNumberKey(id)) {
+      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) p = this.number(p);
+      else {
+        p = this.skip(p);
+        this.num = BAD_NUMBER;
+      }
+      if (this.num < 0) e.bad = 1;
+      e.num[id] = this.num;
+      return p;
+    }
+    if (id === K_XATTRS) return this.xattrsValue(p, e);
+    let s = NOT_STRING;
+    let end = 0;
+    let f = 0;
+    let ok = false;
+    if (c !== 0x22) {
+      p = this.skip(p);
+      e.bad = 1;
+    } else if (id === K_NAME) return this.name(p, e) + 1;
+    else if (
+      (id === K_DIGEST || id === K_CHUNKDIGEST) &&
+      b[p + 72] === 0x22 &&
+      isPlainDigest(b, p + 1)
+    ) {
+      // The common case, read and checked in one pass: "sha256:<64 lowercase hex>".
+      s = p + 1;
+      end = p + 72;
+      p += 73;
+      ok = true;
+    } else {
+      s = p + 1;
+      end = this.str(p);
+      f = this.sf;
+      p = end + 1;
+      if (id === K_TYPE) e.type = f === 0 ? typeCode(b, s, end) : 0;
+      else if (id === K_DIGEST || id === K_CHUNKDIGEST) e.bad = 1; // validate checks it
+    }
+    e.strS[id] = s;
+    e.strE[id] = end;
+    e.strF[id] = f;
+    // The last value of a key counts (as with JSON.parse): so does its check.
+    if (id === K_DIGEST) e.checked = ok ? e.checked | DIGEST_OK : e.checked & ~DIGEST_OK;
+    else if (id === K_CHUNKDIGEST)
+      e.checked = ok ? e.checked | CHUNK_DIGEST_OK : e.checked & ~CHUNK_DIGEST_OK;
+    return p;
+  }
+
+  /** An xattrs value at p (rare: validate checks it). */
+  private xattrsValue(p: number, e: EntryScratch): number {
+    const c = this.b[p];
+    e.bad = 1;
+    if (c === 0x7b) {
+      e.xattrsS = p;
+      p = this.xattrs(p);
+      e.xattrsE = p;
+      if (this.num === BAD_NUMBER) e.xattrsS = BAD_XATTR;
+    } else if (c === 0x6e) {
+      e.xattrsS = -1;
+      p = this.literal(p, "null");
+    } else {
+      e.xattrsS = NOT_STRING;
+      p = this.skip(p);
+    }
+    return p;
   }
 
   /** End (closing quote) of the key last read by entryKey. */
@@ -878,14 +910,6 @@ function isNumberKey(id: number): boolean {
     id === K_CHUNKOFFSET ||
     id === K_CHUNKSIZE
   );
-}
-
-function setString(e: EntryScratch, id: number, s: number, end: number, f: number): void {
-  e.strS[id] = s;
-  e.strE[id] = end;
-  e.strF[id] = f;
-  if (id === K_DIGEST) e.checked &= ~DIGEST_OK;
-  else if (id === K_CHUNKDIGEST) e.checked &= ~CHUNK_DIGEST_OK;
 }
 
 const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
