@@ -3,7 +3,7 @@
 // clean unmount on SIGTERM, stale mounts, and registry faults turned into EIO.
 
 import { type ChildProcess, execFileSync } from "node:child_process";
-import { existsSync, realpathSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -14,6 +14,7 @@ import {
   type Repository,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { startForeground } from "./helpers/foreground.js";
@@ -509,51 +510,7 @@ describe("seekable mount (real FUSE, real registry)", () => {
   });
 
   it("starts a dynamically linked program, fetching what the loader opens ahead of it", async () => {
-    // This machine's ls and the libraries ld.so opens for it, in a usr-merged tree of two
-    // layers (libraries below, the program above), with unrelated files between them so
-    // nothing comes along by accident.
-    const host = (p: string) => realpathSync(p);
-    const libs = execFileSync("ldd", ["/bin/ls"], { encoding: "utf8" })
-      .split("\n")
-      .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
-      .filter((x): x is RegExpExecArray => x !== null)
-      .map((x) => ({ name: x[1], path: host(x[2]) }));
-    const L = "usr/lib/x86_64-linux-gnu";
-    const filler = (i: number): TarItem => ({
-      name: `usr/share/f${i}.bin`,
-      body: pseudoRandom(150_000, 40 + i),
-    });
-    const base: TarItem[] = [
-      { name: "usr/" },
-      { name: "usr/bin/" },
-      { name: "usr/lib/" },
-      { name: `${L}/` },
-      { name: "usr/lib64/" },
-      { name: "usr/share/" },
-      { name: "etc/" },
-      { name: "bin", type: "symlink", linkname: "usr/bin" },
-      { name: "lib", type: "symlink", linkname: "usr/lib" },
-      { name: "lib64", type: "symlink", linkname: "usr/lib64" },
-      { name: "etc/ld.so.cache", body: await readFile("/etc/ld.so.cache") },
-      filler(0),
-      {
-        name: `${L}/ld-linux-x86-64.so.2`,
-        body: await readFile(host("/lib64/ld-linux-x86-64.so.2")),
-        mode: 0o755,
-      },
-      {
-        name: "usr/lib64/ld-linux-x86-64.so.2",
-        type: "symlink",
-        linkname: "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-      },
-    ];
-    for (const [i, l] of libs.entries())
-      base.push(filler(i + 1), { name: `${L}/${l.name}`, body: await readFile(l.path) });
-    const app: TarItem[] = [
-      { name: "usr/" },
-      { name: "usr/bin/" },
-      { name: "usr/bin/ls", body: await readFile(host("/bin/ls")), mode: 0o755 },
-    ];
+    const { base, app, libs } = dynamicProgram();
     const blobs: Buffer[] = [];
     const tocs: string[] = [];
     for (const [i, items] of [base, app].entries()) {

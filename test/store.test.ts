@@ -30,6 +30,7 @@ import {
   type Repository,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { startForeground } from "./helpers/foreground.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
@@ -457,6 +458,47 @@ describe("seekable store", () => {
     const digests = [];
     for (const f of manifest[0].Layers) digests.push(sha(await readFile(join(dir, f))));
     expect(digests).toEqual(estargz.map((l) => l.diffId));
+  });
+
+  it("podman runs a dynamically linked program with ld.so and its libraries fetched ahead of the loader", async () => {
+    const { base, app, libs, program } = dynamicProgram();
+    const layers: Layer[] = [];
+    for (const [i, items] of [base, app].entries()) {
+      const tarPath = join(work, `elf${i}.tar`);
+      await writeFile(tarPath, await makeTar(items));
+      const out = join(work, `elf${i}.blob`);
+      const r = await seekable("convert", tarPath, out, "--json");
+      expect(r.code, describeRun(r)).toBe(0);
+      const j = jsonOut<{
+        digest: string;
+        diffID: string;
+        tocDigest: string;
+        uncompressedSize: number;
+      }>(r);
+      layers.push({
+        blob: await readFile(out),
+        digest: j.digest,
+        diffId: j.diffID,
+        toc: j.tocDigest,
+        uncompressedSize: j.uncompressedSize,
+      });
+    }
+    const client = new RegistryClient();
+    const elf = await pushImage(client, "elf", layers).finally(() => client.close());
+    const pull = await podman("pull", "--tls-verify=false", elf);
+    expect(pull.code, describeRun(pull, 0)).toBe(0);
+    const from = proxy.log.length;
+    const r = await podmanRun(elf, program, "/usr/bin");
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout.toString()).toBe("ls\n");
+    const reads = proxy.log
+      .slice(from)
+      .filter((e) => /\/blobs\//.test(e.url) && layers.some((l) => e.url.endsWith(l.digest)));
+    // On demand: ls, ld.so, ld.so.cache and each library, one round trip after another.
+    // Ahead of the loader: ls, then ld.so, the cache and ls's libraries in one request for
+    // their layer, then their own dependencies.
+    expect(reads.length).toBeLessThanOrEqual(4);
+    expect(reads.length).toBeLessThan(3 + libs.length);
   });
 
   it("a registry failure is EIO on that read, one line on stderr, and the store stays usable", async () => {

@@ -24,7 +24,11 @@ export class Content {
   ) {
     layers.forEach((l, index) => {
       this.layers.set(l.view, { index, reader: l.reader });
-      if (l.reader) pool.addLayer(l.reader);
+      if (l.reader) {
+        // A merged view of the bare readers (the layer store's loader prefetch) finds it too.
+        this.layers.set(l.reader, { index, reader: l.reader });
+        pool.addLayer(l.reader);
+      }
     });
   }
 

@@ -17,7 +17,7 @@ export interface OpsContext {
   onError(path: string, e: unknown): void;
   readAhead?: number;
   /** Told of each file's first read, to fetch what the dynamic loader reads next. */
-  loader?: LoaderPrefetch;
+  loader?: Pick<LoaderPrefetch, "firstRead">;
 }
 
 interface Handle {

@@ -39,9 +39,13 @@ export class LoaderPrefetch {
   private readonly wholeLimit: number;
   private readonly maxFiles: number;
 
+  /**
+   * `contentOf`: where a node's bytes come from (the mount: one Content for the image; the
+   * layer store: each layer's own), undefined for a node that is not served lazily.
+   */
   constructor(
-    private readonly fs: ImageFS,
-    private readonly content: Content,
+    readonly fs: ImageFS,
+    private readonly contentOf: (m: MergedNode) => Content | undefined,
     opts: LoaderPrefetchOptions = {},
   ) {
     this.wholeLimit = opts.wholeLimit ?? 4 << 20;
@@ -51,6 +55,7 @@ export class LoaderPrefetch {
   /** A file's first read (offset 0): examined once, in the background. */
   firstRead(m: MergedNode): void {
     const n = resolved(m.node);
+    if (!this.contentOf(m)) return;
     if (n.type !== "reg" || n.size < 64 || this.examined.has(n)) return;
     if ((n.mode & 0o111) === 0 && !SHARED.test(n.path)) return;
     this.examined.add(n);
@@ -150,26 +155,36 @@ export class LoaderPrefetch {
     return out;
   }
 
-  /** The chunks of each file (whole when small, else its first), in one pool call. */
+  /** The chunks of each file (whole when small, else its first), one pool call per pool. */
   private async fetchFiles(files: MergedNode[]): Promise<void> {
-    const items: ChunkItem[] = [];
+    const byContent = new Map<Content, ChunkItem[]>();
     for (const f of files) {
+      const content = this.contentOf(f);
+      if (!content) continue;
       const n = resolved(f.node);
       let packed = 0;
       for (const c of n.chunks) packed += c.nextOffset - c.offset;
       const end = packed <= this.wholeLimit ? n.size : Math.min(n.size, 1);
-      const its = end > 0 ? this.content.items(f, 0, end) : undefined;
-      if (its) items.push(...its.filter((it) => !this.content.pool.has(it.key)));
+      const its = end > 0 ? content.items(f, 0, end) : undefined;
+      if (!its) continue;
+      const list = byContent.get(content) ?? [];
+      list.push(...its.filter((it) => !content.pool.has(it.key)));
+      byContent.set(content, list);
     }
-    if (items.length > 0) await this.content.pool.get(items, false);
+    await Promise.all(
+      [...byContent].map(([content, items]) =>
+        items.length > 0 ? content.pool.get(items, false) : undefined,
+      ),
+    );
   }
 
   /** [offset, offset+length) of a file through the pool (fetched when missing). */
   private async bytes(m: MergedNode, r: FileRange): Promise<Uint8Array | undefined> {
     const end = r.offset + r.length;
-    const items = r.length > 0 ? this.content.items(m, r.offset, end) : undefined;
-    if (!items || items.length === 0) return undefined;
-    const datas = await this.content.pool.get(items, false);
+    const content = this.contentOf(m);
+    const items = r.length > 0 ? content?.items(m, r.offset, end) : undefined;
+    if (!content || !items || items.length === 0) return undefined;
+    const datas = await content.pool.get(items, false);
     const buf = Buffer.allocUnsafe(r.length);
     return copyChunks(items, datas, buf, r.offset, end) === r.length ? buf : undefined;
   }
@@ -177,8 +192,9 @@ export class LoaderPrefetch {
   /** The same from chunks in memory only, or undefined. */
   private bytesAtHand(m: MergedNode, r: FileRange): Uint8Array | undefined {
     const end = r.offset + r.length;
-    const items = r.length > 0 ? this.content.items(m, r.offset, end) : undefined;
-    const datas = items && items.length > 0 ? this.content.pool.peek(items) : undefined;
+    const content = this.contentOf(m);
+    const items = r.length > 0 ? content?.items(m, r.offset, end) : undefined;
+    const datas = items && items.length > 0 ? content?.pool.peek(items) : undefined;
     if (!items || !datas) return undefined;
     const buf = Buffer.allocUnsafe(r.length);
     return copyChunks(items, datas, buf, r.offset, end) === r.length ? buf : undefined;

@@ -92,7 +92,8 @@ export async function mountTarget(
   const ops = fuseOperations({
     fs: target.fs,
     content,
-    loader: opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, content),
+    loader:
+      opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, () => content),
     inodes: new Inodes(),
     recorder,
     readAhead: opts.readAhead,

@@ -19,6 +19,7 @@ import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
 import { LinkEstimate } from "./link-estimate.js";
+import { LoaderPrefetch } from "./loader-prefetch.js";
 import { ProfilePrefetch } from "./prefetch.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
@@ -64,6 +65,8 @@ export interface StoreOptions {
    * access resolves it again.
    */
   releaseAfterMs?: number;
+  /** Fetch what the dynamic loader will read next when a program is read (default true). */
+  loaderPrefetch?: boolean;
 }
 
 export interface MountedStore {
@@ -85,6 +88,11 @@ interface ImageEntry {
   prefetched?: string;
   /** The profile found for a manifest digest (looked up once). */
   profile?: { digest: string; found: Promise<StoreProfile | undefined> };
+  /**
+   * What the dynamic loader reads next, over the image's merged lazy layers (once they
+   * have resolved; dropped when one of them is freed).
+   */
+  loader?: { digest: string; prefetch?: LoaderPrefetch };
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
@@ -104,6 +112,9 @@ interface LayerEntry {
   freed: AbortController;
   /** Image manifests whose profile was prefetched into it. */
   prefetched: Set<string>;
+  content: Content;
+  /** Images that asked for this layer (their loader prefetch reads through it). */
+  images: Set<ImageEntry>;
 }
 
 /** The layer's JSON description, as the reference store encodes it (Go encoding/json). */
@@ -287,9 +298,46 @@ export class LayerStore {
       img.prefetched = loaded.digest;
       void this.prefetchImage(img, loaded);
     }
+    if (this.opts.loaderPrefetch !== false && img.loader?.digest !== loaded.digest) {
+      void this.startLoader(img, loaded);
+    }
     const entry = await p;
+    entry.images.add(img);
     entry.lastUsed = Date.now();
     return entry;
+  }
+
+  /**
+   * The image's loader prefetch: its lazy layers merged as overlayfs will show them (a layer
+   * that is not eStargz is left out: a guess it spoils costs bytes, never a wrong answer,
+   * since every read is served by its own layer), each file read through its layer's pool.
+   */
+  private async startLoader(img: ImageEntry, loaded: Loaded): Promise<void> {
+    const state: NonNullable<ImageEntry["loader"]> = { digest: loaded.digest };
+    img.loader = state;
+    const descs = loaded.layers.filter((d) => d.annotations?.[TOC_DIGEST_ANNOTATION]);
+    const settled = await Promise.allSettled(descs.map((d) => this.resolve(img.ref, d)));
+    const entries = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    if (img.loader !== state || entries.length === 0) return;
+    if (entries.some((e) => this.resolved.get(e.key) !== e)) return;
+    const byReader = new Map<unknown, LayerEntry>(entries.map((e) => [e.reader, e]));
+    for (const e of entries) e.images.add(img);
+    state.prefetch = new LoaderPrefetch(
+      new ImageFS(entries.map((e) => e.reader)),
+      (m) => byReader.get(m.layer)?.content,
+    );
+  }
+
+  /** A file's first read in layer `l`: the loader prefetch of an image that shows it. */
+  private firstRead(l: LayerEntry, path: string): void {
+    for (const img of l.images) {
+      const prefetch = img.loader?.prefetch;
+      const m = prefetch?.fs.lookup(path);
+      if (prefetch && m && m.layer === l.reader) {
+        prefetch.firstRead(m);
+        return;
+      }
+    }
   }
 
   private resolve(ref: Reference, desc: Descriptor, onCreate?: () => void): Promise<LayerEntry> {
@@ -350,15 +398,19 @@ export class LayerStore {
       link: this.link,
     });
     const base = id * LAYER_INODES;
+    const content = new Content(layers, pool);
+    const images = new Set<ImageEntry>();
+    let self: LayerEntry | undefined;
     const ops = fuseOperations({
       fs: new ImageFS([view]),
-      content: new Content(layers, pool),
+      content,
+      loader: { firstRead: (m) => self && this.firstRead(self, m.node.path) },
       inodes: new LayerInodes(base),
       readAhead: this.opts.readAhead,
       onError: (path, e) =>
         this.report(`read of ${desc.digest}/diff/${path} failed: ${describe(e)}`),
     });
-    return {
+    self = {
       key,
       id,
       desc,
@@ -370,7 +422,10 @@ export class LayerStore {
       open: 0,
       freed: new AbortController(),
       prefetched: new Set(),
+      content,
+      images,
     };
+    return self;
   }
 
   /**
@@ -472,6 +527,7 @@ export class LayerStore {
       this.resolved.delete(key);
       this.layers.delete(key);
       e.freed.abort();
+      for (const img of e.images) img.loader = undefined; // it reads through the freed layer
       this.opts.log(
         `released layer ${e.desc.digest}: not in use and idle for ${Math.round((now - e.lastUsed) / 1000)} s`,
       );

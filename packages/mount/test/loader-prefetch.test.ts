@@ -139,7 +139,7 @@ async function image() {
 describe("LoaderPrefetch", () => {
   it("fetches the interpreter, ld.so.cache and the libraries after the program's first read, one request per round of dependencies", async () => {
     const { source, fs, content, libDir } = await image();
-    const loader = new LoaderPrefetch(fs, content);
+    const loader = new LoaderPrefetch(fs, () => content);
     const ls = fs.lookup("usr/bin/ls");
     if (!ls) throw new Error("no ls");
     const before = source.reads.length;
@@ -184,7 +184,7 @@ describe("LoaderPrefetch", () => {
 
   it("leaves files that are not ELF alone, and fetches nothing for them", async () => {
     const { source, fs, content } = await image();
-    const loader = new LoaderPrefetch(fs, content);
+    const loader = new LoaderPrefetch(fs, () => content);
     const m = fs.lookup("usr/bin/not-elf");
     if (!m) throw new Error("no file");
     await content.read(m, Buffer.alloc(512), 512, 0);
@@ -196,7 +196,7 @@ describe("LoaderPrefetch", () => {
 
   it("follows symlink loops no further than the kernel does", async () => {
     const { fs, content } = await image();
-    const loader = new LoaderPrefetch(fs, content);
+    const loader = new LoaderPrefetch(fs, () => content);
     expect(loader.resolve("/lib/x86_64-linux-gnu/libc.so.6")).toBeDefined();
     expect(loader.resolve("/usr/../lib/x86_64-linux-gnu/libc.so.6")).toBeDefined();
     expect(loader.resolve("/nonexistent/libc.so.6")).toBeUndefined();
