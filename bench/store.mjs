@@ -22,9 +22,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { startShapingProxy } from "../packages/bench/dist/index.js";
 // Not exported by the package: the recording step `seekable bench` uses for its profiles.
-import { recordStart } from "../packages/bench/dist/record.js";
+import { recordStart, startShapingProxy } from "../packages/bench/dist/index.js";
 import { mdTable, median, parseArgs, ROOT, SEEKABLE, startRegistry } from "./lib.mjs";
 
 const opts = parseArgs(process.argv.slice(2), {

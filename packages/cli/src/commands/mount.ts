@@ -1,10 +1,10 @@
-import { open } from "node:fs/promises";
 // Loaded when used: @seekable/image only for --prefetch, @seekable/mount (fuse-native) while
 // the image opens. The start of a mount loads no more than it needs.
 import type { ProfilePrefetchResult } from "@seekable/mount";
 import { getImageManifest, parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
+import { type Profile, readProfileFile } from "../profile-file.js";
 import { openSession, type ReadingFlags, type Session } from "../target.js";
 import { printTiming } from "../timing.js";
 
@@ -13,35 +13,6 @@ export interface MountFlags extends ReadingFlags {
   backgroundFetch?: boolean;
   /** A profile file (one path a line, as --record writes), or "auto". */
   prefetch?: string;
-}
-
-/** A profile to prefetch: its paths and what to call it in messages. */
-interface Profile {
-  paths: string[];
-  name: string;
-}
-
-/** A local profile file, refused when larger than the cap (read no further than that). */
-async function readProfileFile(file: string): Promise<Profile> {
-  const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
-  const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
-  });
-  try {
-    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
-    let n = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
-    }
-    return { paths: parseProfile(buf.subarray(0, n)), name: file };
-  } catch (e) {
-    throw new Error(`${file}: ${describe(e)}`);
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

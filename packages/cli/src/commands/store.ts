@@ -1,4 +1,3 @@
-import { open } from "node:fs/promises";
 import { mountStore } from "@seekable/mount";
 import {
   DiskChunkCache,
@@ -10,6 +9,7 @@ import {
 import { formatReference, type Reference, RegistryClient, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
+import { type Profile, readProfileFile } from "../profile-file.js";
 import { credsFlag, type ReadingFlags } from "../target.js";
 
 export interface StoreFlags
@@ -20,37 +20,8 @@ export interface StoreFlags
   releaseAfter?: string;
 }
 
-/** A profile to prefetch: its paths and what to call it in messages. */
-interface Profile {
-  paths: string[];
-  name: string;
-}
-
 function describe(e: unknown): string {
   return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
-
-/** A local profile file, refused when larger than the cap (read no further than that). */
-async function readProfileFile(file: string): Promise<Profile> {
-  const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
-  const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
-  });
-  try {
-    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
-    let n = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
-    }
-    return { paths: parseProfile(buf.subarray(0, n)), name: file };
-  } catch (e) {
-    throw new Error(`${file}: ${describe(e)}`);
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -133,6 +104,7 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
         s.bytesFetched += client.stats.bytesFetched;
         process.stderr.write(`${JSON.stringify(s)}\n`);
       }
+      await cache.flush(); // the chunks fetched stay for the next start
       await client.close();
     },
     log,

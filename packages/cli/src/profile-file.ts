@@ -1,0 +1,38 @@
+import { open } from "node:fs/promises";
+
+/** A profile to prefetch: its paths and what to call it in messages. */
+export interface Profile {
+  paths: string[];
+  name: string;
+}
+
+function describe(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+}
+
+/**
+ * A local profile file (`--prefetch FILE` of mount and store), refused when larger than the
+ * cap (read no further than that). @seekable/image is loaded only here, when a profile is
+ * asked for.
+ */
+export async function readProfileFile(file: string): Promise<Profile> {
+  const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
+  const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
+  });
+  try {
+    const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
+    }
+    return { paths: parseProfile(buf.subarray(0, n)), name: file };
+  } catch (e) {
+    throw new Error(`${file}: ${describe(e)}`);
+  } finally {
+    await fh.close();
+  }
+}
