@@ -9,9 +9,12 @@
 //      area is a sparse hole: opening reads only the footer and the TOC. Each measurement is a
 //      fresh `node` process that opens the blob with LayerReader.open (footer, gunzip, sha256
 //      checked against the known TOC digest, JSON parse, validation, index) and looks one path
-//      up; it reports CPU ms (process.cpuUsage) and wall ms of that call. Median of --runs.
+//      up; it reports CPU ms (process.cpuUsage: every thread, V8's compiler and GC threads
+//      included) and wall ms of that call. Median of --runs.
 //      --impl DIR[,DIR...] compares builds of @seekable/format (a dist/index.js each; default
-//      this tree's), e.g. an original commit checked out in a worktree and built with tsc -b.
+//      this tree's), e.g. an original commit checked out in a worktree and built with tsc -b
+//      (format's dist needs no other package: a copy of packages/format/dist will do). Runs
+//      alternate between them; with two, the ratio of their CPU medians is shown.
 //   2. --mount: starts Debian's docker-registry on loopback, pushes the converted image, and
 //      measures, from process spawn: `seekable mount docker://…` until stat of etc/os-release
 //      in the mount succeeds, and `seekable ls docker://… /etc/os-release` to exit (wall and
@@ -212,14 +215,15 @@ log(`load ${load()}, ${args.runs} runs per cell, implementations: ${impls.join("
 const rows = [];
 for (const b of blobs) {
   const cells = [b.label, String(b.entries), fmt(b.tocJsonBytes / 2 ** 20, 1)];
-  for (const impl of impls) {
-    const ms = [];
-    for (let i = 0; i < args.runs; i++) ms.push(runChild(impl, b));
-    cells.push(
-      `${fmt(median(ms.map((m) => m.cpuMs)), 0)} / ${fmt(median(ms.map((m) => m.wallMs)), 0)}`,
-    );
-    cells.push(fmt(median(ms.map((m) => m.rssMiB)), 0));
-  }
+  // Runs alternate between implementations, so that a busy machine weighs on each alike.
+  const ms = impls.map(() => []);
+  for (let i = 0; i < args.runs; i++) impls.forEach((impl, k) => ms[k].push(runChild(impl, b)));
+  const cpu = ms.map((m) => median(m.map((r) => r.cpuMs)));
+  impls.forEach((_, k) => {
+    cells.push(`${fmt(cpu[k], 0)} / ${fmt(median(ms[k].map((m) => m.wallMs)), 0)}`);
+    cells.push(fmt(median(ms[k].map((m) => m.rssMiB)), 0));
+  });
+  if (impls.length > 1) cells.push(fmt(cpu[0] / cpu[1], 2));
   rows.push(cells);
   log(cells.join("  "));
 }
@@ -228,6 +232,7 @@ for (const impl of impls) {
   const name = impl === LOCAL_FORMAT ? "this tree" : impl;
   header.push(`${name}: CPU / wall ms`, "RSS MiB");
 }
+if (impls.length > 1) header.push("CPU ratio first / second");
 process.stdout.write(
   `\n### TOC open (LayerReader.open + one lookup, fresh process, median of ${args.runs}; load ${load()})\n\n${mdTable(header, rows)}\n`,
 );
