@@ -96,6 +96,8 @@ for (let id = 1; id < KEY_NAMES.length; id++) {
   KEYS_BY_FIRST[bytes[0]] ??= [];
   KEYS_BY_FIRST[bytes[0]].push({ id, bytes });
 }
+/** 1 for the ids of number keys. */
+const NUMBER_KEY = new Uint8Array(KEY_NAMES.length);
 const NUMBER_KEY_ORDER = [
   K_SIZE,
   K_MODE,
@@ -108,6 +110,7 @@ const NUMBER_KEY_ORDER = [
   K_CHUNKOFFSET,
   K_CHUNKSIZE,
 ];
+for (const id of NUMBER_KEY_ORDER) NUMBER_KEY[id] = 1;
 
 /**
  * One entry as scanned: numbers (0 when absent) and string ranges [S, E) in the bytes, with
@@ -655,7 +658,7 @@ class Scanner {
       }
       p = this.entryObject(p, e);
       // Every check of validate, done only when the scan saw something that may fail one.
-      if (e.bad !== 0 || e.type === 0 || e.nameS < 0) validate(e, index, this.b);
+      if (e.bad !== 0 || e.type === 0 || e.strS[K_NAME] < 0) validate(e, index, this.b);
       sink.entry(e, index);
       index++;
       p = this.ws(p);
@@ -670,21 +673,43 @@ class Scanner {
 
   /** One entry object at p into e; returns its end. */
   entryObject(p: number, e: EntryScratch): number {
-    // Kept small, with one hot call of each helper: V8 compiles this function while the
-    // first thousands of entries are scanned, and each inlined copy of a helper (ws was
-    // inlined six times) delays it. Whitespace the usual layout never has (before a colon
-    // or a comma) is skipped by calls that never run there.
+    // Kept small, with the loops of the usual path written here rather than called: V8
+    // compiles this function while the first thousands of entries are scanned by its
+    // interpreter, and a small helper with a loop is compiled on its own first, then again
+    // inlined (ws was inlined six times). Whitespace the usual layout never has (before a
+    // colon or a comma) is skipped by calls that never run there.
     const b = this.b;
     e.reset(p);
     p++;
     for (;;) {
-      p = this.ws(p); // after "{" or ","
+      // Whitespace after "{" or "," (ws, inlined).
+      for (let c = b[p]; c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = b[++p]);
       if (b[p] !== 0x22) {
         if (b[p] === 0x7d && p === this.ws(e.start + 1)) break; // {}
         this.fail(p);
       }
-      const id = this.entryKey(p);
-      p = this.keyEnd + 1;
+      // A plain TOCEntry key is matched in place against the few keys with its first
+      // byte; any other goes through str and keyId.
+      let id = -1;
+      const cands = KEYS_BY_FIRST[b[p + 1]];
+      if (cands !== undefined) {
+        for (let k = 0; k < cands.length && id < 0; k++) {
+          const kb = cands[k].bytes;
+          const len = kb.length;
+          if (b[p + 1 + len] !== 0x22) continue;
+          let i = 1;
+          while (i < len && b[p + 1 + i] === kb[i]) i++;
+          if (i === len) {
+            id = cands[k].id;
+            p += len + 2;
+          }
+        }
+      }
+      if (id < 0) {
+        const ke = this.str(p);
+        id = this.keyId(p + 1, ke);
+        p = ke + 1;
+      }
       if (b[p] !== 0x3a) p = this.ws(p);
       if (b[p] !== 0x3a) this.fail(p);
       p++;
@@ -705,17 +730,33 @@ class Scanner {
 
   /** The value of entry key `id` at p into e; returns its end. */
   private value(id: number, p: number, e: EntryScratch): number {
+    // The usual cases' loops are written here, not called: see entryObject.
     const b = this.b;
     const c = b[p];
     if (id === 0) return this.skip(p);
-    if (isNumberKey(id)) {
-      if (c === 0x2d || (c >= 0x30 && c <= 0x39)) p = this.number(p);
-      else {
+    if (NUMBER_KEY[id] === 1) {
+      let v = 0;
+      if (c >= 0x31 && c <= 0x39) {
+        // A plain non-negative integer (number, inlined): anything else goes to number().
+        let q = p;
+        let d = c;
+        do {
+          v = v * 10 + (d - 0x30);
+          d = b[++q];
+        } while (d >= 0x30 && d <= 0x39);
+        if (d === 0x2e || d === 0x65 || d === 0x45 || q - p > 15) {
+          p = this.number(p);
+          v = this.num;
+        } else p = q;
+      } else if (c === 0x2d || c === 0x30) {
+        p = this.number(p);
+        v = this.num;
+      } else {
         p = this.skip(p);
-        this.num = BAD_NUMBER;
+        v = BAD_NUMBER;
       }
-      if (this.num < 0) e.bad = 1;
-      e.num[id] = this.num;
+      if (v < 0) e.bad = 1;
+      e.num[id] = v;
       return p;
     }
     if (id === K_XATTRS) return this.xattrsValue(p, e);
@@ -727,23 +768,37 @@ class Scanner {
       p = this.skip(p);
       e.bad = 1;
     } else if (id === K_NAME) return this.name(p, e) + 1;
-    else if (
-      (id === K_DIGEST || id === K_CHUNKDIGEST) &&
-      b[p + 72] === 0x22 &&
-      isPlainDigest(b, p + 1)
-    ) {
-      // The common case, read and checked in one pass: "sha256:<64 lowercase hex>".
+    else {
       s = p + 1;
-      end = p + 72;
-      p += 73;
-      ok = true;
-    } else {
-      s = p + 1;
-      end = this.str(p);
-      f = this.sf;
-      p = end + 1;
-      if (id === K_TYPE) e.type = f === 0 ? typeCode(b, s, end) : 0;
-      else if (id === K_DIGEST || id === K_CHUNKDIGEST) e.bad = 1; // validate checks it
+      if ((id === K_DIGEST || id === K_CHUNKDIGEST) && b[p + 72] === 0x22) {
+        // The common case, read and checked in one pass: "sha256:<64 lowercase hex>"
+        // (isPlainDigest, inlined).
+        ok =
+          b[s] === 0x73 &&
+          b[s + 1] === 0x68 &&
+          b[s + 2] === 0x61 &&
+          b[s + 3] === 0x32 &&
+          b[s + 4] === 0x35 &&
+          b[s + 5] === 0x36 &&
+          b[s + 6] === 0x3a;
+        for (let q = s + 7; q < s + 71 && ok; q++) ok = HEX[b[q]] === 1;
+      }
+      if (ok) {
+        end = p + 72;
+        p += 73;
+      } else {
+        // Plain ASCII runs to the quote (str, inlined); anything else goes to str().
+        let q = s;
+        while (STR_CLASS[b[q]] === 0) q++;
+        if (b[q] !== 0x22) {
+          q = this.str(p);
+          f = this.sf;
+        }
+        end = q;
+        p = q + 1;
+        if (id === K_TYPE) e.type = f === 0 ? typeCode(b, s, end) : 0;
+        else if (id === K_DIGEST || id === K_CHUNKDIGEST) e.bad = 1; // validate checks it
+      }
     }
     e.strS[id] = s;
     e.strE[id] = end;
@@ -772,34 +827,6 @@ class Scanner {
       p = this.skip(p);
     }
     return p;
-  }
-
-  /** End (closing quote) of the key last read by entryKey. */
-  private keyEnd = 0;
-
-  /**
-   * The id of the entry key at p (a quote), or 0; sets keyEnd. A plain TOCEntry key is
-   * matched in place against the few keys with its first byte; any other goes through str.
-   */
-  private entryKey(p: number): number {
-    const b = this.b;
-    const cands = KEYS_BY_FIRST[b[p + 1]];
-    if (cands !== undefined) {
-      for (let k = 0; k < cands.length; k++) {
-        const kb = cands[k].bytes;
-        const len = kb.length;
-        if (b[p + 1 + len] !== 0x22) continue;
-        let i = 1;
-        while (i < len && b[p + 1 + i] === kb[i]) i++;
-        if (i === len) {
-          this.keyEnd = p + 1 + len;
-          return cands[k].id;
-        }
-      }
-    }
-    const ke = this.str(p);
-    this.keyEnd = ke;
-    return this.keyId(p + 1, ke);
   }
 
   /**
@@ -897,38 +924,7 @@ class Scanner {
 /** Refusal for a resource limit: never deferred, never retried. */
 export class LimitError extends FormatError {}
 
-function isNumberKey(id: number): boolean {
-  return (
-    id === K_SIZE ||
-    id === K_MODE ||
-    id === K_UID ||
-    id === K_GID ||
-    id === K_OFFSET ||
-    id === K_INNEROFFSET ||
-    id === K_DEVMAJOR ||
-    id === K_DEVMINOR ||
-    id === K_CHUNKOFFSET ||
-    id === K_CHUNKSIZE
-  );
-}
-
 const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
-
-/** Whether b[s, s + 71) is "sha256:" and 64 lowercase hex bytes (all valid in a JSON string). */
-function isPlainDigest(b: Buffer, s: number): boolean {
-  if (
-    b[s] !== 0x73 ||
-    b[s + 1] !== 0x68 ||
-    b[s + 2] !== 0x61 ||
-    b[s + 3] !== 0x32 ||
-    b[s + 4] !== 0x35 ||
-    b[s + 5] !== 0x36 ||
-    b[s + 6] !== 0x3a
-  )
-    return false;
-  for (let p = s + 7; p < s + 71; p++) if (HEX[b[p]] === 0) return false;
-  return true;
-}
 
 /** "" or sha256:<64 lowercase hex>. */
 function isDigest(b: Buffer, s: number, e: number, f: number): boolean {
