@@ -14,13 +14,14 @@ import {
   type Repository,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { convertItems } from "./helpers/convert.js";
 import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { startForeground } from "./helpers/foreground.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
-import { MTIME, makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
+import { MTIME, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 const BUSYBOX = "/bin/busybox";
 /** What real FUSE tests need; .ci/run installs the Debian packages. Missing is a failure. */
@@ -196,18 +197,12 @@ beforeAll(async () => {
   dir = tmp.path;
   cleanup = tmp.remove;
   (layers[0][1] as TarItem).body = await readFile(BUSYBOX);
-  const blobs: Buffer[] = [];
-  const tocs: string[] = [];
-  for (let i = 0; i < layers.length; i++) {
-    const tarPath = join(dir, `l${i}.tar`);
-    await writeFile(tarPath, await makeTar(layers[i]));
-    const out = join(dir, `l${i}.blob`);
-    // Small chunks: a file spans many, so read-ahead and coalescing are visible.
-    const r = await seekable("convert", tarPath, out, "--chunk-size", "65536", "--json");
-    expect(r.code, describeRun(r)).toBe(0);
-    tocs.push(jsonOut<{ tocDigest: string }>(r).tocDigest);
-    blobs.push(await readFile(out));
-  }
+  // Small chunks: a file spans many, so read-ahead and coalescing are visible.
+  const converted = [];
+  for (const [i, items] of layers.entries())
+    converted.push(await convertItems(dir, `l${i}`, items, "--chunk-size", "65536"));
+  const blobs = converted.map((c) => c.blob);
+  const tocs = converted.map((c) => c.toc);
   const client = new RegistryClient();
   try {
     ref = `docker://${await pushImage(client, "v1", blobs, tocs)}`;
@@ -511,17 +506,8 @@ describe("seekable mount (real FUSE, real registry)", () => {
 
   it("starts a dynamically linked program, fetching what the loader opens ahead of it", async () => {
     const { base, app, libs } = dynamicProgram();
-    const blobs: Buffer[] = [];
-    const tocs: string[] = [];
-    for (const [i, items] of [base, app].entries()) {
-      const tarPath = join(dir, `elf${i}.tar`);
-      await writeFile(tarPath, await makeTar(items));
-      const out = join(dir, `elf${i}.blob`);
-      const r = await seekable("convert", tarPath, out, "--json");
-      expect(r.code, describeRun(r)).toBe(0);
-      tocs.push(jsonOut<{ tocDigest: string }>(r).tocDigest);
-      blobs.push(await readFile(out));
-    }
+    const converted = [await convertItems(dir, "elf0", base), await convertItems(dir, "elf1", app)];
+    const [blobs, tocs] = [converted.map((c) => c.blob), converted.map((c) => c.toc)];
     const client = new RegistryClient();
     const elfRef = `docker://${await pushImage(client, "elf", blobs, tocs).finally(() => client.close())}`;
 

@@ -30,6 +30,7 @@ import {
   type Repository,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { convertItems } from "./helpers/convert.js";
 import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { startForeground } from "./helpers/foreground.js";
@@ -280,26 +281,8 @@ beforeAll(async () => {
   await mkdir(storeDir);
   (lower[1] as TarItem).body = await readFile(BUSYBOX);
   estargz = [];
-  for (const [i, items] of [lower, upper].entries()) {
-    const tarPath = join(work, `l${i}.tar`);
-    await writeFile(tarPath, await makeTar(items));
-    const out = join(work, `l${i}.blob`);
-    const r = await seekable("convert", tarPath, out, "--chunk-size", "65536", "--json");
-    expect(r.code, describeRun(r)).toBe(0);
-    const j = jsonOut<{
-      digest: string;
-      diffID: string;
-      tocDigest: string;
-      uncompressedSize: number;
-    }>(r);
-    estargz.push({
-      blob: await readFile(out),
-      digest: j.digest,
-      diffId: j.diffID,
-      toc: j.tocDigest,
-      uncompressedSize: j.uncompressedSize,
-    });
-  }
+  for (const [i, items] of [lower, upper].entries())
+    estargz.push(await convertItems(work, `l${i}`, items, "--chunk-size", "65536"));
   const plainTar = await makeTar(plain);
   const plainBlob = gzipSync(plainTar);
   plainLayer = { blob: plainBlob, digest: sha(plainBlob), diffId: sha(plainTar) };
@@ -462,27 +445,10 @@ describe("seekable store", () => {
 
   it("podman runs a dynamically linked program with ld.so and its libraries fetched ahead of the loader", async () => {
     const { base, app, libs, program } = dynamicProgram();
-    const layers: Layer[] = [];
-    for (const [i, items] of [base, app].entries()) {
-      const tarPath = join(work, `elf${i}.tar`);
-      await writeFile(tarPath, await makeTar(items));
-      const out = join(work, `elf${i}.blob`);
-      const r = await seekable("convert", tarPath, out, "--json");
-      expect(r.code, describeRun(r)).toBe(0);
-      const j = jsonOut<{
-        digest: string;
-        diffID: string;
-        tocDigest: string;
-        uncompressedSize: number;
-      }>(r);
-      layers.push({
-        blob: await readFile(out),
-        digest: j.digest,
-        diffId: j.diffID,
-        toc: j.tocDigest,
-        uncompressedSize: j.uncompressedSize,
-      });
-    }
+    const layers: Layer[] = [
+      await convertItems(work, "elf0", base),
+      await convertItems(work, "elf1", app),
+    ];
     const client = new RegistryClient();
     const elf = await pushImage(client, "elf", layers).finally(() => client.close());
     const pull = await podman("pull", "--tls-verify=false", elf);

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { readFileSync, realpathSync } from "node:fs";
 import { Readable } from "node:stream";
 import {
@@ -11,7 +10,8 @@ import {
 import { ImageFS } from "@seekable/reader";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
+import { dynamicProgram } from "../../../test/helpers/dynamic-program.js";
+import { makeTar, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/elf.js";
@@ -20,12 +20,7 @@ import { LoaderPrefetch } from "../src/loader-prefetch.js";
 // A real program of this machine and the libraries the dynamic loader opens for it.
 const LS = realpathSync("/bin/ls");
 const lsBytes = readFileSync(LS);
-const lddLibs = execFileSync("ldd", [LS], { encoding: "utf8" })
-  .split("\n")
-  .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
-  .filter((m): m is RegExpExecArray => m !== null)
-  .map((m) => ({ name: m[1], path: realpathSync(m[2]) }));
-const interpPath = realpathSync("/lib64/ld-linux-x86-64.so.2");
+const lddLibs = dynamicProgram().libs;
 
 function parseFile(bytes: Buffer) {
   const h = parseElfHeader(bytes.subarray(0, 64 << 10));
@@ -88,39 +83,15 @@ class RecordingSource implements RangeSource {
   }
 }
 
-/** A usr-merged Debian tree with ls, its libraries and unrelated files between them. */
+/** ls, its libraries and unrelated files between them, as one usr-merged layer. */
 async function image() {
-  const filler = (i: number): TarItem => ({
-    name: `usr/share/filler-${i}.bin`,
-    body: pseudoRandom(200_000, i),
-  });
+  const prog = dynamicProgram();
   const libDir = "usr/lib/x86_64-linux-gnu";
   const items: TarItem[] = [
-    { name: "usr/" },
-    { name: "usr/bin/" },
-    { name: "usr/lib/" },
-    { name: `${libDir}/` },
-    { name: "usr/lib64/" },
-    { name: "usr/share/" },
-    { name: "etc/" },
-    { name: "bin", type: "symlink", linkname: "usr/bin" },
-    { name: "lib", type: "symlink", linkname: "usr/lib" },
-    { name: "lib64", type: "symlink", linkname: "usr/lib64" },
-    { name: "usr/bin/ls", body: lsBytes, mode: 0o755 },
-    filler(1),
-    { name: "etc/ld.so.cache", body: readFileSync("/etc/ld.so.cache") },
-    filler(2),
-    { name: `${libDir}/ld-linux-x86-64.so.2`, body: readFileSync(interpPath), mode: 0o755 },
-    {
-      name: "usr/lib64/ld-linux-x86-64.so.2",
-      type: "symlink",
-      linkname: "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-    },
+    ...prog.base,
+    ...prog.app.filter((it) => it.body),
+    { name: "usr/bin/not-elf", body: "#!/bin/sh\n".repeat(50), mode: 0o755 },
   ];
-  lddLibs.forEach((l, i) => {
-    items.push(filler(10 + i), { name: `${libDir}/${l.name}`, body: readFileSync(l.path) });
-  });
-  items.push(filler(99), { name: "usr/bin/not-elf", body: "#!/bin/sh\n".repeat(50), mode: 0o755 });
   const tar = await makeTar(items);
   const chunks: Buffer[] = [];
   await convertLayer(
