@@ -217,7 +217,8 @@ for (const b of blobs) {
   const cells = [b.label, String(b.entries), fmt(b.tocJsonBytes / 2 ** 20, 1)];
   // Runs alternate between implementations, so that a busy machine weighs on each alike.
   const ms = impls.map(() => []);
-  for (let i = 0; i < args.runs; i++) impls.forEach((impl, k) => ms[k].push(runChild(impl, b)));
+  for (let i = 0; i < args.runs; i++)
+    for (let k = 0; k < impls.length; k++) ms[k].push(runChild(impls[k], b));
   const cpu = ms.map((m) => median(m.map((r) => r.cpuMs)));
   impls.forEach((_, k) => {
     cells.push(`${fmt(cpu[k], 0)} / ${fmt(median(ms[k].map((m) => m.wallMs)), 0)}`);
