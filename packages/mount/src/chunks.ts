@@ -164,6 +164,42 @@ export class ChunkPool {
     }
   }
 
+  /**
+   * Fetches chunks a read will probably want (a guess from what was read: the modules a
+   * program imports), in one reader call per layer, as far as the neighbour budget allows:
+   * their bytes count as unused until a read wants them. Returns the items taken and when
+   * their fetch has settled.
+   */
+  speculate(items: ChunkItem[]): { taken: ChunkItem[]; done: Promise<void> } {
+    const fresh = items.filter((it) => !this.has(it.key) && this.before?.(it) === undefined);
+    const perMember = new Map<number, number>();
+    for (const it of fresh) perMember.set(it.ref.offset, (perMember.get(it.ref.offset) ?? 0) + 1);
+    let budget = this.neighbourBudget();
+    const taken: ChunkItem[] = [];
+    for (const it of fresh) {
+      const share = (it.ref.nextOffset - it.ref.offset) / (perMember.get(it.ref.offset) ?? 1);
+      if (share > budget) continue;
+      budget -= share;
+      this.speculative.set(it.key, share);
+      this.unusedBytes += share;
+      taken.push(it);
+    }
+    if (taken.length === 0) return { taken, done: Promise.resolve() };
+    const done = this.get(taken, false).then(
+      () => {},
+      () => {
+        // Reads fetch again; what failed no longer holds the budget.
+        for (const it of taken) {
+          const share = this.speculative.get(it.key);
+          if (share === undefined || this.has(it.key)) continue;
+          this.speculative.delete(it.key);
+          this.unusedBytes -= share;
+        }
+      },
+    );
+    return { taken, done };
+  }
+
   /** A read wants this chunk: if it came as a neighbour, its bytes were well spent. */
   private wanted(it: ChunkItem): void {
     if (!this.readFiles.has(it.node)) {
@@ -249,9 +285,15 @@ export class ChunkPool {
     const need = missed.map((k) => items[k]);
 
     const members = new Map<number, ChunkRef>();
-    for (const { ref } of need) if (!members.has(ref.offset)) members.set(ref.offset, ref);
+    const counted = new Set<number>();
     let demandBytes = 0;
-    for (const ref of members.values()) demandBytes += ref.nextOffset - ref.offset;
+    for (const { key, ref } of need) {
+      if (!members.has(ref.offset)) members.set(ref.offset, ref);
+      // Speculative chunks count once a read wants them (see `wanted`).
+      if (this.speculative.has(key) || counted.has(ref.offset)) continue;
+      counted.add(ref.offset);
+      demandBytes += ref.nextOffset - ref.offset;
+    }
     this.usedBytes += demandBytes;
     const extra = onDemand && this.neighbours ? this.planNeighbours(reader, need) : [];
     for (const n of extra) if (!members.has(n.offset)) members.set(n.offset, n.ref);

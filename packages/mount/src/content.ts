@@ -56,6 +56,28 @@ export class Content {
   }
 
   /**
+   * [offset, offset+length) of a file through the pool, fetched when missing as a guess (not
+   * a read the kernel waits for); undefined when the file is not chunked or the range is
+   * outside it.
+   */
+  async bytes(m: MergedNode, offset: number, length: number): Promise<Uint8Array | undefined> {
+    const items = length > 0 ? this.items(m, offset, offset + length) : undefined;
+    if (!items || items.length === 0) return undefined;
+    const datas = await this.pool.get(items, false);
+    const buf = Buffer.allocUnsafe(length);
+    return copyChunks(items, datas, buf, offset, offset + length) === length ? buf : undefined;
+  }
+
+  /** The same from chunks in memory only, or undefined. */
+  bytesAtHand(m: MergedNode, offset: number, length: number): Uint8Array | undefined {
+    const items = length > 0 ? this.items(m, offset, offset + length) : undefined;
+    const datas = items && items.length > 0 ? this.pool.peek(items) : undefined;
+    if (!items || !datas) return undefined;
+    const buf = Buffer.allocUnsafe(length);
+    return copyChunks(items, datas, buf, offset, offset + length) === length ? buf : undefined;
+  }
+
+  /**
    * Reads up to `length` bytes at `offset` into `buf`; the count (0 at the end) comes
    * back synchronously when every chunk is at hand, else as a promise.
    */

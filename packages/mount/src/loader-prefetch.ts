@@ -1,7 +1,7 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
 import { resolved } from "./attr.js";
 import type { ChunkItem } from "./chunks.js";
-import { type Content, copyChunks } from "./content.js";
+import type { Content } from "./content.js";
 import {
   dynamicInfo,
   type ElfHeader,
@@ -10,6 +10,7 @@ import {
   parseElfHeader,
   stringTableOf,
 } from "./elf.js";
+import { resolvePath } from "./resolve-path.js";
 
 export interface LoaderPrefetchOptions {
   /** A library is fetched whole up to this many compressed bytes, else its first chunk. */
@@ -178,26 +179,12 @@ export class LoaderPrefetch {
     );
   }
 
-  /** [offset, offset+length) of a file through the pool (fetched when missing). */
-  private async bytes(m: MergedNode, r: FileRange): Promise<Uint8Array | undefined> {
-    const end = r.offset + r.length;
-    const content = this.contentOf(m);
-    const items = r.length > 0 ? content?.items(m, r.offset, end) : undefined;
-    if (!content || !items || items.length === 0) return undefined;
-    const datas = await content.pool.get(items, false);
-    const buf = Buffer.allocUnsafe(r.length);
-    return copyChunks(items, datas, buf, r.offset, end) === r.length ? buf : undefined;
+  private bytes(m: MergedNode, r: FileRange): Promise<Uint8Array | undefined> {
+    return this.contentOf(m)?.bytes(m, r.offset, r.length) ?? Promise.resolve(undefined);
   }
 
-  /** The same from chunks in memory only, or undefined. */
   private bytesAtHand(m: MergedNode, r: FileRange): Uint8Array | undefined {
-    const end = r.offset + r.length;
-    const content = this.contentOf(m);
-    const items = r.length > 0 ? content?.items(m, r.offset, end) : undefined;
-    const datas = items && items.length > 0 ? content?.pool.peek(items) : undefined;
-    if (!items || !datas) return undefined;
-    const buf = Buffer.allocUnsafe(r.length);
-    return copyChunks(items, datas, buf, r.offset, end) === r.length ? buf : undefined;
+    return this.contentOf(m)?.bytesAtHand(m, r.offset, r.length);
   }
 
   private inFile(r: FileRange, size: number): FileRange {
@@ -205,36 +192,21 @@ export class LoaderPrefetch {
     return { offset, length: Math.min(r.length, size - offset, 1 << 20) };
   }
 
-  /** `path` in the image with every symlink followed (40 at most, as the kernel allows). */
+  /** `path` in the image with every symlink followed. */
   resolve(path: string): MergedNode | undefined {
-    let parts = path.split("/");
-    let done: string[] = [];
-    let m: MergedNode | undefined = this.fs.root;
-    let hops = 0;
-    while (parts.length > 0) {
-      const c = parts.shift() as string;
-      if (c === "" || c === ".") continue;
-      if (c === "..") {
-        done.pop();
-        m = this.fs.lookup(done.join("/"));
-        if (!m) return undefined;
-        continue;
-      }
-      const next: MergedNode | undefined = m.children?.get(c);
-      if (!next) return undefined;
-      if (next.node.type === "symlink") {
-        if (++hops > 40) return undefined;
-        const target = next.node.linkName;
-        if (target.startsWith("/")) {
-          done = [];
-          m = this.fs.root;
-        }
-        parts = [...target.split("/"), ...parts];
-        continue;
-      }
-      done.push(c);
-      m = next;
-    }
-    return m;
+    return resolvePath(this.fs, path);
   }
+}
+
+/** Every guesser told of each first read (the FUSE operations take one). */
+export function nextReads(
+  ...guessers: ({ firstRead(m: MergedNode): void } | undefined)[]
+): { firstRead(m: MergedNode): void } | undefined {
+  const live = guessers.filter((g) => g !== undefined);
+  if (live.length === 0) return undefined;
+  return {
+    firstRead: (m) => {
+      for (const g of live) g.firstRead(m);
+    },
+  };
 }

@@ -6,13 +6,14 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
-import { LoaderPrefetch } from "./loader-prefetch.js";
+import { LoaderPrefetch, nextReads } from "./loader-prefetch.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
   ProfilePrefetch,
   type ProfilePrefetchResult,
 } from "./prefetch.js";
+import { PythonImports } from "./python-imports.js";
 import { AccessRecorder } from "./record.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 
@@ -25,6 +26,8 @@ export interface MountOptions {
   readAhead?: number;
   /** Fetch what the dynamic loader will read next when a program is read (default true). */
   loaderPrefetch?: boolean;
+  /** Fetch the modules a compiled Python module imports when it is read (default true). */
+  importPrefetch?: boolean;
   /**
    * `--prefetch`: the paths of a profile (first-access order), fetched at mount. A promise,
    * so a profile looked up in the registry does not delay the mount; undefined: none.
@@ -92,8 +95,10 @@ export async function mountTarget(
   const ops = fuseOperations({
     fs: target.fs,
     content,
-    loader:
+    loader: nextReads(
       opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, () => content),
+      opts.importPrefetch === false ? undefined : new PythonImports(target.fs, () => content),
+    ),
     inodes: new Inodes(),
     recorder,
     readAhead: opts.readAhead,

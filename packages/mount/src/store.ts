@@ -1,7 +1,13 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type ChunkCache, LayerReader, type Node } from "@seekable/format";
-import { ImageFS, type OpenedLayer, TOC_DIGEST_ANNOTATION, tailSizeFor } from "@seekable/reader";
+import {
+  ImageFS,
+  type MergedNode,
+  type OpenedLayer,
+  TOC_DIGEST_ANNOTATION,
+  tailSizeFor,
+} from "@seekable/reader";
 import {
   type Descriptor,
   fetchBlob,
@@ -21,6 +27,7 @@ import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
 import { LinkEstimate } from "./link-estimate.js";
 import { LoaderPrefetch } from "./loader-prefetch.js";
 import { ProfilePrefetch } from "./prefetch.js";
+import { PythonImports } from "./python-imports.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
 
@@ -92,7 +99,7 @@ interface ImageEntry {
    * What the dynamic loader reads next, over the image's merged lazy layers (once they
    * have resolved; dropped when one of them is freed).
    */
-  loader?: { digest: string; prefetch?: LoaderPrefetch };
+  loader?: { digest: string; prefetch?: LoaderPrefetch; imports?: PythonImports };
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
@@ -322,19 +329,20 @@ export class LayerStore {
     if (entries.some((e) => this.resolved.get(e.key) !== e)) return;
     const byReader = new Map<unknown, LayerEntry>(entries.map((e) => [e.reader, e]));
     for (const e of entries) e.images.add(img);
-    state.prefetch = new LoaderPrefetch(
-      new ImageFS(entries.map((e) => e.reader)),
-      (m) => byReader.get(m.layer)?.content,
-    );
+    const fs = new ImageFS(entries.map((e) => e.reader));
+    const contentOf = (m: MergedNode) => byReader.get(m.layer)?.content;
+    state.prefetch = new LoaderPrefetch(fs, contentOf);
+    state.imports = new PythonImports(fs, contentOf);
   }
 
   /** A file's first read in layer `l`: the loader prefetch of an image that shows it. */
   private firstRead(l: LayerEntry, path: string): void {
     for (const img of l.images) {
-      const prefetch = img.loader?.prefetch;
-      const m = prefetch?.fs.lookup(path);
-      if (prefetch && m && m.layer === l.reader) {
-        prefetch.firstRead(m);
+      const state = img.loader;
+      const m = state?.prefetch?.fs.lookup(path);
+      if (state && m && m.layer === l.reader) {
+        state.prefetch?.firstRead(m);
+        state.imports?.firstRead(m);
         return;
       }
     }
