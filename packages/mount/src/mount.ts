@@ -6,6 +6,7 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
+import { JsRequires } from "./js-requires.js";
 import { LoaderPrefetch, nextReads } from "./loader-prefetch.js";
 import {
   backgroundFetch,
@@ -26,7 +27,7 @@ export interface MountOptions {
   readAhead?: number;
   /** Fetch what the dynamic loader will read next when a program is read (default true). */
   loaderPrefetch?: boolean;
-  /** Fetch the modules a compiled Python module imports when it is read (default true). */
+  /** Fetch the modules a Python or JavaScript module imports when it is read (default true). */
   importPrefetch?: boolean;
   /**
    * `--prefetch`: the paths of a profile (first-access order), fetched at mount. A promise,
@@ -98,6 +99,7 @@ export async function mountTarget(
     loader: nextReads(
       opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, () => content),
       opts.importPrefetch === false ? undefined : new PythonImports(target.fs, () => content),
+      opts.importPrefetch === false ? undefined : new JsRequires(target.fs, () => content),
     ),
     inodes: new Inodes(),
     recorder,

@@ -24,6 +24,8 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
+import type { ImportGuesser } from "./import-guesser.js";
+import { JsRequires } from "./js-requires.js";
 import { LinkEstimate } from "./link-estimate.js";
 import { LoaderPrefetch } from "./loader-prefetch.js";
 import { ProfilePrefetch } from "./prefetch.js";
@@ -99,7 +101,7 @@ interface ImageEntry {
    * What the dynamic loader reads next, over the image's merged lazy layers (once they
    * have resolved; dropped when one of them is freed).
    */
-  loader?: { digest: string; prefetch?: LoaderPrefetch; imports?: PythonImports };
+  loader?: { digest: string; prefetch?: LoaderPrefetch; imports?: ImportGuesser[] };
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
@@ -332,7 +334,7 @@ export class LayerStore {
     const fs = new ImageFS(entries.map((e) => e.reader));
     const contentOf = (m: MergedNode) => byReader.get(m.layer)?.content;
     state.prefetch = new LoaderPrefetch(fs, contentOf);
-    state.imports = new PythonImports(fs, contentOf);
+    state.imports = [new PythonImports(fs, contentOf), new JsRequires(fs, contentOf)];
   }
 
   /** A file's first read in layer `l`: the loader prefetch of an image that shows it. */
@@ -342,7 +344,7 @@ export class LayerStore {
       const m = state?.prefetch?.fs.lookup(path);
       if (state && m && m.layer === l.reader) {
         state.prefetch?.firstRead(m);
-        state.imports?.firstRead(m);
+        for (const g of state.imports ?? []) g.firstRead(m);
         return;
       }
     }
