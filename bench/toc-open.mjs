@@ -10,11 +10,14 @@
 //      fresh `node` process that opens the blob with LayerReader.open (footer, gunzip, sha256
 //      checked against the known TOC digest, JSON parse, validation, index) and looks one path
 //      up; it reports CPU ms (process.cpuUsage: every thread, V8's compiler and GC threads
-//      included) and wall ms of that call. Median of --runs.
+//      included), wall ms and minor page faults of that call (a fault costs ~10-15 µs on a VM:
+//      every fresh page the open touches counts). Median of --runs.
 //      --impl DIR[,DIR...] compares builds of @seekable/format (a dist/index.js each; default
 //      this tree's), e.g. an original commit checked out in a worktree and built with tsc -b
 //      (format's dist needs no other package: a copy of packages/format/dist will do). Runs
-//      alternate between them; with two, the ratio of their CPU medians is shown.
+//      alternate between them; with two, the ratio of their CPU medians is shown. An item may
+//      carry node flags for its child after the path: "packages/format/dist/index.js
+//      --no-concurrent-recompilation" (how a V8 setting would change an open).
 //   2. --mount: starts Debian's docker-registry on loopback, pushes the converted image, and
 //      measures, from process spawn: `seekable mount docker://…` until stat of etc/os-release
 //      in the mount succeeds, and `seekable ls docker://… /etc/os-release` to exit (wall and
@@ -64,16 +67,18 @@ if (process.argv[2] === "--child") {
   const [, , , impl, blob, tocDigest, probe] = process.argv;
   const fmtLib = await import(pathToFileURL(resolve(impl)).href);
   const src = await fmtLib.FileRangeSource.open(blob);
+  const f0 = process.resourceUsage().minorPageFault;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const reader = await fmtLib.LayerReader.open(src, { tocDigest });
   const found = reader.lookup(probe);
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
+  const faults = process.resourceUsage().minorPageFault - f0;
   if (!found) throw new Error(`${probe} not found`);
   await src.close();
   process.stdout.write(
-    `${JSON.stringify({ cpuMs: (c.user + c.system) / 1000, wallMs: wall, rssMiB: process.memoryUsage().rss / 2 ** 20 })}\n`,
+    `${JSON.stringify({ cpuMs: (c.user + c.system) / 1000, wallMs: wall, faults, rssMiB: process.memoryUsage().rss / 2 ** 20 })}\n`,
   );
   process.exit(0);
 }
@@ -174,10 +179,12 @@ async function synthBlob(n, templates) {
   return { ...info, blob };
 }
 
-function runChild(impl, b) {
+function runChild(spec, b) {
+  // "PATH --flag ...": node flags for the child after the path (e.g. a V8 flag to try).
+  const [impl, ...nodeFlags] = spec.trim().split(/\s+/);
   const r = spawnSync(
     process.execPath,
-    [process.argv[1], "--child", impl, b.blob, b.tocDigest, b.probe],
+    [...nodeFlags, process.argv[1], "--child", impl, b.blob, b.tocDigest, b.probe],
     { encoding: "utf8" },
   );
   if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
@@ -223,6 +230,7 @@ for (const b of blobs) {
   impls.forEach((_, k) => {
     cells.push(`${fmt(cpu[k], 0)} / ${fmt(median(ms[k].map((m) => m.wallMs)), 0)}`);
     cells.push(fmt(median(ms[k].map((m) => m.rssMiB)), 0));
+    cells.push(fmt(median(ms[k].map((m) => m.faults)), 0));
   });
   if (impls.length > 1) cells.push(fmt(cpu[0] / cpu[1], 2));
   rows.push(cells);
@@ -231,7 +239,7 @@ for (const b of blobs) {
 const header = ["TOC", "entries", "JSON MiB"];
 for (const impl of impls) {
   const name = impl === LOCAL_FORMAT ? "this tree" : impl;
-  header.push(`${name}: CPU / wall ms`, "RSS MiB");
+  header.push(`${name}: CPU / wall ms`, "RSS MiB", "page faults");
 }
 if (impls.length > 1) header.push("CPU ratio first / second");
 process.stdout.write(
