@@ -22,7 +22,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-// Not exported by the package: the recording step `seekable bench` uses for its profiles.
+// recordStart: the recording step `seekable bench` uses for its profiles.
 import { recordStart, startShapingProxy } from "../packages/bench/dist/index.js";
 import { mdTable, median, parseArgs, ROOT, SEEKABLE, startRegistry } from "./lib.mjs";
 
