@@ -186,11 +186,15 @@ export class TocIndex implements EntrySink {
     // The scratch arrays, not its getters: this runs for every entry, mostly interpreted.
     const num = e.num;
     this.cOffset[k] = num[K_OFFSET];
-    this.cInner[k] = num[K_INNEROFFSET];
-    this.cChunkOffset[k] = num[K_CHUNKOFFSET];
-    this.cChunkSize[k] = num[K_CHUNKSIZE] || fileSize - num[K_CHUNKOFFSET];
+    // A record is written once, into zeros: a zero is not written (most records have no
+    // inner offset, chunk offset or chunk digest, and those pages stay untouched).
+    const inner = num[K_INNEROFFSET];
+    if (inner !== 0) this.cInner[k] = inner;
+    const chunkOffset = num[K_CHUNKOFFSET];
+    if (chunkOffset !== 0) this.cChunkOffset[k] = chunkOffset;
+    this.cChunkSize[k] = num[K_CHUNKSIZE] || fileSize - chunkOffset;
     this.cEntry[k] = index;
-    this.cDigest[k] = e.strE[K_CHUNKDIGEST] > e.strS[K_CHUNKDIGEST] ? 1 : 0;
+    if (e.strE[K_CHUNKDIGEST] > e.strS[K_CHUNKDIGEST]) this.cDigest[k] = 1;
   }
 
   entry(e: EntryScratch, index: number): void {
@@ -249,28 +253,39 @@ export class TocIndex implements EntrySink {
     // Entries name their owner by id, and the name, when given, holds for later entries of
     // that id. Most TOCs give no names: no map is looked at then.
     const { num, strS, strE } = e; // not the getters: see record
+    // A slot no entry was assigned to yet holds zeros (the defaults: see newSlot), which are
+    // not written again: pages of arrays most entries leave at their default stay untouched.
+    const fresh = this.nEntry[k] < 0;
     if (strE[K_USERNAME] > strS[K_USERNAME]) {
       this.unames.set(num[K_UID], index);
-      this.nUser[k] = index;
-    } else this.nUser[k] = this.unames.size === 0 ? -1 : (this.unames.get(num[K_UID]) ?? -1);
+      this.nUser[k] = index + 1;
+    } else if (this.unames.size > 0) this.nUser[k] = (this.unames.get(num[K_UID]) ?? -1) + 1;
+    else if (!fresh) this.nUser[k] = 0;
     if (strE[K_GROUPNAME] > strS[K_GROUPNAME]) {
       this.gnames.set(num[K_GID], index);
-      this.nGroup[k] = index;
-    } else this.nGroup[k] = this.gnames.size === 0 ? -1 : (this.gnames.get(num[K_GID]) ?? -1);
+      this.nGroup[k] = index + 1;
+    } else if (this.gnames.size > 0) this.nGroup[k] = (this.gnames.get(num[K_GID]) ?? -1) + 1;
+    else if (!fresh) this.nGroup[k] = 0;
     const size = num[K_SIZE];
     this.nType[k] = type;
     this.nEntry[k] = index;
-    this.nSize[k] = type === T_REG ? size : 0;
-    this.nCf[k] = this.cCount;
-    this.nCc[k] = 0;
     if (type === T_REG) {
+      this.nSize[k] = size;
+      this.nCf[k] = this.cCount;
+      this.nCc[k] = 0;
       this.lastReg = k;
       if (size > 0) {
         this.record(e, index, size);
         this.nCc[k] = 1;
       }
       if (!this.landmarkSeen) this.prioritized.push(k);
-    } else if (type === T_HARDLINK) this.hardlinks.push(k);
+    } else {
+      if (!fresh) {
+        this.nSize[k] = 0;
+        this.nCc[k] = 0;
+      }
+      if (type === T_HARDLINK) this.hardlinks.push(k);
+    }
     if (!this.landmarkSeen && this.isKey(k, PREFETCH_BYTES)) {
       this.landmarkSeen = true;
       if (type === T_REG) this.prioritized.pop(); // the landmark itself
@@ -364,16 +379,9 @@ export class TocIndex implements EntrySink {
     this.nHash[k] = h;
     this.nType[k] = type;
     this.nEntry[k] = -1;
-    this.nFirst[k] = -1;
-    this.nLast[k] = -1;
-    this.nNext[k] = -1;
-    this.nSize[k] = 0;
-    this.nCf[k] = 0;
-    this.nCc[k] = 0;
-    this.nUser[k] = -1;
-    this.nGroup[k] = -1;
-    this.nLinks[k] = 1;
-    this.nTarget[k] = -1;
+    // Every other field's default is zero, as a new (or grown) array holds it: slot + 1 in
+    // nFirst, nLast, nNext and nTarget, entry index + 1 in nUser and nGroup (0: none), links
+    // beyond the first in nLinks. Not written: pages no slot changes are never touched.
     if (this.count * 2 > this.table.length) this.rehash();
     else {
       // insert, written here (a small loop V8 would compile on its own and again inlined).
@@ -411,7 +419,7 @@ export class TocIndex implements EntrySink {
     const found = this.find(buf, s, e, h);
     // Evaluated on every call (on the root when the key is new), for the reason in find.
     const f = Math.max(found, 0);
-    const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] >= 0;
+    const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] > 0;
     if (found >= 0) {
       if (replacesDir) this.refuse(found, "replaces a non-empty directory");
       return found;
@@ -485,9 +493,10 @@ export class TocIndex implements EntrySink {
   ): number {
     if (this.nType[parent] !== T_DIR) this.underNonDir(buf, s, e);
     const k = this.newSlot(buf, s, e, h, type);
-    if (this.nLast[parent] < 0) this.nFirst[parent] = k;
-    else this.nNext[this.nLast[parent]] = k;
-    this.nLast[parent] = k;
+    const last = this.nLast[parent];
+    if (last === 0) this.nFirst[parent] = k + 1;
+    else this.nNext[last - 1] = k + 1;
+    this.nLast[parent] = k + 1;
     return k;
   }
 
@@ -526,12 +535,12 @@ export class TocIndex implements EntrySink {
       const linkName = linkOf(h);
       let t = this.slotOf(cleanEntryName(linkName));
       for (let depth = 0; t >= 0 && this.nType[t] === T_HARDLINK && depth < 64; depth++)
-        t = this.nTarget[t] >= 0 ? this.nTarget[t] : this.slotOf(cleanEntryName(linkOf(t)));
+        t = this.nTarget[t] > 0 ? this.nTarget[t] - 1 : this.slotOf(cleanEntryName(linkOf(t)));
       if (t < 0 || this.nType[t] === T_HARDLINK)
         throw new FormatError(
           `hardlink ${JSON.stringify(this.pathOf(h))} points to missing ${JSON.stringify(linkName)}`,
         );
-      this.nTarget[h] = t;
+      this.nTarget[h] = t + 1;
       this.nLinks[t]++;
     }
   }
@@ -596,7 +605,7 @@ export class TocIndex implements EntrySink {
     n.path = this.pathOf(k);
     n.type = TYPE_NAMES[this.nType[k]] as NodeType;
     n.size = this.nSize[k];
-    n.numLink = this.nLinks[k];
+    n.numLink = 1 + this.nLinks[k];
     n.cf = this.nCf[k];
     n.cc = this.nCc[k];
     if (k === 0 && this.nEntry[0] < 0) n.mode = 0o755;
@@ -616,8 +625,8 @@ export class TocIndex implements EntrySink {
     n.devMajor = e.devMajor;
     n.devMinor = e.devMinor;
     n.digest = decodeString(b, e.digestS, e.digestE, e.digestF);
-    n.userName = this.nameFrom(this.nUser[k], i, e, true);
-    n.groupName = this.nameFrom(this.nGroup[k], i, e, false);
+    n.userName = this.nameFrom(this.nUser[k] - 1, i, e, true);
+    n.groupName = this.nameFrom(this.nGroup[k] - 1, i, e, false);
   }
 
   private nameFrom(from: number, own: number, e: EntryScratch, user: boolean): string {
@@ -633,12 +642,12 @@ export class TocIndex implements EntrySink {
 
   targetOf(k: number): TocNode | undefined {
     const t = this.nTarget[k];
-    return t < 0 ? undefined : this.node(t);
+    return t === 0 ? undefined : this.node(t - 1);
   }
 
   /** Children of slot k, in TOC order. */
   *childSlots(k: number): Generator<number> {
-    for (let c = this.nFirst[k]; c >= 0; c = this.nNext[c]) yield c;
+    for (let c = this.nFirst[k]; c > 0; c = this.nNext[c - 1]) yield c - 1;
   }
 
   entryOf(k: number): number {
