@@ -2,7 +2,13 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { BufferRangeSource, convertLayer, LayerReader } from "@seekable/format";
+import {
+  BufferRangeSource,
+  type ByteRange,
+  convertLayer,
+  LayerReader,
+  type RangeSource,
+} from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -99,45 +105,73 @@ describe("pycImports", () => {
   });
 });
 
+/** The json, re, collections and encodings packages and the stdlib's top level, as a layer. */
+async function stdlibLayer(): Promise<Buffer> {
+  const items: TarItem[] = [{ name: "usr/" }, { name: "usr/lib/" }, { name: `${LIB.slice(1)}/` }];
+  for (const d of ["", "json", "re", "collections", "encodings"]) {
+    const src = join(LIB, d);
+    if (d) items.push({ name: `${LIB.slice(1)}/${d}/` });
+    items.push({ name: `${LIB.slice(1)}/${d ? `${d}/` : ""}__pycache__/` });
+    for (const f of readdirSync(join(src, "__pycache__")).sort()) {
+      if (!f.endsWith(`.${TAG}.pyc`)) continue;
+      items.push({
+        name: `${LIB.slice(1)}/${d ? `${d}/` : ""}__pycache__/${f}`,
+        body: readFileSync(join(src, "__pycache__", f)),
+      });
+    }
+  }
+  const tar = await makeTar(items);
+  const out: Buffer[] = [];
+  await convertLayer(
+    { open: () => Readable.from([tar]) },
+    { write: async (b) => void out.push(Buffer.from(b)) },
+    { threads: 1, level: 1 },
+  );
+  return Buffer.concat(out);
+}
+
+/** A source whose answers are altered while `corrupt` is set (a hostile registry). */
+class AlteringSource implements RangeSource {
+  corrupt = false;
+  readonly inner: BufferRangeSource;
+  constructor(blob: Buffer) {
+    this.inner = new BufferRangeSource(blob);
+  }
+  get size() {
+    return this.inner.size;
+  }
+  async read(ranges: ByteRange[]) {
+    const out = await this.inner.read(ranges);
+    if (!this.corrupt) return out;
+    return out.map((b) => {
+      const c = Buffer.from(b);
+      c[c.length >> 1] ^= 0xff;
+      return c;
+    });
+  }
+}
+
+async function setUp(source: RangeSource) {
+  const reader = await LayerReader.open(source);
+  const fs = new ImageFS([reader]);
+  // A generous budget: the guesses are what is tested, not the budget.
+  const pool = new ChunkPool(64 << 20, undefined, { enabled: false, spareRatio: 100 });
+  const content = new Content([{ view: reader, reader }], pool);
+  const imports = new PythonImports(fs, () => content);
+  const at = (mod: string) => {
+    const m = fs.lookup(pyc(mod).slice(1));
+    if (!m) throw new Error(`${mod} is not in the image`);
+    return m;
+  };
+  const fetched = (mod: string) => pool.has(content.items(at(mod), 0, 1)?.[0]?.key ?? "");
+  return { pool, content, imports, at, fetched };
+}
+
 describe("PythonImports", () => {
   it("fetches what a module imports, and what those import, before Python asks", async () => {
-    // The json and re packages and their imports, as they lie in this machine's library.
-    const items: TarItem[] = [{ name: "usr/" }, { name: "usr/lib/" }, { name: `${LIB.slice(1)}/` }];
-    const dirs = ["", "json", "re", "collections", "encodings"];
-    for (const d of dirs) {
-      const src = join(LIB, d);
-      if (d) items.push({ name: `${LIB.slice(1)}/${d}/` });
-      items.push({ name: `${LIB.slice(1)}/${d ? `${d}/` : ""}__pycache__/` });
-      for (const f of readdirSync(join(src, "__pycache__")).sort()) {
-        if (!f.endsWith(`.${TAG}.pyc`)) continue;
-        items.push({
-          name: `${LIB.slice(1)}/${d ? `${d}/` : ""}__pycache__/${f}`,
-          body: readFileSync(join(src, "__pycache__", f)),
-        });
-      }
-    }
-    const tar = await makeTar(items);
-    const out: Buffer[] = [];
-    await convertLayer(
-      { open: () => Readable.from([tar]) },
-      { write: async (b) => void out.push(Buffer.from(b)) },
-      { threads: 1, level: 1 },
+    const { pool, content, imports, at, fetched } = await setUp(
+      new BufferRangeSource(await stdlibLayer()),
     );
-    const reader = await LayerReader.open(new BufferRangeSource(Buffer.concat(out)));
-    const fs = new ImageFS([reader]);
-    // A generous budget: the guesses are what is tested, not the budget.
-    const pool = new ChunkPool(64 << 20, undefined, { enabled: false, spareRatio: 100 });
-    const content = new Content([{ view: reader, reader }], pool);
-    const imports = new PythonImports(fs, () => content);
-    const at = (mod: string) => {
-      const m = fs.lookup(pyc(mod).slice(1));
-      if (!m) throw new Error(`${mod} is not in the image`);
-      return m;
-    };
-    const fetched = (mod: string) => {
-      const m = at(mod);
-      return pool.has(content.items(m, 0, 1)?.[0]?.key ?? "");
-    };
     const json = at("json/__init__");
     await content.read(json, Buffer.alloc(64), 64, 0);
     imports.firstRead(json);
@@ -155,5 +189,22 @@ describe("PythonImports", () => {
     const before = pool.unusedBytes;
     await content.read(at("json/decoder"), Buffer.alloc(64), 64, 0);
     expect(pool.unusedBytes).toBeLessThan(before);
+  });
+
+  it("never serves an altered guess: the read that wants it fetches and verifies again", async () => {
+    const source = new AlteringSource(await stdlibLayer());
+    const { pool, content, imports, at, fetched } = await setUp(source);
+    const json = at("json/__init__");
+    await content.read(json, Buffer.alloc(64), 64, 0);
+    source.corrupt = true; // every guess arrives altered
+    imports.firstRead(json);
+    await imports.settled();
+    expect(fetched("json/decoder")).toBe(false); // failed verification: not kept
+    expect(pool.unusedBytes).toBe(0); // and no longer holds the budget
+    source.corrupt = false;
+    const file = readFileSync(pyc("json/decoder"));
+    const buf = Buffer.alloc(file.length);
+    expect(await content.read(at("json/decoder"), buf, buf.length, 0)).toBe(file.length);
+    expect(buf.equals(file)).toBe(true);
   });
 });
