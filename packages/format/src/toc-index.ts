@@ -253,39 +253,30 @@ export class TocIndex implements EntrySink {
     // Entries name their owner by id, and the name, when given, holds for later entries of
     // that id. Most TOCs give no names: no map is looked at then.
     const { num, strS, strE } = e; // not the getters: see record
-    // A slot no entry was assigned to yet holds zeros (the defaults: see newSlot), which are
-    // not written again: pages of arrays most entries leave at their default stay untouched.
-    const fresh = this.nEntry[k] < 0;
+    // Written for every entry, zeros included (a slot may be assigned twice): a store that
+    // runs only for a rare entry would send optimized code back to the interpreter (see find).
     if (strE[K_USERNAME] > strS[K_USERNAME]) {
       this.unames.set(num[K_UID], index);
       this.nUser[k] = index + 1;
-    } else if (this.unames.size > 0) this.nUser[k] = (this.unames.get(num[K_UID]) ?? -1) + 1;
-    else if (!fresh) this.nUser[k] = 0;
+    } else this.nUser[k] = this.unames.size === 0 ? 0 : (this.unames.get(num[K_UID]) ?? -1) + 1;
     if (strE[K_GROUPNAME] > strS[K_GROUPNAME]) {
       this.gnames.set(num[K_GID], index);
       this.nGroup[k] = index + 1;
-    } else if (this.gnames.size > 0) this.nGroup[k] = (this.gnames.get(num[K_GID]) ?? -1) + 1;
-    else if (!fresh) this.nGroup[k] = 0;
+    } else this.nGroup[k] = this.gnames.size === 0 ? 0 : (this.gnames.get(num[K_GID]) ?? -1) + 1;
     const size = num[K_SIZE];
     this.nType[k] = type;
     this.nEntry[k] = index;
+    this.nSize[k] = type === T_REG ? size : 0;
+    this.nCf[k] = this.cCount;
+    this.nCc[k] = 0;
     if (type === T_REG) {
-      this.nSize[k] = size;
-      this.nCf[k] = this.cCount;
-      this.nCc[k] = 0;
       this.lastReg = k;
       if (size > 0) {
         this.record(e, index, size);
         this.nCc[k] = 1;
       }
       if (!this.landmarkSeen) this.prioritized.push(k);
-    } else {
-      if (!fresh) {
-        this.nSize[k] = 0;
-        this.nCc[k] = 0;
-      }
-      if (type === T_HARDLINK) this.hardlinks.push(k);
-    }
+    } else if (type === T_HARDLINK) this.hardlinks.push(k);
     if (!this.landmarkSeen && this.isKey(k, PREFETCH_BYTES)) {
       this.landmarkSeen = true;
       if (type === T_REG) this.prioritized.pop(); // the landmark itself
@@ -508,24 +499,6 @@ export class TocIndex implements EntrySink {
     this.cNext.fill(tocOffset, this.pendingFrom, this.cCount);
     this.pendingFrom = this.cCount;
     if (!this.landmarkSeen) this.prioritized = [];
-    // Chunks must tile each file exactly and point inside the blob's payload area: checked
-    // here in one loop (a check per file in its own function was compiled twice by V8, on
-    // its own and inlined, for one pass); the messages come from validateChunks.
-    const { nType, nSize, nCf, nCc, cChunkOffset, cChunkSize, cOffset, cNext } = this;
-    for (let k = 0; k < this.count; k++) {
-      if (nType[k] !== T_REG || nSize[k] === 0) continue;
-      let pos = 0;
-      const cf = nCf[k];
-      let r = cf;
-      for (; r < cf + nCc[k]; r++) {
-        const cs = cChunkSize[r];
-        const off = cOffset[r];
-        if (cChunkOffset[r] !== pos || cs <= 0 || off <= 0 || off >= tocOffset || cNext[r] <= off)
-          break;
-        pos += cs;
-      }
-      if (r < cf + nCc[k] || pos !== nSize[k]) this.validateChunks(k, tocOffset);
-    }
     const scratch = new Scratch();
     const linkOf = (k: number): string => {
       rescanEntry(this.bytes, this.entryStart[this.nEntry[k]], scratch);
@@ -542,6 +515,26 @@ export class TocIndex implements EntrySink {
         );
       this.nTarget[h] = t + 1;
       this.nLinks[t]++;
+    }
+    // Chunks must tile each file exactly and point inside the blob's payload area: checked
+    // here in one loop (a check per file in its own function was compiled twice by V8, on
+    // its own and inlined, for one pass); the messages come from validateChunks. It comes
+    // last: an operation first met after a loop compiled on the stack sends the code back to
+    // the interpreter, and hardlinks are resolved before it.
+    const { nType, nSize, nCf, nCc, cChunkOffset, cChunkSize, cOffset, cNext } = this;
+    for (let k = 0; k < this.count; k++) {
+      if (nType[k] !== T_REG || nSize[k] === 0) continue;
+      let pos = 0;
+      const cf = nCf[k];
+      let r = cf;
+      for (; r < cf + nCc[k]; r++) {
+        const cs = cChunkSize[r];
+        const off = cOffset[r];
+        if (cChunkOffset[r] !== pos || cs <= 0 || off <= 0 || off >= tocOffset || cNext[r] <= off)
+          break;
+        pos += cs;
+      }
+      if (r < cf + nCc[k] || pos !== nSize[k]) this.validateChunks(k, tocOffset);
     }
   }
 
