@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { gunzipSync } from "node:zlib";
+import { createGunzip, gunzipSync } from "node:zlib";
 import { type ChunkRef, TruncatedMemberError, verifyChunk } from "./chunk.js";
 import { type Decompressor, gzipCompression } from "./compression.js";
 import { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
@@ -127,9 +127,11 @@ export class LayerReader {
     const tocEnd = size - footer.footerSize;
     if (footer.tocOffset >= tocEnd)
       throw new FormatError(`TOC offset ${footer.tocOffset} is outside the blob (${size} bytes)`);
-    let member: Uint8Array;
+    // The TOC member, in one or two pieces (read before the tail, and in it): inflated
+    // without joining them first (a copy of the whole member, into pages never touched yet).
+    let member: Uint8Array[];
     if (footer.tocOffset >= tailStart) {
-      member = tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart);
+      member = [tail.subarray(footer.tocOffset - tailStart, tocEnd - tailStart)];
     } else {
       if (tocEnd - footer.tocOffset > (opts.maxTocBytes ?? MAX_TOC_BYTES))
         throw new FormatError(`TOC of ${tocEnd - footer.tocOffset} bytes is too large`);
@@ -137,9 +139,9 @@ export class LayerReader {
         [{ offset: footer.tocOffset, length: tailStart - footer.tocOffset }],
         opts.signal,
       );
-      member = Buffer.concat([head, tail.subarray(0, tocEnd - tailStart)]);
+      member = [head, tail.subarray(0, tocEnd - tailStart)];
     }
-    const tocBytes = extractTocJson(member, opts.maxTocBytes ?? MAX_TOC_BYTES);
+    const tocBytes = await extractTocJson(member, opts.maxTocBytes ?? MAX_TOC_BYTES);
     const tocDigest = sha256Digest(tocBytes);
     if (opts.tocDigest && opts.tocDigest !== tocDigest) {
       throw new VerificationError(
@@ -429,23 +431,27 @@ export function newNode(path: string, type: Node["type"]): Node {
   };
 }
 
-/** The TOC member: one gzip member holding a tar entry "stargz.index.json". */
-function extractTocJson(member: Uint8Array, maxBytes: number): Uint8Array {
+/** The TOC member (in pieces): one gzip member holding a tar entry "stargz.index.json". */
+async function extractTocJson(member: Uint8Array[], maxBytes: number): Promise<Uint8Array> {
   let tar: Buffer;
   try {
     // The tar header and padding come on top of the JSON. The output buffer is sized from
     // the gzip trailer's ISIZE (a hint only: bounded, and a wrong one just costs more chunks);
     // zlib's default 16 KiB chunks, concatenated at the end, double the inflate cost.
     const max = maxBytes + 2048;
+    const last = member[member.length - 1];
+    const total = member.reduce((n, m) => n + m.length, 0);
     const isize =
-      member.length >= 18
-        ? Buffer.from(member.buffer, member.byteOffset, member.byteLength).readUInt32LE(
-            member.length - 4,
-          )
+      total >= 18 && last.length >= 4
+        ? Buffer.from(last.buffer, last.byteOffset, last.byteLength).readUInt32LE(last.length - 4)
         : 0;
     const chunkSize = Math.min(Math.max(isize + 1024, 64 * 1024), max + 1, 64 << 20);
-    tar = gunzipSync(member, { maxOutputLength: max, chunkSize });
+    tar =
+      member.length === 1
+        ? gunzipSync(member[0], { maxOutputLength: max, chunkSize })
+        : await gunzipPieces(member, max, chunkSize);
   } catch (e) {
+    if (e instanceof LimitError) throw e;
     if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
       throw new LimitError(`TOC JSON is larger than the limit of ${maxBytes} bytes`);
     throw new FormatError(`TOC is not valid gzip (${(e as Error).message})`);
@@ -468,4 +474,37 @@ function extractTocJson(member: Uint8Array, maxBytes: number): Uint8Array {
   if (!Number.isSafeInteger(size) || 512 + size > tar.length)
     throw new FormatError("TOC tar entry is truncated");
   return tar.subarray(512, 512 + size);
+}
+
+/**
+ * gunzipSync of the pieces joined, without joining them: a gunzip stream fed each piece.
+ * Its output comes as consecutive slices of one buffer of `chunkSize` bytes when the
+ * output fits, and is then returned as a view of that buffer (else joined).
+ */
+function gunzipPieces(pieces: Uint8Array[], max: number, chunkSize: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = createGunzip({ chunkSize });
+    const out: Buffer[] = [];
+    let total = 0;
+    z.on("data", (d: Buffer) => {
+      total += d.length;
+      if (total > max) {
+        z.destroy();
+        reject(new LimitError(`TOC JSON is larger than the limit of ${max - 2048} bytes`));
+      } else out.push(d);
+    });
+    z.on("error", reject);
+    z.on("end", () => {
+      let view = out.length > 0;
+      for (let k = 1; k < out.length && view; k++)
+        view =
+          out[k].buffer === out[0].buffer &&
+          out[k].byteOffset === out[k - 1].byteOffset + out[k - 1].length;
+      resolve(
+        view ? Buffer.from(out[0].buffer, out[0].byteOffset, total) : Buffer.concat(out, total),
+      );
+    });
+    for (const p of pieces) z.write(p);
+    z.end();
+  });
 }

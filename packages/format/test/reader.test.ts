@@ -207,6 +207,22 @@ describe("opening", () => {
     await expect(
       LayerReader.open(new BufferRangeSource(blob), { tocDigest: `sha256:${"1".repeat(64)}` }),
     ).rejects.toBeInstanceOf(VerificationError);
+    // The TOC member inflated from two pieces (read before the tail, and in it), split
+    // anywhere: the same bytes; a corrupt piece or too small a limit is refused as in one.
+    const tocLen = blob.length - r1.footer.tocOffset;
+    for (const tailSize of [51, 52, 60, 100, 1000, tocLen - 1, tocLen, tocLen + 1]) {
+      const r = await LayerReader.open(new BufferRangeSource(blob), { tailSize });
+      expect(Buffer.from(r.tocBytes)).toEqual(Buffer.from(r1.tocBytes));
+    }
+    const corrupt = Buffer.from(blob);
+    corrupt[r1.footer.tocOffset + 20] ^= 0xff;
+    await expect(
+      LayerReader.open(new BufferRangeSource(corrupt), { tailSize: 100 }),
+    ).rejects.toBeInstanceOf(FormatError);
+    expect(r1.tocBytes.length).toBeGreaterThan(tocLen + 4096); // the limit is met inflating
+    await expect(
+      LayerReader.open(new BufferRangeSource(blob), { tailSize: 100, maxTocBytes: tocLen }),
+    ).rejects.toThrow(/larger than the limit/);
   });
 
   it("rejects TOCs whose chunks do not tile the file or point outside the payload area", async () => {
