@@ -222,34 +222,55 @@ export class TocIndex implements EntrySink {
     // name, hash included: see Scanner.name), else cleaned.
     const ks = e.strS[K_NAME];
     const ke = e.nameKeyE;
+    // One path on from here for both kinds of key (one copy of the code to compile).
+    let buf = b;
+    let s = ks;
+    let end = ke;
+    let h = e.nameHash;
+    let clean = "";
     if (ke < 0) {
-      const clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
+      clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
       if (clean === TOC_TAR_NAME) return;
       const enc = Buffer.from(clean, "utf8");
       if (this.sideLen + enc.length > this.side.length) {
-        const s = Buffer.alloc(Math.max(this.side.length * 2, this.sideLen + enc.length));
-        this.side.copy(s, 0, 0, this.sideLen);
-        this.side = s;
+        const grown = Buffer.alloc(Math.max(this.side.length * 2, this.sideLen + enc.length));
+        this.side.copy(grown, 0, 0, this.sideLen);
+        this.side = grown;
       }
       enc.copy(this.side, this.sideLen);
-      const ss = this.sideLen;
-      const se = ss + enc.length;
-      this.sideLen = se;
-      const k = this.ensure(this.side, ss, se, this.hashKey(this.side, ss, se), e.type);
-      if (this.nKeyS[k] === -ss - 1) this.sidePaths.set(k, clean); // a new slot on this key
-      this.assign(k, e, index);
-      return;
+      buf = this.side;
+      s = this.sideLen;
+      end = s + enc.length;
+      this.sideLen = end;
+      h = this.hashKey(buf, s, end);
+    } else {
+      if (ke - ks === TOC_TAR_BYTES.length && b.compare(TOC_TAR_BYTES, 0, 17, ks, ke) === 0) return;
+      this.prefixHash = e.namePrefixHash;
+      this.lastSlash = e.nameLastSlash;
+      this.slashes = e.nameSlashes;
     }
-    if (ke - ks === TOC_TAR_BYTES.length && b.compare(TOC_TAR_BYTES, 0, 17, ks, ke) === 0) return;
-    this.prefixHash = e.namePrefixHash;
-    this.lastSlash = e.nameLastSlash;
-    this.slashes = e.nameSlashes;
-    const k = this.ensure(b, ks, ke, e.nameHash, e.type);
-    this.assign(k, e, index);
-  }
-
-  private assign(k: number, e: EntryScratch, index: number): void {
     const type = e.type;
+
+    // The slot for the key, made with its parents (iterative: a path of 100,000 components
+    // makes 100,000 parents without recursion). Bounded so that every node's path, made
+    // once per node, stays small in total.
+    if (this.slashes >= MAX_PATH_DEPTH || end - s > MAX_PATH_BYTES) this.tooLong(buf, s, end);
+    let k = this.find(buf, s, end, h);
+    // Evaluated for every entry (on the root when the key is new), for the reason in find.
+    const f = Math.max(k, 0);
+    const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] > 0;
+    if (k >= 0) {
+      if (replacesDir) this.refuse(k, "replaces a non-empty directory");
+    } else {
+      const slash = this.lastSlash;
+      let parent = slash < 0 ? 0 : this.find(buf, s, slash, this.prefixHash);
+      if (parent < 0) parent = this.parents(buf, s, slash);
+      k = this.child(parent, buf, s, end, h, type);
+      // A new slot on a side key (stored as -(start + 1)) keeps its path.
+      if (this.nKeyS[k] === -s - 1) this.sidePaths.set(k, clean);
+    }
+
+    // The entry's fields into slot k.
     // Entries name their owner by id, and the name, when given, holds for later entries of
     // that id. Most TOCs give no names: no map is looked at then.
     const { num, strS, strE } = e; // not the getters: see record
@@ -400,29 +421,8 @@ export class TocIndex implements EntrySink {
     for (let k = 0; k < this.count; k++) this.insert(k);
   }
 
-  /**
-   * The slot for key buf[s, e) (hash h, prefix from hashKey), made with its parents.
-   * Iterative: a path of 100,000 components makes 100,000 parents without recursion.
-   */
-  private ensure(buf: Buffer, s: number, e: number, h: number, type: number): number {
-    // Bounded so that every node's path, made once per node, stays small in total.
-    if (this.slashes >= MAX_PATH_DEPTH || e - s > MAX_PATH_BYTES) this.tooLong(buf, s, e);
-    const found = this.find(buf, s, e, h);
-    // Evaluated on every call (on the root when the key is new), for the reason in find.
-    const f = Math.max(found, 0);
-    const replacesDir = this.nType[f] === T_DIR && type !== T_DIR && this.nFirst[f] > 0;
-    if (found >= 0) {
-      if (replacesDir) this.refuse(found, "replaces a non-empty directory");
-      return found;
-    }
-    const slash = this.lastSlash;
-    let parent = slash < 0 ? 0 : this.find(buf, s, slash, this.prefixHash);
-    if (parent < 0) parent = this.parents(buf, s, slash);
-    return this.child(parent, buf, s, e, h, type);
-  }
-
-  // The rare paths of ensure, apart: V8 tiers small functions up sooner, and the first
-  // thousands of entries run before it does.
+  // The rare paths of finding a slot (in entry), apart: V8 tiers small functions up sooner,
+  // and the first thousands of entries run before it does.
 
   /**
    * Makes the missing ancestors of the key buf[s, slash) included: the hash of every
