@@ -265,9 +265,32 @@ export class TocIndex implements EntrySink {
       const slash = this.lastSlash;
       let parent = slash < 0 ? 0 : this.find(buf, s, slash, this.prefixHash);
       if (parent < 0) parent = this.parents(buf, s, slash);
-      k = this.child(parent, buf, s, end, h, type);
+      // child and newSlot, written here: called from here only on the usual path (parents
+      // calls them for missing ancestors), they are not compiled on their own first.
+      if (this.nType[parent] !== T_DIR) this.underNonDir(buf, s, end);
+      if (this.count === this.nCap) this.growSlots();
+      k = this.count++;
+      const enc = s ^ (buf !== b ? -1 : 0); // see newSlot
+      this.nKeyS[k] = enc;
+      this.nKeyE[k] = enc + (end - s);
+      this.nHash[k] = h;
+      this.nType[k] = type;
+      this.nEntry[k] = -1;
+      if (this.count * 2 > this.table.length) this.rehash();
+      else {
+        const t = this.table;
+        const mask = t.length - 1;
+        let i = ((h & mask) - 1) & mask;
+        do i = (i + 1) & mask;
+        while (t[i] !== 0);
+        t[i] = k + 1;
+      }
+      const last = this.nLast[parent];
+      if (last === 0) this.nFirst[parent] = k + 1;
+      else this.nNext[last - 1] = k + 1;
+      this.nLast[parent] = k + 1;
       // A new slot on a side key (stored as -(start + 1)) keeps its path.
-      if (this.nKeyS[k] === -s - 1) this.sidePaths.set(k, clean);
+      if (enc < 0) this.sidePaths.set(k, clean);
     }
 
     // The entry's fields into slot k.
