@@ -186,15 +186,13 @@ export class TocIndex implements EntrySink {
     // The scratch arrays, not its getters: this runs for every entry, mostly interpreted.
     const num = e.num;
     this.cOffset[k] = num[K_OFFSET];
-    // A record is written once, into zeros: a zero is not written (most records have no
-    // inner offset, chunk offset or chunk digest, and those pages stay untouched).
-    const inner = num[K_INNEROFFSET];
-    if (inner !== 0) this.cInner[k] = inner;
-    const chunkOffset = num[K_CHUNKOFFSET];
-    if (chunkOffset !== 0) this.cChunkOffset[k] = chunkOffset;
-    this.cChunkSize[k] = num[K_CHUNKSIZE] || fileSize - chunkOffset;
+    // Every field written, zeros included: a store that runs only for a rare record (the
+    // first chunk entry, an inner offset) would send optimized code back to the interpreter.
+    this.cInner[k] = num[K_INNEROFFSET];
+    this.cChunkOffset[k] = num[K_CHUNKOFFSET];
+    this.cChunkSize[k] = num[K_CHUNKSIZE] || fileSize - num[K_CHUNKOFFSET];
     this.cEntry[k] = index;
-    if (e.strE[K_CHUNKDIGEST] > e.strS[K_CHUNKDIGEST]) this.cDigest[k] = 1;
+    this.cDigest[k] = e.strE[K_CHUNKDIGEST] > e.strS[K_CHUNKDIGEST] ? 1 : 0;
   }
 
   entry(e: EntryScratch, index: number): void {
