@@ -74,3 +74,20 @@ export function pseudoRandom(n: number, seed: number): Buffer {
   }
   return Buffer.concat(parts).subarray(0, n);
 }
+
+/** `items` as an eStargz blob, converted in this process (one thread, level 1: fast). */
+export async function esgzBlob(
+  items: TarItem[],
+  opts: { chunkSize?: number } = {},
+): Promise<Buffer> {
+  const { convertLayer } = await import("@seekable/format");
+  const { Readable } = await import("node:stream");
+  const tar = await makeTar(items);
+  const out: Buffer[] = [];
+  await convertLayer(
+    { open: () => Readable.from([tar]) },
+    { write: async (b) => void out.push(Buffer.from(b)) },
+    { threads: 1, level: 1, ...opts },
+  );
+  return Buffer.concat(out);
+}

@@ -1,5 +1,6 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
 import { resolved } from "./attr.js";
+import { Background } from "./background.js";
 import type { ChunkItem } from "./chunks.js";
 import type { Content } from "./content.js";
 import { resolvePath } from "./resolve-path.js";
@@ -20,7 +21,7 @@ export interface GuesserOptions {
  */
 export abstract class ImportGuesser {
   protected readonly examined = new WeakSet<object>();
-  private readonly running = new Set<Promise<void>>();
+  private readonly background = new Background();
   protected readonly maxPerFile: number;
   private readonly depth: number;
 
@@ -45,8 +46,8 @@ export abstract class ImportGuesser {
   }
 
   /** Resolves when every examination started so far, and those it started, are done. */
-  async settled(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running]);
+  settled(): Promise<void> {
+    return this.background.settled();
   }
 
   private consider(m: MergedNode, depth: number): void {
@@ -56,10 +57,7 @@ export abstract class ImportGuesser {
     const content = this.contentOf(m);
     if (!content) return;
     this.examined.add(n);
-    const p: Promise<void> = this.examine(m, content, depth)
-      .catch(() => {})
-      .finally(() => this.running.delete(p));
-    this.running.add(p);
+    this.background.run(this.examine(m, content, depth));
   }
 
   private async examine(m: MergedNode, content: Content, depth: number): Promise<void> {

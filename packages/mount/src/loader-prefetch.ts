@@ -1,5 +1,6 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
 import { resolved } from "./attr.js";
+import { Background } from "./background.js";
 import type { ChunkItem } from "./chunks.js";
 import type { Content } from "./content.js";
 import {
@@ -36,7 +37,7 @@ const SHARED = /\.so(\.[0-9.]+)?$/;
 export class LoaderPrefetch {
   private readonly examined = new WeakSet<object>();
   private count = 0;
-  private readonly running = new Set<Promise<void>>();
+  private readonly background = new Background();
   private readonly wholeLimit: number;
   private readonly maxFiles: number;
 
@@ -61,15 +62,12 @@ export class LoaderPrefetch {
     if ((n.mode & 0o111) === 0 && !SHARED.test(n.path)) return;
     this.examined.add(n);
     if (++this.count > this.maxFiles) return;
-    const p: Promise<void> = this.examine(m)
-      .catch(() => {})
-      .finally(() => this.running.delete(p));
-    this.running.add(p);
+    this.background.run(this.examine(m));
   }
 
   /** Resolves when every examination started so far, and those it started, are done. */
-  async settled(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running]);
+  settled(): Promise<void> {
+    return this.background.settled();
   }
 
   private async examine(m: MergedNode): Promise<void> {

@@ -1,9 +1,8 @@
-import { Readable } from "node:stream";
-import { BufferRangeSource, convertLayer, LayerReader } from "@seekable/format";
+import { BufferRangeSource, LayerReader } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
+import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { JsRequires, jsSpecifiers } from "../src/js-requires.js";
@@ -72,14 +71,8 @@ describe("JsRequires", () => {
       { name: "app/node_modules/@s/dep/esm.mjs", body: js("export default 2;") },
       { name: "app/big.bin", body: pseudoRandom(300_000, 3) },
     ];
-    const tar = await makeTar(items);
-    const out: Buffer[] = [];
-    await convertLayer(
-      { open: () => Readable.from([tar]) },
-      { write: async (b) => void out.push(Buffer.from(b)) },
-      { threads: 1, level: 1 },
-    );
-    const reader = await LayerReader.open(new BufferRangeSource(Buffer.concat(out)));
+    const blob = await esgzBlob(items);
+    const reader = await LayerReader.open(new BufferRangeSource(blob));
     const fs = new ImageFS([reader]);
     const pool = new ChunkPool(64 << 20, undefined, { enabled: false, spareRatio: 100 });
     const content = new Content([{ view: reader, reader }], pool);

@@ -1,17 +1,10 @@
 import { readFileSync, realpathSync } from "node:fs";
-import { Readable } from "node:stream";
-import {
-  BufferRangeSource,
-  type ByteRange,
-  convertLayer,
-  LayerReader,
-  type RangeSource,
-} from "@seekable/format";
+import { BufferRangeSource, type ByteRange, LayerReader, type RangeSource } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { dynamicProgram } from "../../../test/helpers/dynamic-program.js";
-import { makeTar, type TarItem } from "../../../test/helpers/tar.js";
+import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/elf.js";
@@ -92,14 +85,8 @@ async function image() {
     ...prog.app.filter((it) => it.body),
     { name: "usr/bin/not-elf", body: "#!/bin/sh\n".repeat(50), mode: 0o755 },
   ];
-  const tar = await makeTar(items);
-  const chunks: Buffer[] = [];
-  await convertLayer(
-    { open: () => Readable.from([tar]) },
-    { write: async (b) => void chunks.push(Buffer.from(b)) },
-    { threads: 1, level: 1 },
-  );
-  const source = new RecordingSource(new BufferRangeSource(Buffer.concat(chunks)));
+  const blob = await esgzBlob(items);
+  const source = new RecordingSource(new BufferRangeSource(blob));
   const reader = await LayerReader.open(source);
   const fs = new ImageFS([reader]);
   const pool = new ChunkPool(64 << 20, undefined, { enabled: false });

@@ -1,13 +1,6 @@
-import { Readable } from "node:stream";
-import {
-  BufferRangeSource,
-  type ChunkRef,
-  convertLayer,
-  LayerReader,
-  type Node,
-} from "@seekable/format";
+import { BufferRangeSource, type ChunkRef, LayerReader, type Node } from "@seekable/format";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
+import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { type Member, MemberIndex, pickNeighbours } from "../src/neighbours.js";
 
 /** The index as it was built before: every node walked, members by offset. */
@@ -53,18 +46,8 @@ async function layer(): Promise<LayerReader> {
     items.push({ name: `pkg${d}/big.bin`, body: pseudoRandom(300_000, d) });
     items.push({ name: `pkg${d}/empty` });
   }
-  const tar = await makeTar(items);
-  const chunks: Buffer[] = [];
-  await convertLayer(
-    { open: () => Readable.from([tar]) },
-    { write: async (b) => void chunks.push(Buffer.from(b)) },
-    {
-      threads: 1,
-      level: 1,
-      chunkSize: 64 << 10,
-    },
-  );
-  return LayerReader.open(new BufferRangeSource(Buffer.concat(chunks)));
+  const blob = await esgzBlob(items, { chunkSize: 64 << 10 });
+  return LayerReader.open(new BufferRangeSource(blob));
 }
 
 describe("MemberIndex", () => {

@@ -1,18 +1,11 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import {
-  BufferRangeSource,
-  type ByteRange,
-  convertLayer,
-  LayerReader,
-  type RangeSource,
-} from "@seekable/format";
+import { BufferRangeSource, type ByteRange, LayerReader, type RangeSource } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { makeTar, type TarItem } from "../../../test/helpers/tar.js";
+import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { pycImports, pycVersion } from "../src/pyc.js";
@@ -120,14 +113,8 @@ async function stdlibLayer(): Promise<Buffer> {
       });
     }
   }
-  const tar = await makeTar(items);
-  const out: Buffer[] = [];
-  await convertLayer(
-    { open: () => Readable.from([tar]) },
-    { write: async (b) => void out.push(Buffer.from(b)) },
-    { threads: 1, level: 1 },
-  );
-  return Buffer.concat(out);
+  const blob = await esgzBlob(items);
+  return blob;
 }
 
 /** A source whose answers are altered while `corrupt` is set (a hostile registry). */
