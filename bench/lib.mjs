@@ -279,3 +279,52 @@ export async function pushImage(host, name, tag, layers, config = {}) {
     await client.close();
   }
 }
+
+/**
+ * Starts `seekable mount TARGET DIR --no-cache` with CLI `cli` and waits until DIR/PROBE is a
+ * file (polled every `pollMs`, 30 s at most); `atReady(child)` runs then (e.g. to read its
+ * CPU time); the mount is stopped with SIGTERM. Returns the ms from spawn to ready, what
+ * `atReady` returned, the ms epoch of the spawn and the whole stderr (after exit).
+ */
+export async function timeMountReady(
+  cli,
+  target,
+  dir,
+  { env, probe = "etc/os-release", pollMs = 2, atReady } = {},
+) {
+  const spawnedAt = performance.timeOrigin + performance.now();
+  const child = spawn(process.execPath, [cli, "mount", target, dir, "--no-cache"], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env,
+  });
+  let err = "";
+  child.stderr.on("data", (d) => {
+    err += d;
+  });
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  const since = () => performance.timeOrigin + performance.now() - spawnedAt;
+  let ms;
+  let extra;
+  try {
+    for (;;) {
+      if (exited) throw new Error(`mount exited: ${err}`);
+      try {
+        if (statSync(join(dir, probe)).isFile()) {
+          ms = since();
+          extra = atReady?.(child);
+          break;
+        }
+      } catch {}
+      if (since() > 30_000) throw new Error(`mount not ready in 30 s: ${err}`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  } finally {
+    const done = new Promise((r) => (exited ? r() : child.once("exit", r)));
+    child.kill("SIGTERM");
+    await done;
+  }
+  return { ms, extra, spawnedAt, stderr: err };
+}

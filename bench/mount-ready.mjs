@@ -14,7 +14,7 @@
 //
 // Usage: node bench/mount-ready.mjs [--runs 5] [--cli packages/cli/dist/main.js[,OTHER/main.js]]
 //                                  [--keep]   (print the image reference and keep the registry up)
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -22,7 +22,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,6 +37,7 @@ import {
   runTimed,
   SEEKABLE,
   startRegistry,
+  timeMountReady,
 } from "./lib.mjs";
 
 const args = parseArgs(process.argv.slice(2), { runs: 5, cli: SEEKABLE, keep: false });
@@ -93,41 +93,15 @@ function procCpuMs(pid) {
 }
 
 async function mountOnce(cli, target, dir) {
-  const spawnedAt = performance.timeOrigin + performance.now();
-  const child = spawn(process.execPath, [cli, "mount", target, dir, "--no-cache"], {
-    stdio: ["ignore", "ignore", "pipe"],
+  const r = await timeMountReady(cli, target, dir, {
     env,
+    atReady: (child) => procCpuMs(child.pid),
   });
-  let err = "";
-  child.stderr.on("data", (d) => {
-    err += d;
-  });
-  let exited = false;
-  child.once("exit", () => {
-    exited = true;
-  });
-  let ms;
-  let cpuMs;
-  try {
-    for (;;) {
-      if (exited) throw new Error(`mount exited: ${err}`);
-      try {
-        if (statSync(join(dir, "etc/os-release")).isFile()) {
-          ms = performance.timeOrigin + performance.now() - spawnedAt;
-          cpuMs = procCpuMs(child.pid);
-          break;
-        }
-      } catch {}
-      if (performance.now() + performance.timeOrigin - spawnedAt > 30_000)
-        throw new Error(`mount not ready in 30 s: ${err}`);
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  } finally {
-    const done = new Promise((r) => (exited ? r() : child.once("exit", r)));
-    child.kill("SIGTERM");
-    await done;
-  }
-  return { total: ms, cpuMs, marks: marks(err, spawnedAt, ["cli: process exit"]) };
+  return {
+    total: r.ms,
+    cpuMs: r.extra,
+    marks: marks(r.stderr, r.spawnedAt, ["cli: process exit"]),
+  };
 }
 
 async function lsOnce(cli, target) {

@@ -26,7 +26,7 @@
 // Usage: node bench/toc-open.mjs [--entries 25000,100000] [--runs 5]
 //                               [--impl packages/format/dist/index.js,/tmp/orig/.../index.js]
 //                               [--mount] [--cli packages/cli/dist/main.js,/tmp/orig/.../main.js]
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -38,7 +38,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -57,6 +56,7 @@ import {
   SEEKABLE,
   startRegistry,
   TIME,
+  timeMountReady,
 } from "./lib.mjs";
 
 const DIR = join(ROOT, ".work/bench-toc");
@@ -289,37 +289,7 @@ async function mountBench() {
   }
 
   async function mountReady(cli, target, dir) {
-    const t0 = performance.now();
-    const child = spawn(process.execPath, [cli, "mount", target, dir, "--no-cache"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let err = "";
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    let exited = false;
-    child.once("exit", () => {
-      exited = true;
-    });
-    let ms;
-    try {
-      for (;;) {
-        if (exited) throw new Error(`mount exited: ${err}`);
-        try {
-          if (statSync(join(dir, "etc/os-release")).isFile()) {
-            ms = performance.now() - t0;
-            break;
-          }
-        } catch {}
-        if (performance.now() - t0 > 30_000) throw new Error(`mount not ready in 30 s: ${err}`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    } finally {
-      const done = new Promise((r) => (exited ? r() : child.once("exit", r)));
-      child.kill("SIGTERM");
-      await done;
-    }
-    return { ms };
+    return { ms: (await timeMountReady(cli, target, dir, { pollMs: 5 })).ms };
   }
 }
 void TIME;

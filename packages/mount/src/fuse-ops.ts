@@ -3,7 +3,7 @@ import type { ImageFS, MergedNode } from "@seekable/reader";
 import Fuse, { type Operations, type Stat } from "fuse-native";
 import { type Inodes, resolved, statOf } from "./attr.js";
 import type { Content } from "./content.js";
-import { statfsReply } from "./fuse-setup.js";
+import { refuseWrites, statfsReply } from "./fuse-setup.js";
 import type { LoaderPrefetch } from "./loader-prefetch.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { AccessRecorder } from "./record.js";
@@ -44,9 +44,9 @@ export function fuseOperations(ctx: OpsContext): Operations {
     return s;
   };
   const xattrsOf = (m: MergedNode): Record<string, string> => resolved(m.node).xattrs ?? {};
-  const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
 
   return {
+    ...refuseWrites,
     getattr(path, cb) {
       const m = find(path);
       if (!m) return cb(Fuse.ENOENT);
@@ -120,21 +120,5 @@ export function fuseOperations(ctx: OpsContext): Operations {
       cb(0, Object.keys(xattrsOf(m)));
     },
     statfs: (_path, cb) => cb(0, statfsReply(true)),
-    write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
-    create: rofs,
-    truncate: rofs,
-    ftruncate: rofs,
-    utimens: rofs,
-    chown: rofs,
-    chmod: rofs,
-    mknod: rofs,
-    unlink: rofs,
-    rename: rofs,
-    link: rofs,
-    symlink: rofs,
-    mkdir: rofs,
-    rmdir: rofs,
-    setxattr: rofs,
-    removexattr: rofs,
   };
 }

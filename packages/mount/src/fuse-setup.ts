@@ -51,3 +51,29 @@ export function statfsReply(readOnly: boolean): Statfs {
     namemax: 255,
   };
 }
+
+const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+
+/**
+ * Every operation that would change a read-only file system, answered EROFS (the kernel
+ * refuses most itself with `ro`; these answer what still reaches us). A file system spreads
+ * it first and defines what it handles after (the layer store's `create` and `rmdir`).
+ */
+export const refuseWrites: Operations = {
+  write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
+  create: rofs,
+  truncate: rofs,
+  ftruncate: rofs,
+  utimens: rofs,
+  chown: rofs,
+  chmod: rofs,
+  mknod: rofs,
+  unlink: rofs,
+  rename: rofs,
+  link: rofs,
+  symlink: rofs,
+  mkdir: rofs,
+  rmdir: rofs,
+  setxattr: rofs,
+  removexattr: rofs,
+};

@@ -23,7 +23,7 @@ import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
-import { LayerFuse, layerFuseOptions, statfsReply } from "./fuse-setup.js";
+import { LayerFuse, layerFuseOptions, refuseWrites, statfsReply } from "./fuse-setup.js";
 import type { ImportGuesser } from "./import-guesser.js";
 import { JsRequires } from "./js-requires.js";
 import { LinkEstimate } from "./link-estimate.js";
@@ -642,9 +642,8 @@ export function storeOperations(store: LayerStore): Operations {
     });
   };
 
-  const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
-
   return {
+    ...refuseWrites,
     getattr(path, cb) {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
@@ -805,20 +804,6 @@ export function storeOperations(store: LayerStore): Operations {
       }
       cb(Fuse.EROFS);
     },
-    write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
-    truncate: rofs,
-    ftruncate: rofs,
-    utimens: rofs,
-    chown: rofs,
-    chmod: rofs,
-    mknod: rofs,
-    unlink: rofs,
-    rename: rofs,
-    link: rofs,
-    symlink: rofs,
-    mkdir: rofs,
-    setxattr: rofs,
-    removexattr: rofs,
   };
 }
 
