@@ -4,7 +4,7 @@ import Fuse, { type Operations, type Stat } from "fuse-native";
 import { type Inodes, resolved, statOf } from "./attr.js";
 import type { Content } from "./content.js";
 import { refuseWrites, statfsReply } from "./fuse-setup.js";
-import type { LoaderPrefetch } from "./loader-prefetch.js";
+import type { LoaderPrefetch } from "./guess/loader-prefetch.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { AccessRecorder } from "./record.js";
 

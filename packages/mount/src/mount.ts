@@ -6,15 +6,15 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
-import { JsRequires } from "./js-requires.js";
-import { LoaderPrefetch, nextReads } from "./loader-prefetch.js";
+import { JsRequires } from "./guess/js-requires.js";
+import { LoaderPrefetch, nextReads } from "./guess/loader-prefetch.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
   ProfilePrefetch,
   type ProfilePrefetchResult,
 } from "./prefetch.js";
-import { PythonImports } from "./python-imports.js";
+import { PythonImports } from "./guess/python-imports.js";
 import { AccessRecorder } from "./record.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 

@@ -24,12 +24,12 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions, refuseWrites, statfsReply } from "./fuse-setup.js";
-import type { ImportGuesser } from "./import-guesser.js";
-import { JsRequires } from "./js-requires.js";
+import type { ImportGuesser } from "./guess/import-guesser.js";
+import { JsRequires } from "./guess/js-requires.js";
 import { LinkEstimate } from "./link-estimate.js";
-import { LoaderPrefetch } from "./loader-prefetch.js";
+import { LoaderPrefetch } from "./guess/loader-prefetch.js";
 import { ProfilePrefetch } from "./prefetch.js";
-import { PythonImports } from "./python-imports.js";
+import { PythonImports } from "./guess/python-imports.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
-import { JsRequires, jsSpecifiers } from "../src/js-requires.js";
+import { JsRequires, jsSpecifiers } from "../src/guess/js-requires.js";
 
 describe("jsSpecifiers", () => {
   it("finds require, import, dynamic import and re-exports, once each", () => {

@@ -7,8 +7,8 @@ import { dynamicProgram } from "../../../test/helpers/dynamic-program.js";
 import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
-import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/elf.js";
-import { LoaderPrefetch } from "../src/loader-prefetch.js";
+import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/guess/elf.js";
+import { LoaderPrefetch } from "../src/guess/loader-prefetch.js";
 
 // A real program of this machine and the libraries the dynamic loader opens for it.
 const LS = realpathSync("/bin/ls");

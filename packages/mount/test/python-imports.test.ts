@@ -8,8 +8,8 @@ import { describe, expect, it } from "vitest";
 import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
-import { pycImports, pycVersion } from "../src/pyc.js";
-import { PythonImports } from "../src/python-imports.js";
+import { pycImports, pycVersion } from "../src/guess/pyc.js";
+import { PythonImports } from "../src/guess/python-imports.js";
 
 // This machine's Python and its compiled standard library: the ground truth is Python's own
 // `dis` of the same files.

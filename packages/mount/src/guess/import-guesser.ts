@@ -1,8 +1,8 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
-import { resolved } from "./attr.js";
+import { resolved } from "../attr.js";
 import { Background } from "./background.js";
-import type { ChunkItem } from "./chunks.js";
-import type { Content } from "./content.js";
+import type { ChunkItem } from "../chunks.js";
+import type { Content } from "../content.js";
 import { resolvePath } from "./resolve-path.js";
 
 export interface GuesserOptions {

@@ -1,6 +1,6 @@
 import { builtinModules } from "node:module";
 import type { MergedNode } from "@seekable/reader";
-import { resolved } from "./attr.js";
+import { resolved } from "../attr.js";
 import { ImportGuesser } from "./import-guesser.js";
 
 const BUILTIN = new Set(builtinModules);
