@@ -128,8 +128,10 @@ export class ChunkPool {
   async get(items: ChunkItem[], onDemand: boolean, signal?: AbortSignal): Promise<Uint8Array[]> {
     if (onDemand) this.active++;
     try {
-      const out: Promise<Uint8Array>[] = [];
+      const out: (Promise<Uint8Array> | number)[] = [];
       const missing: ChunkItem[] = [];
+      // A chunk named twice in one call (a file listed twice) is fetched and inflated once.
+      const slot = new Map<string, number>();
       for (const it of items) {
         if (onDemand) this.wanted(it);
         const hit = this.recent.get(it.key);
@@ -140,22 +142,27 @@ export class ChunkPool {
         const p = this.inflight.get(it.key);
         if (p) out.push(p);
         else {
-          missing.push(it);
-          out.push(undefined as unknown as Promise<Uint8Array>);
+          let k = slot.get(it.key);
+          if (k === undefined) {
+            k = missing.push(it) - 1;
+            slot.set(it.key, k);
+          }
+          out.push(k);
         }
       }
       if (missing.length > 0) {
         const batch = this.fetch(missing, onDemand, signal);
-        let k = 0;
-        for (let i = 0; i < out.length; i++) {
-          if (out[i] !== undefined) continue;
-          const idx = k++;
+        const fetched = missing.map((it, idx) => {
           const p = batch.then((datas) => datas[idx]);
-          this.track(missing[idx].key, p);
-          out[i] = p;
+          this.track(it.key, p);
+          return p;
+        });
+        for (let i = 0; i < out.length; i++) {
+          const k = out[i];
+          if (typeof k === "number") out[i] = fetched[k];
         }
       }
-      return await Promise.all(out);
+      return await Promise.all(out as Promise<Uint8Array>[]);
     } finally {
       if (onDemand) {
         this.active--;

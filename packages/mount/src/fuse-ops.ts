@@ -1,10 +1,11 @@
 import { cleanEntryName } from "@seekable/format";
 import type { ImageFS, MergedNode } from "@seekable/reader";
-import Fuse, { type Operations, type Stat } from "fuse-native";
+import type { Operations, Stat } from "fuse-native";
 import { type Inodes, resolved, statOf } from "./attr.js";
 import type { Content } from "./content.js";
 import { refuseWrites, statfsReply } from "./fuse-setup.js";
-import type { LoaderPrefetch } from "./guess/loader-prefetch.js";
+import { Errno } from "./fuse-native.js";
+import type { FirstReadListener } from "./guess/guessing.js";
 import { ReadAhead } from "./read-ahead.js";
 import type { AccessRecorder } from "./record.js";
 
@@ -16,8 +17,8 @@ export interface OpsContext {
   /** One line about a failed read (the read itself gets EIO). */
   onError(path: string, e: unknown): void;
   readAhead?: number;
-  /** Told of each file's first read, to fetch what the dynamic loader reads next. */
-  loader?: Pick<LoaderPrefetch, "firstRead">;
+  /** Told of each file's first read: the guessers of what the program reads next. */
+  firstReads?: FirstReadListener;
 }
 
 interface Handle {
@@ -49,33 +50,33 @@ export function fuseOperations(ctx: OpsContext): Operations {
     ...refuseWrites,
     getattr(path, cb) {
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
+      if (!m) return cb(Errno.ENOENT);
       cb(0, statFor(m));
     },
     fgetattr(path, fd, cb) {
       const m = handles.get(fd)?.m ?? find(path);
-      if (!m) return cb(Fuse.ENOENT);
+      if (!m) return cb(Errno.ENOENT);
       cb(0, statFor(m));
     },
     readdir(path, cb) {
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
-      if (!m.children) return cb(Fuse.ENOTDIR);
+      if (!m) return cb(Errno.ENOENT);
+      if (!m.children) return cb(Errno.ENOTDIR);
       cb(0, [".", "..", ...m.children.keys()]);
     },
     readlink(path, cb) {
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
-      if (m.node.type !== "symlink") return cb(Fuse.EINVAL);
+      if (!m) return cb(Errno.ENOENT);
+      if (m.node.type !== "symlink") return cb(Errno.EINVAL);
       cb(0, m.node.linkName);
     },
     open(path, flags, cb) {
-      if ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC) return cb(Fuse.EROFS);
+      if ((flags & O_ACCMODE) !== 0 || flags & O_TRUNC) return cb(Errno.EROFS);
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
-      if (m.children) return cb(Fuse.EISDIR);
+      if (!m) return cb(Errno.ENOENT);
+      if (m.children) return cb(Errno.EISDIR);
       const n = resolved(m.node);
-      if (n.type !== "reg") return cb(Fuse.EACCES);
+      if (n.type !== "reg") return cb(Errno.EACCES);
       ctx.recorder?.opened(m.node.path);
       const fd = nextFd++;
       handles.set(fd, { m, ra: new ReadAhead(ctx.content, m, n.size, ctx.readAhead) });
@@ -88,19 +89,19 @@ export function fuseOperations(ctx: OpsContext): Operations {
     read(path, fd, buf, len, pos, cb) {
       const h = handles.get(fd);
       const m = h?.m ?? find(path);
-      if (!m) return cb(Fuse.EBADF);
+      if (!m) return cb(Errno.EBADF);
       const done = (n: number) => {
         h?.ra.observe(pos, pos + n);
         cb(n);
       };
       const failed = (e: unknown) => {
         ctx.onError(m.node.path, e);
-        cb(Fuse.EIO);
+        cb(Errno.EIO);
       };
       try {
         const n = ctx.content.read(m, buf, len, pos);
-        // After the read is under way, so that the loader's look at the head joins it.
-        if (pos === 0) ctx.loader?.firstRead(m);
+        // After the read is under way, so that a guesser's look at the head joins it.
+        if (pos === 0) ctx.firstReads?.firstRead(m);
         if (typeof n === "number") done(n);
         else n.then(done, failed);
       } catch (e) {
@@ -109,14 +110,14 @@ export function fuseOperations(ctx: OpsContext): Operations {
     },
     getxattr(path, name, _position, cb) {
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
+      if (!m) return cb(Errno.ENOENT);
       const v = xattrsOf(m)[name];
-      if (v === undefined) return cb(Fuse.ENODATA);
+      if (v === undefined) return cb(Errno.ENODATA);
       cb(0, Buffer.from(v, "base64"));
     },
     listxattr(path, cb) {
       const m = find(path);
-      if (!m) return cb(Fuse.ENOENT);
+      if (!m) return cb(Errno.ENOENT);
       cb(0, Object.keys(xattrsOf(m)));
     },
     statfs: (_path, cb) => cb(0, statfsReply(true)),

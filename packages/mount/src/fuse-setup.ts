@@ -1,19 +1,30 @@
-import Fuse, { type FuseOptions, type Operations, type Statfs } from "fuse-native";
+import type { FuseOptions, default as FuseType, Operations, Statfs } from "fuse-native";
+import { Errno, fuseNative } from "./fuse-native.js";
 
-/** fuse-native with the libfuse `-o` options it has no switch for (use_ino, negative_timeout…). */
-export class LayerFuse extends Fuse {
-  constructor(
-    mnt: string,
-    ops: Operations,
-    opts: FuseOptions,
-    private readonly extra: string[],
-  ) {
-    super(mnt, ops, opts);
+/**
+ * A FUSE file system at `mnt`, with the libfuse `-o` options fuse-native has no switch for
+ * (use_ino, negative_timeout…). fuse-native is loaded here, when a host mounts.
+ */
+export class LayerFuse {
+  private readonly fuse: FuseType;
+
+  constructor(mnt: string, ops: Operations, opts: FuseOptions, extra: string[]) {
+    const Fuse = fuseNative();
+    class WithOptions extends Fuse {
+      protected override _fuseOptions(): string {
+        const base = super._fuseOptions();
+        return base ? `${base},${extra.join(",")}` : `-o${extra.join(",")}`;
+      }
+    }
+    this.fuse = new WithOptions(mnt, ops, opts);
   }
 
-  protected override _fuseOptions(): string {
-    const base = super._fuseOptions();
-    return base ? `${base},${this.extra.join(",")}` : `-o${this.extra.join(",")}`;
+  mount(cb: (err: Error | null) => void): void {
+    this.fuse.mount(cb);
+  }
+
+  unmount(cb: (err: Error | null) => void): void {
+    this.fuse.unmount(cb);
   }
 }
 
@@ -52,7 +63,7 @@ export function statfsReply(readOnly: boolean): Statfs {
   };
 }
 
-const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Errno.EROFS);
 
 /**
  * Every operation that would change a read-only file system, answered EROFS (the kernel
@@ -60,7 +71,7 @@ const rofs = (...args: unknown[]) => (args[args.length - 1] as (e: number) => vo
  * it first and defines what it handles after (the layer store's `create` and `rmdir`).
  */
 export const refuseWrites: Operations = {
-  write: (_p, _fd, _b, _l, _pos, cb) => cb(Fuse.EROFS),
+  write: (_p, _fd, _b, _l, _pos, cb) => cb(Errno.EROFS),
   create: rofs,
   truncate: rofs,
   ftruncate: rofs,

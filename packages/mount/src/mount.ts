@@ -6,29 +6,24 @@ import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
-import { JsRequires } from "./guess/js-requires.js";
-import { LoaderPrefetch, nextReads } from "./guess/loader-prefetch.js";
+import { type GuessOptions, guessers } from "./guess/guessers.js";
+import { Guessing } from "./guess/guessing.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
   ProfilePrefetch,
   type ProfilePrefetchResult,
 } from "./prefetch.js";
-import { PythonImports } from "./guess/python-imports.js";
 import { AccessRecorder } from "./record.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 
-export interface MountOptions {
+export interface MountOptions extends GuessOptions {
   /** Write the regular files opened, in first-access order, to this file at unmount. */
   record?: string;
   /** Fetch every chunk not yet cached while no read is waiting. */
   backgroundFetch?: boolean;
   /** Bytes fetched ahead of sequential reads (default 8 MiB). */
   readAhead?: number;
-  /** Fetch what the dynamic loader will read next when a program is read (default true). */
-  loaderPrefetch?: boolean;
-  /** Fetch the modules a Python or JavaScript module imports when it is read (default true). */
-  importPrefetch?: boolean;
   /**
    * `--prefetch`: the paths of a profile (first-access order), fetched at mount. A promise,
    * so a profile looked up in the registry does not delay the mount; undefined: none.
@@ -96,11 +91,7 @@ export async function mountTarget(
   const ops = fuseOperations({
     fs: target.fs,
     content,
-    loader: nextReads(
-      opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(target.fs, () => content),
-      opts.importPrefetch === false ? undefined : new PythonImports(target.fs, () => content),
-      opts.importPrefetch === false ? undefined : new JsRequires(target.fs, () => content),
-    ),
+    firstReads: guessers(target.fs, () => content, opts, new Guessing()),
     inodes: new Inodes(),
     recorder,
     readAhead: opts.readAhead,

@@ -1,21 +1,39 @@
 import { execFile } from "node:child_process";
-import { stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { promisify } from "node:util";
 
 const exec = promisify(execFile);
 
 /**
  * A FUSE mount whose process died (SIGKILL) leaves DIR answering ENOTCONN ("Transport
- * endpoint is not connected"). Detects that and detaches the dead mount lazily
- * (`fusermount -u -z`, else `umount -l`). Returns whether one was cleared.
+ * endpoint is not connected") to what reaches the dead server. `stat` alone does not tell:
+ * the kernel may answer it from attributes cached for an hour, so a directory read asks too.
+ */
+async function isStale(dir: string): Promise<boolean> {
+  for (const probe of [() => stat(dir), () => readdir(dir)]) {
+    try {
+      await probe();
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === "ENOTCONN";
+    }
+  }
+  return false;
+}
+
+/**
+ * Detects dead mounts at DIR and detaches them lazily (`fusermount -u -z`, else `umount -l`),
+ * as many as are stacked there. Returns whether one was cleared.
  */
 export async function clearStaleMount(dir: string): Promise<boolean> {
-  try {
-    await stat(dir);
-    return false;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOTCONN") return false;
+  let cleared = false;
+  for (let round = 0; round < 8 && (await isStale(dir)); round++) {
+    await detachStale(dir);
+    cleared = true;
   }
+  return cleared;
+}
+
+async function detachStale(dir: string): Promise<void> {
   const attempts: [string, string[]][] = [
     ["fusermount", ["-u", "-z", dir]],
     ["fusermount3", ["-u", "-z", dir]],
@@ -25,7 +43,7 @@ export async function clearStaleMount(dir: string): Promise<boolean> {
   for (const [cmd, args] of attempts) {
     try {
       await exec(cmd, args);
-      return true;
+      return;
     } catch (e) {
       last = e;
     }

@@ -18,18 +18,17 @@ import {
   RegistryBlobSource,
   type RegistryClient,
 } from "@seekable/registry";
-import Fuse, { type Operations, type Stat } from "fuse-native";
+import type { Operations, Stat } from "fuse-native";
 import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
+import { Errno } from "./fuse-native.js";
 import { LayerFuse, layerFuseOptions, refuseWrites, statfsReply } from "./fuse-setup.js";
-import type { ImportGuesser } from "./guess/import-guesser.js";
-import { JsRequires } from "./guess/js-requires.js";
 import { LinkEstimate } from "./link-estimate.js";
-import { LoaderPrefetch } from "./guess/loader-prefetch.js";
+import { type GuessOptions, guessers } from "./guess/guessers.js";
+import { type FirstReadListener, Guessing } from "./guess/guessing.js";
 import { ProfilePrefetch } from "./prefetch.js";
-import { PythonImports } from "./guess/python-imports.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 import { OverlayLayerView } from "./store-layer.js";
 
@@ -52,7 +51,7 @@ export interface StoreProfile {
   name: string;
 }
 
-export interface StoreOptions {
+export interface StoreOptions extends GuessOptions {
   /** The registry client (credentials, plain HTTP) every layer is read with. */
   client: RegistryClient;
   /** The chunk cache every layer shares (memory, disk). */
@@ -74,8 +73,6 @@ export interface StoreOptions {
    * access resolves it again.
    */
   releaseAfterMs?: number;
-  /** Fetch what the dynamic loader will read next when a program is read (default true). */
-  loaderPrefetch?: boolean;
 }
 
 export interface MountedStore {
@@ -101,7 +98,7 @@ interface ImageEntry {
    * What the dynamic loader reads next, over the image's merged lazy layers (once they
    * have resolved; dropped when one of them is freed).
    */
-  loader?: { digest: string; prefetch?: LoaderPrefetch; imports?: ImportGuesser[] };
+  loader?: { digest: string; fs?: ImageFS; guessers?: FirstReadListener };
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
@@ -209,6 +206,8 @@ export class LayerStore {
   private readonly uses = new Map<string, number>();
   /** The registry link, measured by every layer's reads (each layer has its own pool). */
   private readonly link = new LinkEstimate();
+  /** Every image's guessers share one set of bounds: the store is one process for the node. */
+  private readonly guessing = new Guessing();
   private readonly profiles = new ProfilePrefetch();
   private readonly closed = new AbortController();
   private nextLayer = 1;
@@ -307,7 +306,8 @@ export class LayerStore {
       img.prefetched = loaded.digest;
       void this.prefetchImage(img, loaded);
     }
-    if (this.opts.loaderPrefetch !== false && img.loader?.digest !== loaded.digest) {
+    const guessing = this.opts.loaderPrefetch !== false || this.opts.importPrefetch !== false;
+    if (guessing && img.loader?.digest !== loaded.digest) {
       void this.startLoader(img, loaded);
     }
     const entry = await p;
@@ -333,18 +333,17 @@ export class LayerStore {
     for (const e of entries) e.images.add(img);
     const fs = new ImageFS(entries.map((e) => e.reader));
     const contentOf = (m: MergedNode) => byReader.get(m.layer)?.content;
-    state.prefetch = new LoaderPrefetch(fs, contentOf);
-    state.imports = [new PythonImports(fs, contentOf), new JsRequires(fs, contentOf)];
+    state.fs = fs;
+    state.guessers = guessers(fs, contentOf, this.opts, this.guessing);
   }
 
   /** A file's first read in layer `l`: the loader prefetch of an image that shows it. */
   private firstRead(l: LayerEntry, path: string): void {
     for (const img of l.images) {
       const state = img.loader;
-      const m = state?.prefetch?.fs.lookup(path);
+      const m = state?.fs?.lookup(path);
       if (state && m && m.layer === l.reader) {
-        state.prefetch?.firstRead(m);
-        for (const g of state.imports ?? []) g.firstRead(m);
+        state.guessers?.firstRead(m);
         return;
       }
     }
@@ -414,7 +413,7 @@ export class LayerStore {
     const ops = fuseOperations({
       fs: new ImageFS([view]),
       content,
-      loader: { firstRead: (m) => self && this.firstRead(self, m.node.path) },
+      firstReads: { firstRead: (m) => self && this.firstRead(self, m.node.path) },
       inodes: new LayerInodes(base),
       readAhead: this.opts.readAhead,
       onError: (path, e) =>
@@ -619,16 +618,16 @@ export function storeOperations(store: LayerStore): Operations {
     const parts = path.split("/").filter((p) => p !== "");
     if (parts.length === 0) return { depth: 0 };
     const img = store.image(parts[0]);
-    if (!img) return Fuse.EINVAL;
+    if (!img) return Errno.EINVAL;
     if (parts.length === 1) return { depth: 1, img };
-    if (!DIGEST.test(parts[1])) return Fuse.EINVAL;
+    if (!DIGEST.test(parts[1])) return Errno.EINVAL;
     if (parts.length === 2) return { depth: 2, img, digest: parts[1] };
     const entry = parts[2];
     if (entry === "diff") {
       return { depth: 3, img, digest: parts[1], entry, inner: `/${parts.slice(3).join("/")}` };
     }
-    if (parts.length > 3) return Fuse.ENOTDIR;
-    if (entry !== "info" && entry !== "blob") return Fuse.ENOENT;
+    if (parts.length > 3) return Errno.ENOTDIR;
+    if (entry !== "info" && entry !== "blob") return Errno.ENOENT;
     return { depth: 3, img, digest: parts[1], entry };
   };
 
@@ -638,7 +637,7 @@ export function storeOperations(store: LayerStore): Operations {
       store.report(
         `layer ${formatReference((p.img as ImageEntry).ref)} ${p.digest}: ${describe(e)}`,
       );
-      cb(Fuse.EIO);
+      cb(Errno.EIO);
     });
   };
 
@@ -653,7 +652,7 @@ export function storeOperations(store: LayerStore): Operations {
           (data) => cb(0, fileStat(store.ino(path), data.length)),
           (e) => {
             store.report(`info of ${p.digest}: ${describe(e)}`);
-            cb(Fuse.EIO);
+            cb(Errno.EIO);
           },
         );
         return;
@@ -674,7 +673,7 @@ export function storeOperations(store: LayerStore): Operations {
       if (p.depth === 0) return cb(0, [".", ".."]);
       if (p.depth === 1) return cb(0, [".", ".."]);
       if (p.depth === 2) return cb(0, [".", "..", "diff", "info", "blob"]);
-      if (p.entry !== "diff") return cb(Fuse.ENOTDIR);
+      if (p.entry !== "diff") return cb(Errno.ENOTDIR);
       withLayer(p, cb, (l) =>
         (l.ops.readdir as NonNullable<Operations["readdir"]>)(p.inner as string, cb),
       );
@@ -682,7 +681,7 @@ export function storeOperations(store: LayerStore): Operations {
     readlink(path, cb) {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
-      if (p.entry !== "diff") return cb(Fuse.EINVAL);
+      if (p.entry !== "diff") return cb(Errno.EINVAL);
       withLayer(p, cb, (l) =>
         (l.ops.readlink as NonNullable<Operations["readlink"]>)(p.inner as string, cb),
       );
@@ -690,8 +689,8 @@ export function storeOperations(store: LayerStore): Operations {
     open(path, flags, cb) {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
-      if (p.depth < 3) return cb(Fuse.EISDIR);
-      if ((flags & 3) !== 0) return cb(Fuse.EROFS);
+      if (p.depth < 3) return cb(Errno.EISDIR);
+      if ((flags & 3) !== 0) return cb(Errno.EROFS);
       if (p.entry === "info") {
         store.info(p.img as ImageEntry, p.digest as string).then(
           (data) => {
@@ -699,7 +698,7 @@ export function storeOperations(store: LayerStore): Operations {
             handles.set(fd, { kind: "info", data });
             cb(0, fd);
           },
-          () => cb(Fuse.EIO),
+          () => cb(Errno.EIO),
         );
         return;
       }
@@ -752,19 +751,19 @@ export function storeOperations(store: LayerStore): Operations {
           },
           (e) => {
             store.report(`read of ${l.desc.digest}/blob failed: ${describe(e)}`);
-            cb(Fuse.EIO);
+            cb(Errno.EIO);
           },
         );
         return;
       }
       const f = layerFds.get(fd);
-      if (!f?.ops.read) return cb(Fuse.EBADF);
+      if (!f?.ops.read) return cb(Errno.EBADF);
       f.ops.read(f.inner, f.fd, buf, len, pos, cb);
     },
     getxattr(path, name, position, cb) {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
-      if (p.entry !== "diff") return cb(Fuse.ENODATA);
+      if (p.entry !== "diff") return cb(Errno.ENODATA);
       withLayer(p, cb, (l) =>
         (l.ops.getxattr as NonNullable<Operations["getxattr"]>)(
           p.inner as string,
@@ -791,18 +790,18 @@ export function storeOperations(store: LayerStore): Operations {
         const p = parse(parts.slice(0, 2).join("/"));
         if (typeof p === "number") return cb(p);
         store.use(p.img as ImageEntry, p.digest as string);
-        return cb(Fuse.ENOENT);
+        return cb(Errno.ENOENT);
       }
-      cb(Fuse.EROFS);
+      cb(Errno.EROFS);
     },
     rmdir(path, cb) {
       const p = parse(path);
       if (typeof p === "number") return cb(p);
       if (p.depth === 2) {
         store.release(p.img as ImageEntry, p.digest as string);
-        return cb(Fuse.ENOENT);
+        return cb(Errno.ENOENT);
       }
-      cb(Fuse.EROFS);
+      cb(Errno.EROFS);
     },
   };
 }

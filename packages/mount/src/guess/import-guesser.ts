@@ -1,93 +1,77 @@
-import type { ImageFS, MergedNode } from "@seekable/reader";
+import type { MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
-import { Background } from "./background.js";
-import type { ChunkItem } from "../chunks.js";
 import type { Content } from "../content.js";
-import { resolvePath } from "./resolve-path.js";
+import { type Budget, GUESS_LIMITS } from "./budget.js";
+import { Guesser } from "./guesser.js";
+import { type Guessing, turn } from "./guessing.js";
 
 export interface GuesserOptions {
-  /** Files guessed per file read at most. */
+  /** Files guessed per file read at most (GUESS_LIMITS.files at most). */
   maxPerFile?: number;
   /** How far guesses are followed before the program reads them (guesses of guesses). */
   depth?: number;
 }
 
+/** Files larger than this are not examined for imports. */
+const MAX_EXAMINED = 4 << 20;
+
 /**
  * What a program reads next, guessed from a file it just read (the modules a module
- * imports): the guesses are fetched within the pool's neighbour budget (their bytes count as
- * unused until a read wants them), then examined in turn, `depth` levels deep, so a chain of
- * imports is at hand instead of a round trip away each. Subclasses say which files they
- * read and what those name; a wrong guess costs bytes, never a wrong answer.
+ * imports): the guesses are fetched as `likely` (within the pool's neighbour budget: their
+ * bytes count as unused until a read wants them), then examined in turn, `depth` levels
+ * deep, so a chain of imports is at hand instead of a round trip away each. Subclasses say
+ * which files they read and what those name, spending from the examination's budget; a
+ * wrong guess costs bytes, never a wrong answer.
  */
-export abstract class ImportGuesser {
-  protected readonly examined = new WeakSet<object>();
-  private readonly background = new Background();
+export abstract class ImportGuesser extends Guesser {
   protected readonly maxPerFile: number;
   private readonly depth: number;
 
   constructor(
-    readonly fs: ImageFS,
-    protected readonly contentOf: (m: MergedNode) => Content | undefined,
+    fs: Guesser["fs"],
+    contentOf: (m: MergedNode) => Content | undefined,
+    guessing?: Guessing,
     opts: GuesserOptions = {},
   ) {
-    this.maxPerFile = opts.maxPerFile ?? 32;
+    super(fs, contentOf, guessing);
+    this.maxPerFile = Math.min(opts.maxPerFile ?? GUESS_LIMITS.files, GUESS_LIMITS.files);
     this.depth = opts.depth ?? 3;
   }
 
   /** Files of this kind (by path) are examined. */
   protected abstract accepts(path: string): boolean;
 
-  /** The files `m` (its bytes `data`) will make the program read. */
-  protected abstract guess(m: MergedNode, data: Uint8Array): MergedNode[];
+  /** The files `m` (its bytes `data`) will make the program read (at most maxPerFile). */
+  protected abstract guess(m: MergedNode, data: Uint8Array, budget: Budget): MergedNode[];
 
   /** A file's first read (offset 0). */
   firstRead(m: MergedNode): void {
     this.consider(m, this.depth);
   }
 
-  /** Resolves when every examination started so far, and those it started, are done. */
-  settled(): Promise<void> {
-    return this.background.settled();
-  }
-
   private consider(m: MergedNode, depth: number): void {
     const n = resolved(m.node);
     if (depth <= 0 || n.type !== "reg" || this.examined.has(n)) return;
-    if (!this.accepts(m.node.path) || n.size > 4 << 20) return;
+    if (!this.accepts(m.node.path) || n.size > MAX_EXAMINED) return;
     const content = this.contentOf(m);
     if (!content) return;
     this.examined.add(n);
-    this.background.run(this.examine(m, content, depth));
+    this.guessing.run((budget) => this.examine(m, content, depth, budget));
   }
 
-  private async examine(m: MergedNode, content: Content, depth: number): Promise<void> {
+  private async examine(m: MergedNode, content: Content, depth: number, budget: Budget) {
     const data = await content.bytes(m, 0, resolved(m.node).size);
     if (!data) return;
+    await turn();
     const found: MergedNode[] = [];
-    for (const f of this.guess(m, data)) {
+    for (const f of this.guess(m, data, budget)) {
       if (found.length >= this.maxPerFile) break;
       const n = resolved(f.node);
       if (f !== m && n.type === "reg" && !this.examined.has(n) && !found.includes(f)) found.push(f);
     }
     if (found.length === 0) return;
-    const byContent = new Map<Content, ChunkItem[]>();
-    for (const f of found) {
-      const c = this.contentOf(f);
-      const its = c?.items(f, 0, resolved(f.node).size);
-      if (c && its) byContent.set(c, [...(byContent.get(c) ?? []), ...its]);
-    }
-    await Promise.all([...byContent].map(([c, its]) => c.pool.speculate(its).done));
+    await this.fetchFiles(found, "likely");
     // What came is examined in its turn: the chain of imports is fetched ahead.
     for (const f of found) this.consider(f, depth - 1);
-  }
-
-  protected resolve(path: string): MergedNode | undefined {
-    return resolvePath(this.fs, path);
-  }
-
-  /** A regular file at `path` (symlinks followed), or undefined. */
-  protected regular(path: string): MergedNode | undefined {
-    const f = this.resolve(path);
-    return f && resolved(f.node).type === "reg" ? f : undefined;
   }
 }

@@ -1,6 +1,7 @@
 import { builtinModules } from "node:module";
 import type { MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
+import type { Budget } from "./budget.js";
 import { ImportGuesser } from "./import-guesser.js";
 
 const BUILTIN = new Set(builtinModules);
@@ -32,90 +33,92 @@ export function jsSpecifiers(text: string): string[] {
  */
 export class JsRequires extends ImportGuesser {
   // Twice Python's depth: a package's package.json is a level of its own.
-  constructor(...[fs, contentOf, opts]: ConstructorParameters<typeof ImportGuesser>) {
-    super(fs, contentOf, { depth: 6, ...opts });
+  constructor(...[fs, contentOf, guessing, opts]: ConstructorParameters<typeof ImportGuesser>) {
+    super(fs, contentOf, guessing, { depth: 6, ...opts });
   }
 
   protected accepts(path: string): boolean {
     return /\.(c|m)?js$/.test(path) || path.endsWith("/package.json");
   }
 
-  protected guess(m: MergedNode, data: Uint8Array): MergedNode[] {
+  protected guess(m: MergedNode, data: Uint8Array, budget: Budget): MergedNode[] {
     const path = m.node.path;
     const dir = path.slice(0, Math.max(0, path.lastIndexOf("/")));
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
-    if (path.endsWith("/package.json")) return this.entryOf(dir, text);
+    if (path.endsWith("/package.json")) return this.entryOf(dir, text, budget);
     const out: MergedNode[] = [];
     for (const spec of jsSpecifiers(text)) {
-      if (out.length >= this.maxPerFile) break;
+      if (out.length >= this.maxPerFile || !budget.spend()) break;
       if (spec.startsWith("node:") || BUILTIN.has(spec)) continue;
       if (spec.startsWith("./") || spec.startsWith("../") || spec === "." || spec === "..") {
-        out.push(...this.fileOrDir(`${dir}/${spec}`));
-      } else if (!spec.startsWith("/")) out.push(...this.bare(spec, dir));
+        out.push(...this.fileOrDir(`${dir}/${spec}`, budget));
+      } else if (!spec.startsWith("/")) out.push(...this.bare(spec, dir, budget));
     }
     return out;
   }
 
   /** Node's LOAD_AS_FILE, then LOAD_AS_DIRECTORY. */
-  private fileOrDir(p: string): MergedNode[] {
+  private fileOrDir(p: string, budget: Budget): MergedNode[] {
     for (const ext of EXTENSIONS) {
-      const f = ext === "" ? this.regularFile(p) : this.regular(`${p}${ext}`);
+      const f = ext === "" ? this.regularFile(p, budget) : this.regular(`${p}${ext}`, budget);
       if (f) return [f];
     }
-    const d = this.resolve(p);
+    const d = this.resolve(p, budget);
     if (!d?.children) return [];
-    return this.packageDir(p);
+    return this.packageDir(p, budget);
   }
 
   /** A file that is not a directory (the empty extension tries the path itself). */
-  private regularFile(p: string): MergedNode | undefined {
-    const f = this.resolve(p);
-    return f && !f.children ? this.regular(p) : undefined;
+  private regularFile(p: string, budget: Budget): MergedNode | undefined {
+    const f = this.resolve(p, budget);
+    return f && !f.children ? this.regular(p, budget) : undefined;
   }
 
   /** LOAD_NODE_MODULES: `name[/sub]` in each node_modules from `dir` up to the root. */
-  private bare(spec: string, dir: string): MergedNode[] {
+  private bare(spec: string, dir: string, budget: Budget): MergedNode[] {
     const parts = spec.split("/");
     const nameLen = spec.startsWith("@") ? 2 : 1;
     const name = parts.slice(0, nameLen).join("/");
     const sub = parts.slice(nameLen).join("/");
     const up = dir.split("/");
     for (let i = up.length; i >= 0; i--) {
+      if (!budget.spend()) return [];
       if (up[i - 1] === "node_modules") continue;
       const pkg = [...up.slice(0, i), "node_modules", name].filter((s) => s !== "").join("/");
-      if (!this.resolve(pkg)?.children) continue;
-      return sub ? this.fileOrDir(`${pkg}/${sub}`) : this.packageDir(pkg);
+      if (!this.resolve(pkg, budget)?.children) continue;
+      return sub ? this.fileOrDir(`${pkg}/${sub}`, budget) : this.packageDir(pkg, budget);
     }
     return [];
   }
 
   /** A package directory: its entry point when its package.json is at hand, else that. */
-  private packageDir(pkg: string): MergedNode[] {
-    const json = this.regular(`${pkg}/package.json`);
-    if (!json) return this.indexOf(pkg);
+  private packageDir(pkg: string, budget: Budget): MergedNode[] {
+    const json = this.regular(`${pkg}/package.json`, budget);
+    if (!json) return this.indexOf(pkg, budget);
     const content = this.contentOf(json);
     const size = resolved(json.node).size;
     const text = size <= MAX_PACKAGE_JSON ? content?.bytesAtHand(json, 0, size) : undefined;
-    if (text) return this.entryOf(pkg, Buffer.from(text).toString("utf8"));
+    if (text) return this.entryOf(pkg, Buffer.from(text).toString("utf8"), budget);
     // Fetched with the likeliest entry point; read, it names the real one (accepts()).
-    return [json, ...this.indexOf(pkg)];
+    return [json, ...this.indexOf(pkg, budget)];
   }
 
-  private indexOf(pkg: string): MergedNode[] {
+  private indexOf(pkg: string, budget: Budget): MergedNode[] {
     for (const f of ["index.js", "index.json", "index.cjs", "index.mjs", "index.node"]) {
-      const m = this.regular(`${pkg}/${f}`);
+      const m = this.regular(`${pkg}/${f}`, budget);
       if (m) return [m];
     }
     return [];
   }
 
   /** The package's entry point: `exports` "." (require, node or default), else `main`. */
-  private entryOf(pkg: string, text: string): MergedNode[] {
+  private entryOf(pkg: string, text: string, budget: Budget): MergedNode[] {
     let json: { main?: unknown; exports?: unknown };
     try {
+      if (text.length > MAX_PACKAGE_JSON) throw new Error("too large to be a package's");
       json = JSON.parse(text) as typeof json;
     } catch {
-      return this.indexOf(pkg);
+      return this.indexOf(pkg, budget);
     }
     const pick = (e: unknown, depth = 0): string | undefined => {
       if (typeof e === "string") return e;
@@ -130,18 +133,18 @@ export class JsRequires extends ImportGuesser {
     };
     const entry = pick(json.exports) ?? (typeof json.main === "string" ? json.main : undefined);
     if (entry) {
-      const found = this.fileOrDirNoPackage(`${pkg}/${entry}`);
+      const found = this.fileOrDirNoPackage(`${pkg}/${entry}`, budget);
       if (found.length > 0) return found;
     }
-    return this.indexOf(pkg);
+    return this.indexOf(pkg, budget);
   }
 
   /** LOAD_AS_FILE, then the directory's index (a `main` naming a directory). */
-  private fileOrDirNoPackage(p: string): MergedNode[] {
+  private fileOrDirNoPackage(p: string, budget: Budget): MergedNode[] {
     for (const ext of EXTENSIONS) {
-      const f = ext === "" ? this.regularFile(p) : this.regular(`${p}${ext}`);
+      const f = ext === "" ? this.regularFile(p, budget) : this.regular(`${p}${ext}`, budget);
       if (f) return [f];
     }
-    return this.resolve(p)?.children ? this.indexOf(p) : [];
+    return this.resolve(p, budget)?.children ? this.indexOf(p, budget) : [];
   }
 }

@@ -4,8 +4,10 @@
  * each IMPORT_NAME instruction gives the module name, the relative level and the names
  * imported from it (the two LOAD_CONSTs before it). CPython 3.8 to 3.12 (their bytecode has
  * IMPORT_NAME 108, LOAD_CONST 100, EXTENDED_ARG 144); any other version gives nothing.
- * The bytes are hostile: every length is checked, depth and object count are bounded, and
- * anything odd ends the scan with what was found so far.
+ * The bytes are hostile: every length is checked, depth and object count are bounded, each
+ * code object is walked once however often marshal's back-references name it (a module may
+ * list itself among its constants), from-lists are cut at MAX_FROM names, and anything odd
+ * ends the scan with what was found so far: linear in the file's size.
  */
 
 export interface PycImport {
@@ -31,6 +33,8 @@ const CO_NEWLOCALS = 0x2; // functions; module and class bodies lack it
 const MAX_OBJECTS = 200_000;
 const MAX_DEPTH = 100;
 const MAX_IMPORTS = 512;
+/** Names kept of one `from M import a, b, …` (a start imports far fewer from one module). */
+const MAX_FROM = 64;
 
 class Stop extends Error {}
 
@@ -64,8 +68,10 @@ export function pycImports(b: Uint8Array): PycImport[] {
     return [];
   }
   const out: PycImport[] = [];
+  const walked = new Set<Code>();
   const walk = (c: unknown, depth: number) => {
-    if (!isCode(c) || depth > MAX_DEPTH || out.length >= MAX_IMPORTS) return;
+    if (!isCode(c) || depth > MAX_DEPTH || out.length >= MAX_IMPORTS || walked.has(c)) return;
+    walked.add(c);
     if (depth > 0 && c.flags & CO_NEWLOCALS) return;
     importsOf(c, out);
     for (const k of c.consts) walk(k, depth + 1);
@@ -90,9 +96,13 @@ function importsOf(c: Code, out: PycImport[]): void {
       const name = c.names[arg];
       const [level, fromlist] = consts.slice(-2);
       if (typeof name === "string" && typeof level === "number" && level >= 0 && level < 64) {
-        const names = Array.isArray(fromlist)
-          ? fromlist.filter((f): f is string => typeof f === "string" && f !== "*")
-          : [];
+        const names: string[] = [];
+        if (Array.isArray(fromlist)) {
+          for (const f of fromlist) {
+            if (names.length >= MAX_FROM) break;
+            if (typeof f === "string" && f !== "*") names.push(f);
+          }
+        }
         out.push({ name, level, fromlist: names });
       }
     } else if (op !== 0 && op !== EXTENDED_ARG) consts.length = 0; // 0: CACHE entries (3.11+)

@@ -1,4 +1,5 @@
 import type { MergedNode } from "@seekable/reader";
+import type { Budget } from "./budget.js";
 import { ImportGuesser } from "./import-guesser.js";
 import { pycImports } from "./pyc.js";
 
@@ -9,6 +10,9 @@ const PYC = /^(.*)\/__pycache__\/([^/]+)\.([a-z]+-(\d)(\d+))(?:\.opt-\d)?\.pyc$/
  * Python 3.11+ has these frozen into the interpreter: their files are in the image, but a
  * start never reads them (Python/frozen.c).
  */
+/** A dotted module name of more parts than this names nothing a start imports. */
+const MAX_PARTS = 32;
+
 const FROZEN = new Set([
   "abc",
   "codecs",
@@ -42,37 +46,42 @@ export class PythonImports extends ImportGuesser {
     return path.endsWith(".pyc");
   }
 
-  protected guess(m: MergedNode, data: Uint8Array): MergedNode[] {
+  protected guess(m: MergedNode, data: Uint8Array, budget: Budget): MergedNode[] {
     const match = PYC.exec(m.node.path);
     if (!match) return [];
     const [, dir, , tag, major, minor] = match;
     const version = `${major}.${minor}`;
     const frozen = Number(major) === 3 && Number(minor) >= 11 ? FROZEN : new Set<string>();
-    const roots = this.roots(dir, version);
+    const roots = this.roots(dir, version, budget);
     const found: MergedNode[] = [];
+    // Each name tried is a step; the loop ends with the budget or maxPerFile files.
+    const full = () => found.length >= this.maxPerFile || budget.spent;
     for (const imp of pycImports(data)) {
-      if (found.length >= this.maxPerFile) break;
+      if (full()) break;
       if (imp.level === 0) {
         if (frozen.has(imp.name)) continue;
-        found.push(...this.module(imp.name, roots, tag));
-        for (const f of imp.fromlist)
-          found.push(...this.module(`${imp.name}.${f}`, roots, tag, true));
+        found.push(...this.module(imp.name, roots, tag, budget));
+        for (const f of imp.fromlist) {
+          if (full()) break;
+          found.push(...this.module(`${imp.name}.${f}`, roots, tag, budget, true));
+        }
         continue;
       }
       // Relative: from the importing module's package, `level - 1` packages up.
       const up = dir.split("/");
       up.length = Math.max(0, up.length - (imp.level - 1));
       const base = [up.join("/")];
-      if (imp.name) found.push(...this.module(imp.name, base, tag));
+      if (imp.name) found.push(...this.module(imp.name, base, tag, budget));
       for (const f of imp.fromlist) {
-        found.push(...this.module(imp.name ? `${imp.name}.${f}` : f, base, tag, true));
+        if (full()) break;
+        found.push(...this.module(imp.name ? `${imp.name}.${f}` : f, base, tag, budget, true));
       }
     }
     return found;
   }
 
   /** The import roots: the one holding `dir`, and the interpreter's own. */
-  private roots(dir: string, version: string): string[] {
+  private roots(dir: string, version: string, budget: Budget): string[] {
     const out: string[] = [];
     const parts = dir.split("/");
     for (let i = parts.length; i > 0; i--) {
@@ -91,7 +100,7 @@ export class PythonImports extends ImportGuesser {
       `usr/local/lib/python${version}/dist-packages`,
       `usr/local/lib/python${version}/site-packages`,
     ]) {
-      if (!out.includes(r) && this.resolve(r)?.children) out.push(r);
+      if (!out.includes(r) && this.resolve(r, budget)?.children) out.push(r);
     }
     return out;
   }
@@ -102,15 +111,23 @@ export class PythonImports extends ImportGuesser {
    * source, else an extension module. `parentsKnown`: the parents are imported already
    * (`from a import b`), only the module itself counts.
    */
-  private module(name: string, bases: string[], tag: string, parentsKnown = false): MergedNode[] {
-    const parts = name.split(".");
+  private module(
+    name: string,
+    bases: string[],
+    tag: string,
+    budget: Budget,
+    parentsKnown = false,
+  ): MergedNode[] {
+    const parts = name.split(".", MAX_PARTS + 1);
+    if (parts.length > MAX_PARTS || parts.includes("")) return [];
     for (const base of bases) {
+      if (!budget.spend()) return [];
       const out: MergedNode[] = [];
       let at = base;
       let ok = true;
       for (let i = 0; i < parts.length - 1; i++) {
         at = `${at}/${parts[i]}`;
-        const init = this.file(at, "__init__", tag);
+        const init = this.file(at, "__init__", tag, budget);
         if (!init) {
           ok = false;
           break;
@@ -119,11 +136,13 @@ export class PythonImports extends ImportGuesser {
       }
       if (!ok) continue;
       const last = parts[parts.length - 1];
-      const f = this.file(at, last, tag) ?? this.file(`${at}/${last}`, "__init__", tag);
+      const f =
+        this.file(at, last, tag, budget) ?? this.file(`${at}/${last}`, "__init__", tag, budget);
       if (f) return [...out, f];
-      const d = this.resolve(at)?.children;
+      const d = this.resolve(at, budget)?.children;
       if (d && at.endsWith("lib-dynload")) {
         for (const [child, node] of d) {
+          if (!budget.spend()) return [];
           if (child.startsWith(`${last}.${tag}-`) && child.endsWith(".so")) return [...out, node];
         }
       }
@@ -132,7 +151,10 @@ export class PythonImports extends ImportGuesser {
   }
 
   /** `dir`'s module `mod`: its compiled form, else its source. */
-  private file(dir: string, mod: string, tag: string): MergedNode | undefined {
-    return this.regular(`${dir}/__pycache__/${mod}.${tag}.pyc`) ?? this.regular(`${dir}/${mod}.py`);
+  private file(dir: string, mod: string, tag: string, budget: Budget): MergedNode | undefined {
+    return (
+      this.regular(`${dir}/__pycache__/${mod}.${tag}.pyc`, budget) ??
+      this.regular(`${dir}/${mod}.py`, budget)
+    );
   }
 }

@@ -1,0 +1,32 @@
+import type { ImageFS, MergedNode } from "@seekable/reader";
+import type { Content } from "../content.js";
+import { type FirstReadListener, fanOut, Guessing } from "./guessing.js";
+import { JsRequires } from "./js-requires.js";
+import { LoaderPrefetch } from "./loader-prefetch.js";
+import { PythonImports } from "./python-imports.js";
+
+export interface GuessOptions {
+  /** Fetch what the dynamic loader will read next when a program is read (default true). */
+  loaderPrefetch?: boolean;
+  /** Fetch the modules a Python or JavaScript module imports when it is read (default true). */
+  importPrefetch?: boolean;
+}
+
+/**
+ * The guessers a host tells of each first read, over one merged image, sharing `guessing`
+ * (one per mount or store: its bounds hold for everything the host guesses).
+ */
+export function guessers(
+  fs: ImageFS,
+  contentOf: (m: MergedNode) => Content | undefined,
+  opts: GuessOptions,
+  guessing: Guessing,
+): FirstReadListener | undefined {
+  const imports = opts.importPrefetch !== false;
+  return fanOut(
+    opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(fs, contentOf, guessing),
+    imports ? new PythonImports(fs, contentOf, guessing) : undefined,
+    imports ? new JsRequires(fs, contentOf, guessing) : undefined,
+  );
+}
+
