@@ -6,19 +6,14 @@ import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  parseReference,
-  pushBlob,
-  putManifest,
-  RegistryClient,
-  type Repository,
-} from "@seekable/registry";
+import { RegistryClient, type Repository } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { convertItems } from "./helpers/convert.js";
 import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { startForeground } from "./helpers/foreground.js";
+import { pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
 import { MTIME, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -140,53 +135,6 @@ function forceUnmount(mnt: string): void {
   }
 }
 
-async function pushImage(
-  client: RegistryClient,
-  tag: string,
-  blobs: Buffer[],
-  tocDigests: string[],
-): Promise<string> {
-  const digests: string[] = [];
-  for (const b of blobs) {
-    const digest = sha(b);
-    digests.push(digest);
-    await pushBlob(client, repo, { digest, size: b.length }, b);
-  }
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: "amd64",
-      os: "linux",
-      rootfs: { type: "layers", diff_ids: [] },
-    }),
-  );
-  await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: {
-        mediaType: "application/vnd.oci.image.config.v1+json",
-        digest: sha(config),
-        size: config.length,
-      },
-      layers: blobs.map((b, i) => ({
-        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-        digest: digests[i],
-        size: b.length,
-        annotations: { "containerd.io/snapshot/stargz/toc.digest": tocDigests[i] },
-      })),
-    }),
-  );
-  const r = `${registry.host}/${repo.repository}:${tag}`;
-  await putManifest(
-    client,
-    parseReference(r),
-    manifest,
-    "application/vnd.oci.image.manifest.v1+json",
-  );
-  return r;
-}
-
 beforeAll(async () => {
   if (missing.length > 0)
     throw new Error(`cannot test real FUSE mounts: missing ${missing.join(", ")}`);
@@ -205,7 +153,8 @@ beforeAll(async () => {
   const tocs = converted.map((c) => c.toc);
   const client = new RegistryClient();
   try {
-    ref = `docker://${await pushImage(client, "v1", blobs, tocs)}`;
+    const pushed = blobs.map((blob, i) => ({ blob, toc: tocs[i] }));
+    ref = `docker://${await pushImage(client, repo, "v1", pushed)}`;
   } finally {
     await client.close();
   }
@@ -455,7 +404,8 @@ describe("seekable mount (real FUSE, real registry)", () => {
     const client = new RegistryClient();
     let prio: string;
     try {
-      prio = `docker://${await pushImage(client, "prio", [blob], [jsonOut<{ tocDigest: string }>(conv).tocDigest])}`;
+      const toc = jsonOut<{ tocDigest: string }>(conv).tocDigest;
+      prio = `docker://${await pushImage(client, repo, "prio", [{ blob, toc }])}`;
     } finally {
       await client.close();
     }
@@ -507,9 +457,9 @@ describe("seekable mount (real FUSE, real registry)", () => {
   it("starts a dynamically linked program, fetching what the loader opens ahead of it", async () => {
     const { base, app, libs } = dynamicProgram();
     const converted = [await convertItems(dir, "elf0", base), await convertItems(dir, "elf1", app)];
-    const [blobs, tocs] = [converted.map((c) => c.blob), converted.map((c) => c.toc)];
+    const pushed = converted.map((c) => ({ blob: c.blob, toc: c.toc }));
     const client = new RegistryClient();
-    const elfRef = `docker://${await pushImage(client, "elf", blobs, tocs).finally(() => client.close())}`;
+    const elfRef = `docker://${await pushImage(client, repo, "elf", pushed).finally(() => client.close())}`;
 
     // What opening the image costs, to count the reads alone.
     const idle = await mount(elfRef, "--no-cache", "--stats");

@@ -69,6 +69,9 @@ const MAX_TOC_BYTES = 512 << 20;
 
 export { DEFAULT_MAX_TOC_ENTRIES };
 
+/** Standard base64 with padding: what Go's encoding/json writes for a []byte. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
 /** Reads an eStargz (or legacy stargz) blob through a RangeSource, verifying every byte. */
 export class LayerReader {
   readonly root: Node;
@@ -215,12 +218,19 @@ export class LayerReader {
     for await (const { data } of this.chunksOf(node, 0, node.size, signal)) yield data;
   }
 
-  /** Checks every chunk digest and every file digest. Returns counts. */
+  /**
+   * Checks every chunk digest and every file digest, and that every xattr value is base64
+   * as Go encodes a []byte (the reference refuses anything else). Returns counts.
+   */
   async verify(signal?: AbortSignal): Promise<{ files: number; chunks: number; bytes: number }> {
     let files = 0;
     let chunks = 0;
     let bytes = 0;
     for (const n of this.nodes.values()) {
+      for (const [name, value] of Object.entries(n.xattrs)) {
+        if (!BASE64.test(value))
+          throw new FormatError(`${n.path}: xattr ${JSON.stringify(name)} is not valid base64`);
+      }
       if (n.type !== "reg" || n.target) continue;
       files++;
       if (n.size === 0) {

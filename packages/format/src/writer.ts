@@ -219,7 +219,7 @@ export class LayerWriter {
   async finish(): Promise<WriteResult> {
     if (this.finished) throw new Error("finish called twice");
     this.finished = true;
-    refuseDirectoryHardlinks(this.toc);
+    refuseBadHardlinks(this.toc);
     try {
       await this.closeSegment();
       await this.flushBatch();
@@ -332,18 +332,31 @@ export class LayerWriter {
 }
 
 /**
- * A hardlink to a directory makes the layer a graph with cycles (a mount shows an endless
- * tree, and no file system can extract it): refused, naming the entry.
+ * A hardlink must name another entry of the archive that is not a directory: one to a
+ * directory makes the layer a graph with cycles (a mount shows an endless tree, and no file
+ * system can extract it), one to a name the archive lacks (`../../etc/passwd`) is refused by
+ * every reader of the TOC, ours and the reference. Refused here, naming the entry.
  */
-function refuseDirectoryHardlinks(toc: TocEntry[]): void {
+function refuseBadHardlinks(toc: TocEntry[]): void {
   // The writer's TOC holds the tar's byte strings; text only in the message.
   const text = (s: string) => quoteName(fromByteString(s as ByteString));
   const dirs = new Set<string>();
-  for (const e of toc) if (e.type === "dir") dirs.add(cleanEntryName(e.name));
+  const names = new Set<string>();
   for (const e of toc) {
-    if (e.type === "hardlink" && dirs.has(cleanEntryName(e.linkName ?? "")))
+    const name = cleanEntryName(e.name);
+    if (e.type === "dir") dirs.add(name);
+    else names.add(name);
+  }
+  for (const e of toc) {
+    if (e.type !== "hardlink") continue;
+    const target = cleanEntryName(e.linkName ?? "");
+    if (dirs.has(target))
       throw new FormatError(
         `hardlink ${text(e.name)} points to the directory ${text(e.linkName ?? "")}: hardlinks to directories are not allowed`,
+      );
+    if (!names.has(target) || target === cleanEntryName(e.name))
+      throw new FormatError(
+        `hardlink ${text(e.name)} points to ${text(e.linkName ?? "")}, which is not in the archive`,
       );
   }
 }

@@ -181,29 +181,32 @@ export async function openImage(
     if (i < 0 || i >= descs.length) throw new LayerNotFoundError(wanted, descs.length);
     descs = [descs[i]];
   }
-  const opened: OpenedLayer[] = [];
-  try {
-    // Layers open concurrently: each costs one or two small requests.
-    const results = await Promise.allSettled(
-      descs.map((d, i) => openRegistryLayer(client, ref, d.digest, d, opts, `layer ${i}`)),
-    );
-    for (const r of results) if (r.status === "fulfilled") opened.push(r.value);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-  } catch (e) {
-    await Promise.all(
-      opened.map((l) => (l.view instanceof WholeLayer ? l.view.close() : undefined)),
-    );
-    throw e;
+  // Layers open concurrently: each costs one or two small requests. A layer listed more
+  // than once (an empty layer, or a hostile manifest) is opened once and shown at each place.
+  const keyOf = (d: Descriptor) => `${d.digest}/${d.annotations?.[TOC_DIGEST_ANNOTATION] ?? ""}`;
+  const firsts = new Map<string, Descriptor>();
+  for (const d of descs) if (!firsts.has(keyOf(d))) firsts.set(keyOf(d), d);
+  const results = await Promise.allSettled(
+    [...firsts.values()].map((d, i) =>
+      openRegistryLayer(client, ref, d.digest, d, opts, `layer ${i}`),
+    ),
+  );
+  const distinct = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const closeAll = () =>
+    Promise.all(distinct.map((l) => (l.view instanceof WholeLayer ? l.view.close() : undefined)));
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) {
+    await closeAll();
+    throw (failed as PromiseRejectedResult).reason;
   }
+  const byKey = new Map([...firsts.keys()].map((k, i) => [k, distinct[i]]));
+  const opened = descs.map((d) => byKey.get(keyOf(d)) as OpenedLayer);
   return {
     kind: wanted !== undefined ? "layer" : "image",
     layers: opened,
     fs: new ImageFS(opened.map((l) => l.view)),
     close: async () => {
-      await Promise.all(
-        opened.map((l) => (l.view instanceof WholeLayer ? l.view.close() : undefined)),
-      );
+      await closeAll();
     },
   };
 }

@@ -36,6 +36,7 @@ export {
 } from "./errors.js";
 export { type Limit, limiter } from "./limit.js";
 export {
+  checkImageLayers,
   getImageManifest,
   getManifest,
   headManifest,
@@ -43,6 +44,8 @@ export {
   type ManifestJson,
   type ManifestOptions,
   type ManifestResult,
+  MAX_IMAGE_BYTES,
+  MAX_IMAGE_LAYERS,
   putManifest,
 } from "./manifest.js";
 export { isImageManifestMediaType, isIndexMediaType, MediaType } from "./media-types.js";

@@ -48,6 +48,13 @@ export interface ManifestOptions {
 }
 
 const MAX_MANIFEST = 4 << 20;
+/**
+ * An image's layers, at most: overlayfs stacks no more than 500 lower layers, so an image
+ * with more cannot run anyway, and a reader never opens thousands for one manifest.
+ */
+export const MAX_IMAGE_LAYERS = 500;
+/** The sum of an image's claimed layer sizes, at most (no real image comes near it). */
+export const MAX_IMAGE_BYTES = 2 ** 40;
 
 function manifestPath(ref: Reference): string {
   return `/v2/${ref.repository}/manifests/${encodeURIComponent(manifestTarget(ref))}`;
@@ -172,7 +179,7 @@ export async function getImageManifest(
   options: ManifestOptions & { platform?: Platform } = {},
 ): Promise<ImageManifestResult> {
   const top = await getManifest(client, ref, options);
-  if (isImageManifestMediaType(top.mediaType)) return { manifest: top };
+  if (isImageManifestMediaType(top.mediaType)) return { manifest: checkImageLayers(top) };
   if (!isIndexMediaType(top.mediaType) && !Array.isArray(top.json.manifests)) {
     throw new RegistryError(
       formatReference(ref),
@@ -196,7 +203,36 @@ export async function getImageManifest(
     );
   }
   const manifest = await getManifest(client, withTarget(ref, { digest: chosen.digest }), options);
-  return { manifest, index: top, platform: chosen.platform };
+  return { manifest: checkImageLayers(manifest), index: top, platform: chosen.platform };
+}
+
+/**
+ * An image manifest's layer list within the stated bounds (MAX_IMAGE_LAYERS, MAX_IMAGE_BYTES),
+ * every entry a descriptor with a digest and a size, else one line naming the manifest.
+ */
+export function checkImageLayers(m: ManifestResult): ManifestResult {
+  const layers = m.json.layers ?? [];
+  const subject = formatReference(m.reference);
+  const refuse = (cause: string) => new RegistryError(subject, cause, { kind: "unsupported" });
+  if (!Array.isArray(layers)) throw refuse("manifest's layers is not a list");
+  if (layers.length > MAX_IMAGE_LAYERS) {
+    throw refuse(
+      `manifest lists ${layers.length} layers; at most ${MAX_IMAGE_LAYERS} are supported (overlayfs stacks no more)`,
+    );
+  }
+  let total = 0;
+  for (const [i, l] of layers.entries()) {
+    if (typeof l?.digest !== "string" || !Number.isSafeInteger(l.size) || l.size < 0) {
+      throw refuse(`manifest's layer ${i} has no valid digest and size`);
+    }
+    total += l.size;
+  }
+  if (total > MAX_IMAGE_BYTES) {
+    throw refuse(
+      `manifest's layers claim ${total} bytes; at most ${MAX_IMAGE_BYTES} are supported`,
+    );
+  }
+  return m;
 }
 
 /**
