@@ -41,11 +41,11 @@ export {
   getManifest,
   headManifest,
   type ImageManifestResult,
+  MAX_IMAGE_BYTES,
+  MAX_IMAGE_LAYERS,
   type ManifestJson,
   type ManifestOptions,
   type ManifestResult,
-  MAX_IMAGE_BYTES,
-  MAX_IMAGE_LAYERS,
   putManifest,
 } from "./manifest.js";
 export { isImageManifestMediaType, isIndexMediaType, MediaType } from "./media-types.js";

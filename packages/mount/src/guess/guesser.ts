@@ -3,7 +3,7 @@ import { resolved } from "../attr.js";
 import type { ChunkItem } from "../chunks.js";
 import type { Content } from "../content.js";
 import { Budget } from "./budget.js";
-import { type FirstReadListener, type GuessKind, Guessing } from "./guessing.js";
+import { type FirstReadListener, Guessing, type GuessKind } from "./guessing.js";
 import { resolvePath } from "./resolve-path.js";
 
 /** A file is fetched whole up to this many compressed bytes, else its first chunk. */
@@ -68,4 +68,3 @@ export abstract class Guesser implements FirstReadListener {
     return f && resolved(f.node).type === "reg" ? f : undefined;
   }
 }
-

@@ -1,6 +1,6 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
 import type { Content } from "../content.js";
-import { type FirstReadListener, fanOut, Guessing } from "./guessing.js";
+import { type FirstReadListener, fanOut, type Guessing } from "./guessing.js";
 import { JsRequires } from "./js-requires.js";
 import { LoaderPrefetch } from "./loader-prefetch.js";
 import { PythonImports } from "./python-imports.js";
@@ -29,4 +29,3 @@ export function guessers(
     imports ? new JsRequires(fs, contentOf, guessing) : undefined,
   );
 }
-

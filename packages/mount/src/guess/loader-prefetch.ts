@@ -103,12 +103,7 @@ export class LoaderPrefetch extends Guesser {
   }
 
   /** The same, fetching the tables. */
-  private async librariesFetched(
-    m: MergedNode,
-    h: ElfHeader,
-    dynRange: FileRange,
-    budget: Budget,
-  ) {
+  private async librariesFetched(m: MergedNode, h: ElfHeader, dynRange: FileRange, budget: Budget) {
     const dyn = await this.bytes(m, dynRange);
     const strRange = dyn && stringTableOf(h, dyn);
     const strtab = strRange && (await this.bytes(m, this.inFile(strRange, resolved(m.node).size)));
