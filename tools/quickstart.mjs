@@ -8,7 +8,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -140,6 +140,7 @@ async function main() {
   await copyFile(join(root, "README.md"), join(app, "app/README.md"));
   await writeFile(
     join(app, "app/hello.js"),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the app's own source text
     "console.log(`hello from node ${process.version}, started from a lazily mounted image`);\n",
   );
   const layers = [layerOf(base), layerOf(lib), layerOf(app)];
