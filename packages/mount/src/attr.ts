@@ -74,3 +74,30 @@ export function statOf(m: MergedNode, inodes: Inodes): Stat {
     ctime: time,
   };
 }
+
+/** stat(2) of a directory the layer store makes up (root, an image, a layer): read-only, root's. */
+export function syntheticDirStat(ino: number, mode = 0o500): Stat {
+  return { ...syntheticStat(ino, 0), mode: 0o040000 | mode, nlink: 2 };
+}
+
+/** stat(2) of a file the layer store makes up (`info`, `blob`): read-only, root's, epoch times. */
+export function syntheticFileStat(ino: number, size: number): Stat {
+  return syntheticStat(ino, size);
+}
+
+function syntheticStat(ino: number, size: number): Stat {
+  return {
+    mode: 0o100400,
+    uid: 0,
+    gid: 0,
+    size,
+    nlink: 1,
+    ino,
+    rdev: 0,
+    blksize: 4096,
+    blocks: Math.ceil(size / 512),
+    atime: 0,
+    mtime: 0,
+    ctime: 0,
+  };
+}

@@ -1,13 +1,11 @@
-import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
 import type { OpenedTarget } from "@seekable/reader";
 import { Inodes } from "./attr.js";
 import { ChunkPool } from "./chunks.js";
 import { Content } from "./content.js";
 import { fuseOperations } from "./fuse-ops.js";
-import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
 import { type GuessOptions, guessers } from "./guess/guessers.js";
 import { Guessing } from "./guess/guessing.js";
+import { describe, hostFuse, LineLog } from "./host.js";
 import {
   backgroundFetch,
   PrioritizedPrefetch,
@@ -15,7 +13,6 @@ import {
   type ProfilePrefetchResult,
 } from "./prefetch.js";
 import { AccessRecorder } from "./record.js";
-import { clearStaleMount, detach } from "./stale-mount.js";
 
 export interface MountOptions extends GuessOptions {
   /** Write the regular files opened, in first-access order, to this file at unmount. */
@@ -66,10 +63,6 @@ function markFirstCalls(ops: Record<string, unknown>): void {
   }
 }
 
-function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
-
 /** Mounts an opened image or layer read-only at DIR; resolves once the kernel serves it. */
 export async function mountTarget(
   target: OpenedTarget,
@@ -77,16 +70,11 @@ export async function mountTarget(
   opts: MountOptions,
 ): Promise<MountedImage> {
   opts.prefetch?.catch(() => {}); // settled below, once mounted (reported through `profiled`)
-  const dir = resolve(dirArg);
-  if (await clearStaleMount(dir)) opts.log(`${dir}: cleared a stale mount left by a dead process`);
-  const st = await stat(dir);
-  if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
-
   const prefetch = new PrioritizedPrefetch();
   const profile = new ProfilePrefetch();
   const pool = new ChunkPool(64 << 20, (item) => prefetch.covering(item) ?? profile.covering(item));
   const recorder = opts.record ? new AccessRecorder() : undefined;
-  const reported = new Map<string, number>();
+  const errors = new LineLog(opts.log);
   const content = new Content(target.layers, pool);
   const ops = fuseOperations({
     fs: target.fs,
@@ -95,31 +83,28 @@ export async function mountTarget(
     inodes: new Inodes(),
     recorder,
     readAhead: opts.readAhead,
-    onError: (path, e) => {
-      // One line per failing file and cause, not one per kernel read of it.
-      const line = `read of /${path} failed: ${describe(e)}`;
-      const at = Date.now();
-      if ((reported.get(line) ?? 0) > at - 5000) return;
-      reported.set(line, at);
-      opts.log(line);
-    },
+    // One line per failing file and cause, not one per kernel read of it.
+    onError: (path, e) => errors.report(`read of /${path} failed: ${describe(e)}`),
   });
   if (process.env.SEEKABLE_TIMING) markFirstCalls(ops as unknown as Record<string, unknown>);
+  const background = new AbortController();
   // ro: the kernel answers EROFS to writes itself. use_ino: hardlinks share our inode
   // numbers. negative_timeout: an image never changes, so a name that is not there stays
   // so (a program's start probes many: python's import path, the dynamic loader's).
   // Without max_pages (libfuse 2 cannot ask for it) reads are 128 KiB at most.
-  const fuse = new LayerFuse(
-    dir,
-    ops,
-    { ...layerFuseOptions("seekable"), defaultPermissions: true },
-    ["ro", "use_ino", "negative_timeout=3600"],
-  );
   performance.mark("mount: FUSE mount started");
-  await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
+  const host = await hostFuse(dirArg, ops, {
+    fsname: "seekable",
+    extra: ["ro", "use_ino", "negative_timeout=3600"],
+    fuse: { defaultPermissions: true },
+    log: opts.log,
+    beforeUnmount: () => background.abort(),
+    afterUnmount: async () => {
+      if (recorder && opts.record) await recorder.write(opts.record);
+    },
+  });
   performance.mark("mount: FUSE mount up");
 
-  const background = new AbortController();
   const prioritized = prefetch.start(target.layers, (e) =>
     opts.log(`prefetch of the prioritized files failed: ${describe(e)}`),
   );
@@ -137,25 +122,10 @@ export async function mountTarget(
       });
   }
 
-  let unmounting: Promise<void> | undefined;
   return {
-    dir,
+    dir: host.dir,
     prioritized,
     profiled,
-    unmount() {
-      unmounting ??= (async () => {
-        background.abort();
-        await new Promise<void>((res) =>
-          fuse.unmount((err) => {
-            if (err) opts.log(`${dir}: unmount: ${describe(err)}`);
-            res();
-          }),
-        );
-        // If fuse-native could not detach it (busy), detach lazily so nothing is left behind.
-        await clearStaleMount(dir).catch(() => detach(dir));
-        if (recorder && opts.record) await recorder.write(opts.record);
-      })();
-      return unmounting;
-    },
+    unmount: () => host.unmount(),
   };
 }

@@ -136,11 +136,11 @@ describe("retries", () => {
       body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit exceeded"}]}',
       headers: { "retry-after": "3600" },
     }));
-    const t0 = Date.now();
     await expect(
       readBlobRanges(newClient(), repo(), digest, [{ start: 0, end: 5 }]),
     ).rejects.toThrow(/toomanyrequests: rate limit exceeded; server asks to retry after 3600 s$/);
-    expect(Date.now() - t0).toBeLessThan(1000);
+    // One request: no retry was scheduled (a wait of an hour would time the test out).
+    expect(blobGets()).toHaveLength(1);
   });
 
   it("retries a connection reset before the headers", async () => {
@@ -229,11 +229,10 @@ describe("timeouts and abort", () => {
     );
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error("user cancelled")), 100);
-    const t0 = Date.now();
+    // The abort's own reason: a read that ignored it would end with the 10 s headers timeout.
     await expect(source.read([{ offset: 0, length: 10 }], ac.signal)).rejects.toThrow(
       "user cancelled",
     );
-    expect(Date.now() - t0).toBeLessThan(1000);
   });
 });
 

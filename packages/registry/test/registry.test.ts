@@ -168,14 +168,13 @@ describe("blobs", () => {
   });
 
   it("survives distribution's 416 whose Content-Length lies", async () => {
-    const t0 = Date.now();
+    // Waiting for the body Content-Length promises would end in a timeout, not this error.
     const err = await readBlobRanges(client, repo(), digest, [
       { start: 3_000_000, end: 3_000_010 },
     ]).catch((e) => e);
     expect(err).toBeInstanceOf(RegistryError);
     expect(err.kind).toBe("range");
     expect(err.message).toMatch(/range not satisfiable \(blob is 2000000 bytes\)$/);
-    expect(Date.now() - t0).toBeLessThan(3000);
     // The pool is still healthy afterwards.
     const ok = await readBlobRanges(client, repo(), digest, [{ start: 0, end: 10 }]);
     expect(Buffer.from(ok.data[0] as Uint8Array)).toEqual(data.subarray(0, 10));

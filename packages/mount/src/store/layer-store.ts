@@ -1,5 +1,3 @@
-import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
 import { type ChunkCache, LayerReader, type Node } from "@seekable/format";
 import {
   ImageFS,
@@ -18,28 +16,23 @@ import {
   RegistryBlobSource,
   type RegistryClient,
 } from "@seekable/registry";
-import type { Operations, Stat } from "fuse-native";
-import { Inodes } from "./attr.js";
-import { ChunkPool } from "./chunks.js";
-import { Content } from "./content.js";
-import { Errno } from "./fuse-native.js";
-import { fuseOperations } from "./fuse-ops.js";
-import { LayerFuse, layerFuseOptions, refuseWrites, statfsReply } from "./fuse-setup.js";
-import { type GuessOptions, guessers } from "./guess/guessers.js";
-import { type FirstReadListener, Guessing } from "./guess/guessing.js";
-import { LinkEstimate } from "./link-estimate.js";
-import { ProfilePrefetch } from "./prefetch.js";
-import { clearStaleMount, detach } from "./stale-mount.js";
-import { OverlayLayerView } from "./store-layer.js";
+import type { Operations } from "fuse-native";
+import { Inodes } from "../attr.js";
+import { ChunkPool } from "../chunks.js";
+import { Content } from "../content.js";
+import { fuseOperations } from "../fuse-ops.js";
+import { type GuessOptions, guessers } from "../guess/guessers.js";
+import { type FirstReadListener, Guessing } from "../guess/guessing.js";
+import { describe, LineLog } from "../host.js";
+import { LinkEstimate } from "../link-estimate.js";
+import { ProfilePrefetch } from "../prefetch.js";
+import { layerInfo } from "./info.js";
+import { OverlayLayerView } from "./overlay-view.js";
 
-/** The annotation the reference reads `diff-size` from. */
-const UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size";
-/** containers/storage's compression type for gzip (archive.Gzip), as the reference writes it. */
-const GZIP = 2;
 /** How long a resolved manifest and config are reused (the reference: 120 s). */
 const MANIFEST_TTL = 120_000;
 /** Inode numbers: layer N's files get N * LAYER_INODES + their own number. */
-const LAYER_INODES = 1 << 22;
+export const LAYER_INODES = 1 << 22;
 /** A layer no `use` counts is freed after this long without a request (default). */
 const RELEASE_AFTER = 120_000;
 /** Verified chunks each layer's pool keeps at hand (the chunk cache is behind it). */
@@ -73,16 +66,12 @@ export interface StoreOptions extends GuessOptions {
    * access resolves it again.
    */
   releaseAfterMs?: number;
-}
-
-export interface MountedStore {
-  readonly dir: string;
-  /** Detaches the mount. Idempotent. */
-  unmount(): Promise<void>;
+  /** The clock layers and images age by (tests set it). */
+  now?: () => number;
 }
 
 /** An image as the store knows it: its manifest and config, fetched on first access. */
-interface ImageEntry {
+export interface ImageEntry {
   ref: Reference;
   loaded?: Promise<Loaded>;
   /** When `loaded` was fetched. */
@@ -102,7 +91,7 @@ interface ImageEntry {
 }
 
 /** A layer opened for `diff/` and `blob`. Shared by every image that has it. */
-interface LayerEntry {
+export interface LayerEntry {
   key: string;
   id: number;
   desc: Descriptor;
@@ -123,27 +112,6 @@ interface LayerEntry {
   images: Set<ImageEntry>;
 }
 
-/** The layer's JSON description, as the reference store encodes it (Go encoding/json). */
-export function layerInfo(layers: Descriptor[], diffIds: string[], digest: string): string {
-  if (layers.length !== diffIds.length) {
-    throw new Error(
-      `len(manifest.Layers) != len(config.Rootfs): ${layers.length} != ${diffIds.length}`,
-    );
-  }
-  const i = layers.findIndex((l) => l.digest === digest);
-  if (i < 0) throw new Error(`layer ${JSON.stringify(digest)} not found in the manifest`);
-  const l = layers[i];
-  const size = Number.parseInt(l.annotations?.[UNCOMPRESSED_SIZE] ?? "", 10);
-  // Go's omitempty drops zero values: the same fields, in the same order.
-  const info: Record<string, string | number> = {};
-  if (l.digest) info["compressed-diff-digest"] = l.digest;
-  if (l.size) info["compressed-size"] = l.size;
-  if (diffIds[i]) info["diff-digest"] = diffIds[i];
-  if (Number.isSafeInteger(size) && size !== 0) info["diff-size"] = size;
-  info.compression = GZIP;
-  return `${JSON.stringify(info)}\n`;
-}
-
 /** Inode numbers of one layer's files, apart from every other layer's and the store's own. */
 class LayerInodes extends Inodes {
   constructor(private readonly base: number) {
@@ -155,11 +123,8 @@ class LayerInodes extends Inodes {
   }
 }
 
-function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
-
-function decodeRef(name: string): Reference | undefined {
+/** The image reference a store directory names (base64 of the reference), or undefined. */
+export function decodeRef(name: string): Reference | undefined {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(name)) return undefined;
   const text = Buffer.from(name, "base64").toString("utf8");
   if (Buffer.from(text, "utf8").toString("base64") !== name) return undefined;
@@ -169,8 +134,6 @@ function decodeRef(name: string): Reference | undefined {
     return undefined;
   }
 }
-
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** An image's manifest digest, layer descriptors and diff IDs. */
 interface Loaded {
@@ -213,11 +176,15 @@ export class LayerStore {
   private nextLayer = 1;
   private nextIno = 2;
   private readonly inos = new Map<string, number>();
-  private readonly reported = new Map<string, number>();
+  private readonly errors: LineLog;
   readonly releaseAfterMs: number;
 
+  private readonly now: () => number;
+
   constructor(private readonly opts: StoreOptions) {
+    this.now = opts.now ?? Date.now;
     this.releaseAfterMs = opts.releaseAfterMs ?? RELEASE_AFTER;
+    this.errors = new LineLog(opts.log, 5000, this.now);
   }
 
   /** A stable inode for a store-level path (root is 1). */
@@ -232,10 +199,7 @@ export class LayerStore {
 
   /** One line per cause, not one per kernel request. */
   report(line: string): void {
-    const at = Date.now();
-    if ((this.reported.get(line) ?? 0) > at - 5000) return;
-    this.reported.set(line, at);
-    this.opts.log(line);
+    this.errors.report(line);
   }
 
   image(name: string): ImageEntry | undefined {
@@ -243,16 +207,16 @@ export class LayerStore {
     if (e) return e;
     const ref = decodeRef(name);
     if (!ref) return undefined;
-    e = { ref, at: 0, uses: 0, lastUsed: Date.now() };
+    e = { ref, at: 0, uses: 0, lastUsed: this.now() };
     this.images.set(name, e);
     return e;
   }
 
   /** The image's manifest digest, layer descriptors and diff IDs (cached MANIFEST_TTL while not in use). */
   load(img: ImageEntry): Promise<Loaded> {
-    img.lastUsed = Date.now();
-    if (img.loaded && (img.uses > 0 || Date.now() - img.at < MANIFEST_TTL)) return img.loaded;
-    img.at = Date.now();
+    img.lastUsed = this.now();
+    if (img.loaded && (img.uses > 0 || this.now() - img.at < MANIFEST_TTL)) return img.loaded;
+    img.at = this.now();
     const client = this.opts.client;
     const loaded = (async () => {
       const { manifest } = await getImageManifest(client, img.ref);
@@ -312,7 +276,7 @@ export class LayerStore {
     }
     const entry = await p;
     entry.images.add(img);
-    entry.lastUsed = Date.now();
+    entry.lastUsed = this.now();
     return entry;
   }
 
@@ -427,7 +391,7 @@ export class LayerStore {
       reader,
       ops,
       rootIno: base + 1,
-      lastUsed: Date.now(),
+      lastUsed: this.now(),
       open: 0,
       freed: new AbortController(),
       prefetched: new Set(),
@@ -513,7 +477,7 @@ export class LayerStore {
   /** The layer directory removed: one use less. */
   release(img: ImageEntry, digest: string): void {
     if (img.uses > 0) img.uses--;
-    if (img.uses === 0) img.at = Date.now();
+    if (img.uses === 0) img.at = this.now();
     const n = (this.uses.get(digest) ?? 0) - 1;
     if (n > 0) this.uses.set(digest, n);
     else this.uses.delete(digest);
@@ -522,14 +486,14 @@ export class LayerStore {
   /** A file of the layer opened (not freed while open) or closed. */
   opened(l: LayerEntry, delta: 1 | -1): void {
     l.open += delta;
-    l.lastUsed = Date.now();
+    l.lastUsed = this.now();
   }
 
   /**
    * Frees every resolved layer that no `use` counts, with no file open and no request for
    * `releaseAfterMs`; forgets images not asked about for as long (and MANIFEST_TTL).
    */
-  sweep(now = Date.now()): void {
+  sweep(now = this.now()): void {
     for (const [key, e] of this.resolved) {
       if (e.open > 0 || (this.uses.get(e.desc.digest) ?? 0) > 0) continue;
       if (now - e.lastUsed < this.releaseAfterMs) continue;
@@ -555,294 +519,4 @@ export class LayerStore {
 
 function megabytes(n: number): string {
   return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
-}
-
-const dirStat = (ino: number, mode = 0o500): Stat => {
-  const now = new Date(0);
-  return {
-    mode: 0o040000 | mode,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    nlink: 2,
-    ino,
-    rdev: 0,
-    blksize: 4096,
-    blocks: 0,
-    atime: now,
-    mtime: now,
-    ctime: now,
-  } as unknown as Stat;
-};
-
-const fileStat = (ino: number, size: number): Stat => {
-  const now = new Date(0);
-  return {
-    mode: 0o100400,
-    uid: 0,
-    gid: 0,
-    size,
-    nlink: 1,
-    ino,
-    rdev: 0,
-    blksize: 4096,
-    blocks: Math.ceil(size / 512),
-    atime: now,
-    mtime: now,
-    ctime: now,
-  } as unknown as Stat;
-};
-
-interface Parsed {
-  /** 0: root, 1: image dir, 2: layer dir, 3: a layer's entry (info, blob, diff...). */
-  depth: number;
-  img?: ImageEntry;
-  digest?: string;
-  entry?: string;
-  /** Below diff/: the path inside the layer ("/" for diff itself). */
-  inner?: string;
-}
-
-/** The FUSE operations of the store. */
-export function storeOperations(store: LayerStore): Operations {
-  const handles = new Map<number, { kind: "blob" | "info"; data?: Buffer; layer?: LayerEntry }>();
-  /** Files open under diff/: the store's fd -> the layer's operations and their own fd. */
-  const layerFds = new Map<
-    number,
-    { ops: Operations; fd: number; inner: string; layer: LayerEntry }
-  >();
-  let nextFd = 1;
-
-  /** Splits a path; an errno when it names nothing the store can have. */
-  const parse = (path: string): Parsed | number => {
-    const parts = path.split("/").filter((p) => p !== "");
-    if (parts.length === 0) return { depth: 0 };
-    const img = store.image(parts[0]);
-    if (!img) return Errno.EINVAL;
-    if (parts.length === 1) return { depth: 1, img };
-    if (!DIGEST.test(parts[1])) return Errno.EINVAL;
-    if (parts.length === 2) return { depth: 2, img, digest: parts[1] };
-    const entry = parts[2];
-    if (entry === "diff") {
-      return { depth: 3, img, digest: parts[1], entry, inner: `/${parts.slice(3).join("/")}` };
-    }
-    if (parts.length > 3) return Errno.ENOTDIR;
-    if (entry !== "info" && entry !== "blob") return Errno.ENOENT;
-    return { depth: 3, img, digest: parts[1], entry };
-  };
-
-  /** Runs `fn` with the layer of a parsed diff/blob path; EIO (one line) when unresolvable. */
-  const withLayer = (p: Parsed, cb: (code: number) => void, fn: (l: LayerEntry) => void) => {
-    store.layer(p.img as ImageEntry, p.digest as string).then(fn, (e) => {
-      store.report(
-        `layer ${formatReference((p.img as ImageEntry).ref)} ${p.digest}: ${describe(e)}`,
-      );
-      cb(Errno.EIO);
-    });
-  };
-
-  return {
-    ...refuseWrites,
-    getattr(path, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.depth < 3) return cb(0, dirStat(p.depth === 0 ? 1 : store.ino(path)));
-      if (p.entry === "info") {
-        store.info(p.img as ImageEntry, p.digest as string).then(
-          (data) => cb(0, fileStat(store.ino(path), data.length)),
-          (e) => {
-            store.report(`info of ${p.digest}: ${describe(e)}`);
-            cb(Errno.EIO);
-          },
-        );
-        return;
-      }
-      withLayer(p, cb, (l) => {
-        if (p.entry === "blob") return cb(0, fileStat(store.ino(path), l.source.size));
-        (l.ops.getattr as NonNullable<Operations["getattr"]>)(p.inner as string, cb);
-      });
-    },
-    fgetattr(path, fd, cb) {
-      const f = layerFds.get(fd);
-      if (f?.ops.fgetattr) return f.ops.fgetattr(f.inner, f.fd, cb);
-      (this.getattr as NonNullable<Operations["getattr"]>)(path, cb);
-    },
-    readdir(path, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.depth === 0) return cb(0, [".", ".."]);
-      if (p.depth === 1) return cb(0, [".", ".."]);
-      if (p.depth === 2) return cb(0, [".", "..", "diff", "info", "blob"]);
-      if (p.entry !== "diff") return cb(Errno.ENOTDIR);
-      withLayer(p, cb, (l) =>
-        (l.ops.readdir as NonNullable<Operations["readdir"]>)(p.inner as string, cb),
-      );
-    },
-    readlink(path, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.entry !== "diff") return cb(Errno.EINVAL);
-      withLayer(p, cb, (l) =>
-        (l.ops.readlink as NonNullable<Operations["readlink"]>)(p.inner as string, cb),
-      );
-    },
-    open(path, flags, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.depth < 3) return cb(Errno.EISDIR);
-      if ((flags & 3) !== 0) return cb(Errno.EROFS);
-      if (p.entry === "info") {
-        store.info(p.img as ImageEntry, p.digest as string).then(
-          (data) => {
-            const fd = nextFd++;
-            handles.set(fd, { kind: "info", data });
-            cb(0, fd);
-          },
-          () => cb(Errno.EIO),
-        );
-        return;
-      }
-      withLayer(p, cb, (l) => {
-        if (p.entry === "blob") {
-          const fd = nextFd++;
-          handles.set(fd, { kind: "blob", layer: l });
-          store.opened(l, 1);
-          return cb(0, fd);
-        }
-        const inner = p.inner as string;
-        (l.ops.open as NonNullable<Operations["open"]>)(inner, flags, (code, innerFd) => {
-          if (code !== 0 || innerFd === undefined) return cb(code);
-          const fd = nextFd++;
-          layerFds.set(fd, { ops: l.ops, fd: innerFd, inner, layer: l });
-          store.opened(l, 1);
-          cb(0, fd);
-        });
-      });
-    },
-    release(_path, fd, cb) {
-      const h = handles.get(fd);
-      if (h) {
-        handles.delete(fd);
-        if (h.layer) store.opened(h.layer, -1);
-        return cb(0);
-      }
-      const f = layerFds.get(fd);
-      layerFds.delete(fd);
-      if (f) store.opened(f.layer, -1);
-      if (f?.ops.release) return f.ops.release(f.inner, f.fd, cb);
-      cb(0);
-    },
-    read(_path, fd, buf, len, pos, cb) {
-      const h = handles.get(fd);
-      if (h?.kind === "info") {
-        const data = h.data as Buffer;
-        const n = Math.max(0, Math.min(len, data.length - pos));
-        if (n > 0) data.copy(buf, 0, pos, pos + n);
-        return cb(n);
-      }
-      if (h?.kind === "blob") {
-        const l = h.layer as LayerEntry;
-        const n = Math.max(0, Math.min(len, l.source.size - pos));
-        if (n === 0) return cb(0);
-        l.source.read([{ offset: pos, length: n }]).then(
-          ([data]) => {
-            buf.set(data.subarray(0, n), 0);
-            cb(Math.min(n, data.length));
-          },
-          (e) => {
-            store.report(`read of ${l.desc.digest}/blob failed: ${describe(e)}`);
-            cb(Errno.EIO);
-          },
-        );
-        return;
-      }
-      const f = layerFds.get(fd);
-      if (!f?.ops.read) return cb(Errno.EBADF);
-      f.ops.read(f.inner, f.fd, buf, len, pos, cb);
-    },
-    getxattr(path, name, position, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.entry !== "diff") return cb(Errno.ENODATA);
-      withLayer(p, cb, (l) =>
-        (l.ops.getxattr as NonNullable<Operations["getxattr"]>)(
-          p.inner as string,
-          name,
-          position,
-          cb,
-        ),
-      );
-    },
-    listxattr(path, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.entry !== "diff") return cb(0, []);
-      withLayer(p, cb, (l) =>
-        (l.ops.listxattr as NonNullable<Operations["listxattr"]>)(p.inner as string, cb),
-      );
-    },
-    statfs: (_path, cb) => cb(0, statfsReply(false)),
-    // containers/storage creates `use` while it uses a layer and removes the layer directory
-    // when done; both are answered ENOENT after counting, as the reference does.
-    create(path, _mode, cb) {
-      const parts = path.split("/").filter((x) => x !== "");
-      if (parts.length === 3 && parts[2] === "use") {
-        const p = parse(parts.slice(0, 2).join("/"));
-        if (typeof p === "number") return cb(p);
-        store.use(p.img as ImageEntry, p.digest as string);
-        return cb(Errno.ENOENT);
-      }
-      cb(Errno.EROFS);
-    },
-    rmdir(path, cb) {
-      const p = parse(path);
-      if (typeof p === "number") return cb(p);
-      if (p.depth === 2) {
-        store.release(p.img as ImageEntry, p.digest as string);
-        return cb(Errno.ENOENT);
-      }
-      cb(Errno.EROFS);
-    },
-  };
-}
-
-/** Mounts the store at DIR (a stale mount there is cleared first); resolves once served. */
-export async function mountStore(dirArg: string, opts: StoreOptions): Promise<MountedStore> {
-  const dir = resolve(dirArg);
-  if (await clearStaleMount(dir)) opts.log(`${dir}: cleared a stale mount left by a dead process`);
-  const st = await stat(dir);
-  if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
-  const store = new LayerStore(opts);
-  // use_ino, negative_timeout: layers never change, so a name that is not there stays so
-  // (overlayfs asks every lower layer for each name a program probes). Not `ro`: podman
-  // creates `use` and removes layer directories.
-  const fuse = new LayerFuse(dir, storeOperations(store), layerFuseOptions("seekable-store"), [
-    "use_ino",
-    "negative_timeout=3600",
-  ]);
-  await new Promise<void>((res, rej) => fuse.mount((err) => (err ? rej(err) : res())));
-  // Idle layers are looked for a few times per release period (at least every 30 s).
-  const sweeper = setInterval(
-    () => store.sweep(),
-    Math.max(100, Math.min(30_000, store.releaseAfterMs / 4)),
-  );
-  sweeper.unref();
-  let unmounting: Promise<void> | undefined;
-  return {
-    dir,
-    unmount() {
-      unmounting ??= (async () => {
-        clearInterval(sweeper);
-        store.close();
-        await new Promise<void>((res) =>
-          fuse.unmount((err) => {
-            if (err) opts.log(`${dir}: unmount: ${describe(err)}`);
-            res();
-          }),
-        );
-        await clearStaleMount(dir).catch(() => detach(dir));
-      })();
-      return unmounting;
-    },
-  };
 }
