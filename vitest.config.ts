@@ -1,8 +1,16 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: `unit` (each package's own tests: in-process, real registry at most, a fast
-// loop: `npm run test:unit`) and `integration` (cross-package tests with the reference, the
-// CLI, FUSE, podman). `npm test` runs both.
+/** Package tests that start the CLI as a process (they need the build and the fixtures). */
+const CLI_PROCESS_TESTS = [
+  "packages/cli/test/convert.test.ts",
+  "packages/cli/test/errors.test.ts",
+  "packages/cli/test/ls-names.test.ts",
+  "packages/cli/test/plain-layer-names.test.ts",
+];
+
+// Two projects, placed by what a test needs: `unit` (every package's in-process tests, the
+// real registry at most: the fast loop, `npm run test:unit`) and `integration` (the CLI as a
+// process, the reference, FUSE, podman, containerd). `npm test` runs both.
 export default defineConfig({
   test: {
     testTimeout: 120_000,
@@ -13,23 +21,15 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
-          include: [
-            "packages/format/test/**/*.test.ts",
-            "packages/registry/test/**/*.test.ts",
-            "packages/image/test/**/*.test.ts",
-            "packages/reader/test/**/*.test.ts",
-          ],
+          include: ["packages/*/test/**/*.test.ts"],
+          exclude: CLI_PROCESS_TESTS,
         },
       },
       {
         extends: true,
         test: {
           name: "integration",
-          include: [
-            "packages/cli/test/**/*.test.ts",
-            "packages/mount/test/**/*.test.ts",
-            "test/**/*.test.ts",
-          ],
+          include: [...CLI_PROCESS_TESTS, "test/**/*.test.ts"],
           // Conformance and real-data tests spawn processes and share fixtures built once.
           globalSetup: ["test/global-setup.ts"],
         },
