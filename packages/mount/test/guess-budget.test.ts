@@ -12,6 +12,7 @@ import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { Budget, GUESS_LIMITS } from "../src/guess/budget.js";
+import { ContentFiles } from "../src/guess/files.js";
 import { Guessing } from "../src/guess/guessing.js";
 import { JsRequires } from "../src/guess/js-requires.js";
 import { LoaderPrefetch } from "../src/guess/loader-prefetch.js";
@@ -141,8 +142,8 @@ describe("the guessers on hostile and random bytes", () => {
     for (let i = 0; i < 200; i++) items.push({ name: `${PY}/m/n${i}.py`, body: "" });
     const { fs, content } = await imageOf(items);
     const guessing = new Guessing();
-    py = new PyProbe(fs, () => content, guessing);
-    js = new JsProbe(fs, () => content, guessing);
+    py = new PyProbe(fs, new ContentFiles(() => content), guessing);
+    js = new JsProbe(fs, new ContentFiles(() => content), guessing);
     const at = (p: string) => fs.lookup(p) as MergedNode;
     pycNode = at(`${PY}/__pycache__/x.cpython-311.pyc`);
     jsNode = at("app/main.js");
@@ -218,7 +219,7 @@ describe("the guessers on hostile and random bytes", () => {
       { name: "usr/bin/evil", body: elf, mode: 0o755 },
     ]);
     const guessing = new Guessing();
-    const loader = new LoaderPrefetch(fs, () => content, guessing);
+    const loader = new LoaderPrefetch(fs, new ContentFiles(() => content), guessing);
     const m = fs.lookup("usr/bin/evil") as MergedNode;
     const t0 = performance.now();
     loader.firstRead(m);

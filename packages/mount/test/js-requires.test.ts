@@ -5,7 +5,9 @@ import { describe, expect, it } from "vitest";
 import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
-import { JsRequires, jsSpecifiers } from "../src/guess/js-requires.js";
+import { ContentFiles } from "../src/guess/files.js";
+import { jsSpecifiers } from "../src/guess/js.js";
+import { JsRequires } from "../src/guess/js-requires.js";
 
 describe("jsSpecifiers", () => {
   it("finds require, import, dynamic import and re-exports, once each", () => {
@@ -76,7 +78,7 @@ describe("JsRequires", () => {
     const fs = new ImageFS([reader]);
     const pool = new ChunkPool(64 << 20, undefined, { enabled: false, spareRatio: 100 });
     const content = new Content([{ view: reader, reader }], pool);
-    const requires = new JsRequires(fs, () => content);
+    const requires = new JsRequires(fs, new ContentFiles(() => content));
     const fetched = (p: string) => {
       const m = fs.lookup(p);
       if (!m) throw new Error(`${p} is not in the image`);

@@ -8,6 +8,7 @@ import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/guess/elf.js";
+import { ContentFiles } from "../src/guess/files.js";
 import { LoaderPrefetch } from "../src/guess/loader-prefetch.js";
 
 // A real program of this machine and the libraries the dynamic loader opens for it.
@@ -97,7 +98,7 @@ async function image() {
 describe("LoaderPrefetch", () => {
   it("fetches the interpreter, ld.so.cache and the libraries after the program's first read, one request per round of dependencies", async () => {
     const { source, fs, content, libDir } = await image();
-    const loader = new LoaderPrefetch(fs, () => content);
+    const loader = new LoaderPrefetch(fs, new ContentFiles(() => content));
     const ls = fs.lookup("usr/bin/ls");
     if (!ls) throw new Error("no ls");
     const before = source.reads.length;
@@ -142,7 +143,7 @@ describe("LoaderPrefetch", () => {
 
   it("leaves files that are not ELF alone, and fetches nothing for them", async () => {
     const { source, fs, content } = await image();
-    const loader = new LoaderPrefetch(fs, () => content);
+    const loader = new LoaderPrefetch(fs, new ContentFiles(() => content));
     const m = fs.lookup("usr/bin/not-elf");
     if (!m) throw new Error("no file");
     await content.read(m, Buffer.alloc(512), 512, 0);
@@ -154,7 +155,7 @@ describe("LoaderPrefetch", () => {
 
   it("follows symlink loops no further than the kernel does", async () => {
     const { fs, content } = await image();
-    const loader = new LoaderPrefetch(fs, () => content);
+    const loader = new LoaderPrefetch(fs, new ContentFiles(() => content));
     expect(loader.resolve("/lib/x86_64-linux-gnu/libc.so.6")).toBeDefined();
     expect(loader.resolve("/usr/../lib/x86_64-linux-gnu/libc.so.6")).toBeDefined();
     expect(loader.resolve("/nonexistent/libc.so.6")).toBeUndefined();

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
+import { ContentFiles } from "../src/guess/files.js";
 import { pycImports, pycVersion } from "../src/guess/pyc.js";
 import { PythonImports } from "../src/guess/python-imports.js";
 
@@ -144,7 +145,7 @@ async function setUp(source: RangeSource) {
   // A generous budget: the guesses are what is tested, not the budget.
   const pool = new ChunkPool(64 << 20, undefined, { enabled: false, spareRatio: 100 });
   const content = new Content([{ view: reader, reader }], pool);
-  const imports = new PythonImports(fs, () => content);
+  const imports = new PythonImports(fs, new ContentFiles(() => content));
   const at = (mod: string) => {
     const m = fs.lookup(pyc(mod).slice(1));
     if (!m) throw new Error(`${mod} is not in the image`);

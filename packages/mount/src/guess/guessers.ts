@@ -1,5 +1,6 @@
 import type { ImageFS, MergedNode } from "@seekable/reader";
 import type { Content } from "../content.js";
+import { ContentFiles } from "./files.js";
 import { type FirstReadListener, fanOut, type Guessing } from "./guessing.js";
 import { JsRequires } from "./js-requires.js";
 import { LoaderPrefetch } from "./loader-prefetch.js";
@@ -23,9 +24,10 @@ export function guessers(
   guessing: Guessing,
 ): FirstReadListener | undefined {
   const imports = opts.importPrefetch !== false;
+  const files = new ContentFiles(contentOf);
   return fanOut(
-    opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(fs, contentOf, guessing),
-    imports ? new PythonImports(fs, contentOf, guessing) : undefined,
-    imports ? new JsRequires(fs, contentOf, guessing) : undefined,
+    opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(fs, files, guessing),
+    imports ? new PythonImports(fs, files, guessing) : undefined,
+    imports ? new JsRequires(fs, files, guessing) : undefined,
   );
 }

@@ -1,7 +1,7 @@
 import type { MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
-import type { Content } from "../content.js";
 import { type Budget, GUESS_LIMITS } from "./budget.js";
+import type { GuessFiles } from "./files.js";
 import { Guesser } from "./guesser.js";
 import { type Guessing, turn } from "./guessing.js";
 
@@ -29,11 +29,11 @@ export abstract class ImportGuesser extends Guesser {
 
   constructor(
     fs: Guesser["fs"],
-    contentOf: (m: MergedNode) => Content | undefined,
+    files: GuessFiles,
     guessing?: Guessing,
     opts: GuesserOptions = {},
   ) {
-    super(fs, contentOf, guessing);
+    super(fs, files, guessing);
     this.maxPerFile = Math.min(opts.maxPerFile ?? GUESS_LIMITS.files, GUESS_LIMITS.files);
     this.depth = opts.depth ?? 3;
   }
@@ -53,14 +53,13 @@ export abstract class ImportGuesser extends Guesser {
     const n = resolved(m.node);
     if (depth <= 0 || n.type !== "reg" || this.examined.has(n)) return;
     if (!this.accepts(m.node.path) || n.size > MAX_EXAMINED) return;
-    const content = this.contentOf(m);
-    if (!content) return;
+    if (!this.files.lazy(m)) return;
     this.examined.add(n);
-    this.guessing.run((budget) => this.examine(m, content, depth, budget));
+    this.guessing.run((budget) => this.examine(m, depth, budget));
   }
 
-  private async examine(m: MergedNode, content: Content, depth: number, budget: Budget) {
-    const data = await content.bytes(m, 0, resolved(m.node).size);
+  private async examine(m: MergedNode, depth: number, budget: Budget) {
+    const data = await this.files.bytes(m, 0, resolved(m.node).size);
     if (!data) return;
     await turn();
     const found: MergedNode[] = [];

@@ -3,25 +3,11 @@ import type { MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
 import type { Budget } from "./budget.js";
 import { ImportGuesser } from "./import-guesser.js";
+import { jsSpecifiers } from "./js.js";
 
 const BUILTIN = new Set(builtinModules);
-/** `require("x")`, `import … from "x"`, `import("x")`, `export … from "x"`, `import "x"`. */
-const SPECIFIER =
-  /(?:\brequire\s*\(\s*|\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])([^"'\n\\]{1,300})\1/g;
 const EXTENSIONS = ["", ".js", ".json", ".cjs", ".mjs", ".node"];
-const MAX_SPECIFIERS = 256;
 const MAX_PACKAGE_JSON = 256 << 10;
-
-/** The specifiers a JavaScript source names (a scan: a match in a comment only costs bytes). */
-export function jsSpecifiers(text: string): string[] {
-  const out = new Set<string>();
-  for (const m of text.matchAll(SPECIFIER)) {
-    out.add(m[2]);
-    if (out.size >= MAX_SPECIFIERS) break;
-  }
-  return [...out];
-}
-
 /**
  * The modules a Node.js program requires next, fetched while it runs the one it just read.
  * When a .js/.cjs/.mjs file is first read, the specifiers it names are resolved as Node
@@ -33,8 +19,8 @@ export function jsSpecifiers(text: string): string[] {
  */
 export class JsRequires extends ImportGuesser {
   // Twice Python's depth: a package's package.json is a level of its own.
-  constructor(...[fs, contentOf, guessing, opts]: ConstructorParameters<typeof ImportGuesser>) {
-    super(fs, contentOf, guessing, { depth: 6, ...opts });
+  constructor(...[fs, files, guessing, opts]: ConstructorParameters<typeof ImportGuesser>) {
+    super(fs, files, guessing, { depth: 6, ...opts });
   }
 
   protected accepts(path: string): boolean {
@@ -95,9 +81,8 @@ export class JsRequires extends ImportGuesser {
   private packageDir(pkg: string, budget: Budget): MergedNode[] {
     const json = this.regular(`${pkg}/package.json`, budget);
     if (!json) return this.indexOf(pkg, budget);
-    const content = this.contentOf(json);
     const size = resolved(json.node).size;
-    const text = size <= MAX_PACKAGE_JSON ? content?.bytesAtHand(json, 0, size) : undefined;
+    const text = size <= MAX_PACKAGE_JSON ? this.files.bytesAtHand(json, 0, size) : undefined;
     if (text) return this.entryOf(pkg, Buffer.from(text).toString("utf8"), budget);
     // Fetched with the likeliest entry point; read, it names the real one (accepts()).
     return [json, ...this.indexOf(pkg, budget)];

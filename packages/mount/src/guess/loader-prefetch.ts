@@ -1,6 +1,5 @@
 import type { MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
-import type { Content } from "../content.js";
 import type { Budget } from "./budget.js";
 import {
   dynamicInfo,
@@ -10,6 +9,7 @@ import {
   parseElfHeader,
   stringTableOf,
 } from "./elf.js";
+import type { GuessFiles } from "./files.js";
 import { Guesser } from "./guesser.js";
 import { type Guessing, turn } from "./guessing.js";
 
@@ -41,18 +41,18 @@ export class LoaderPrefetch extends Guesser {
 
   constructor(
     fs: Guesser["fs"],
-    contentOf: (m: MergedNode) => Content | undefined,
+    files: GuessFiles,
     guessing?: Guessing,
     opts: LoaderPrefetchOptions = {},
   ) {
-    super(fs, contentOf, guessing);
+    super(fs, files, guessing);
     this.maxFiles = opts.maxFiles ?? 256;
   }
 
   /** A file's first read (offset 0): examined once, in the background. */
   firstRead(m: MergedNode): void {
     const n = resolved(m.node);
-    if (!this.contentOf(m)) return;
+    if (!this.files.lazy(m)) return;
     if (n.type !== "reg" || n.size < 64 || this.examined.has(n)) return;
     if ((n.mode & 0o111) === 0 && !SHARED.test(n.path)) return;
     this.examined.add(n);
@@ -163,11 +163,11 @@ export class LoaderPrefetch extends Guesser {
   }
 
   private bytes(m: MergedNode, r: FileRange): Promise<Uint8Array | undefined> {
-    return this.contentOf(m)?.bytes(m, r.offset, r.length) ?? Promise.resolve(undefined);
+    return this.files.bytes(m, r.offset, r.length);
   }
 
   private bytesAtHand(m: MergedNode, r: FileRange): Uint8Array | undefined {
-    return this.contentOf(m)?.bytesAtHand(m, r.offset, r.length);
+    return this.files.bytesAtHand(m, r.offset, r.length);
   }
 
   private inFile(r: FileRange, size: number): FileRange {
