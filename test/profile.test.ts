@@ -9,11 +9,11 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeProfile, newestReferrer, parseProfile } from "@seekable/image";
-import { mergeSpans } from "@seekable/mount";
 import {
   addReferrer,
   digestOf,
   getManifest,
+  mergeSpans,
   parseReference,
   pushBlob,
   putManifest,

@@ -45,7 +45,14 @@ export {
   FileRangeSource,
   type RangeSource,
 } from "./range-source.js";
-export { type ChunkCache, LayerReader, type Node, newNode, type OpenOptions } from "./reader.js";
+export {
+  type ChunkCache,
+  type LayerChunks,
+  LayerReader,
+  type Node,
+  newNode,
+  type OpenOptions,
+} from "./reader.js";
 export { endStream, writeChunk } from "./stream-write.js";
 export {
   cleanEntryName,

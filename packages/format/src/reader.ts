@@ -69,6 +69,14 @@ const MAX_TOC_BYTES = 512 << 20;
 
 export { DEFAULT_MAX_TOC_ENTRIES };
 
+/** A layer's chunks with digests in blob order: offsets as arrays, a chunk's node and ref on demand. */
+export interface LayerChunks {
+  count: number;
+  offset: ArrayLike<number>;
+  nextOffset: ArrayLike<number>;
+  chunk(i: number): { node: Node; ref: ChunkRef };
+}
+
 /** Standard base64 with padding: what Go's encoding/json writes for a []byte. */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -327,17 +335,43 @@ export class LayerReader {
       for (let k = 0; k < items.length; k++) {
         if (out[k]) continue;
         const { path, ref } = items[k];
-        const data = await this.decompressor
-          .inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref, path)
-          .catch((e: unknown) => {
-            throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
-          });
-        verifyChunk(data, ref, path);
+        const data = await this.verifiedChunk(byOffset.get(ref.offset) as Uint8Array, ref, path);
         out[k] = data;
         if (cache && ref.chunkDigest) await cache.put(ref.chunkDigest, data);
       }
     }
     return out as Uint8Array[];
+  }
+
+  /**
+   * A chunk's bytes from its member's compressed bytes, inflated (never past the TOC entry's
+   * size; off the event loop when large) and checked against the chunk's digest: the one place
+   * every reader of members (this reader, batched reads, the mount's pool and prefetches)
+   * turns fetched bytes into bytes it may serve. A member cut short names the entry that cut it.
+   */
+  async verifiedChunk(member: Uint8Array, ref: ChunkRef, path: string): Promise<Uint8Array> {
+    const data = await this.decompressor.inflateChunk(member, ref, path).catch((e: unknown) => {
+      throw e instanceof TruncatedMemberError ? this.blameCut(ref, e) : e;
+    });
+    verifyChunk(data, ref, path);
+    return data;
+  }
+
+  /**
+   * Every chunk with a digest, in blob order, as parallel arrays (offsets, and the node and
+   * chunk each is): what planners that walk the blob (neighbours) need, without making nodes.
+   */
+  chunkTable(): LayerChunks {
+    const t = this.index.digestChunks();
+    return {
+      count: t.count,
+      offset: t.offset,
+      nextOffset: t.nextOffset,
+      chunk: (i) => {
+        const node = this.index.node(t.slot[i]);
+        return { node, ref: node.chunks[t.nth[i]] };
+      },
+    };
   }
 
   /**

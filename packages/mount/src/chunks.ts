@@ -1,4 +1,4 @@
-import { type ChunkRef, type LayerReader, type Node, verifyChunk } from "@seekable/format";
+import type { ChunkRef, LayerReader, Node } from "@seekable/format";
 import { ByteLru } from "@seekable/reader";
 import { LinkEstimate } from "./link-estimate.js";
 import { type Member, MemberIndex, pickNeighbours } from "./neighbours.js";
@@ -325,13 +325,7 @@ export class ChunkPool {
     try {
       for (const k of missed) {
         const { node, ref } = items[k];
-        const data = await reader.decompressor.inflateChunk(
-          byOffset.get(ref.offset) as Uint8Array,
-          ref,
-          node.path,
-        );
-        verifyChunk(data, ref, node.path);
-        out[k] = data;
+        out[k] = await reader.verifiedChunk(byOffset.get(ref.offset) as Uint8Array, ref, node.path);
       }
     } finally {
       if (extra.length > 0) setImmediate(() => void settle(reader, extra, byOffset, cache));
@@ -413,13 +407,11 @@ async function settle(
 ): Promise<void> {
   for (const n of extra) {
     try {
-      // Inflated off the event loop when large, and never past the TOC entry's size.
-      const data = await reader.decompressor.inflateChunk(
+      const data = await reader.verifiedChunk(
         byOffset.get(n.ref.offset) as Uint8Array,
         n.ref,
         n.node.path,
       );
-      verifyChunk(data, n.ref, n.node.path);
       n.done(data);
       if (cache && n.ref.chunkDigest)
         void Promise.resolve(cache.put(n.ref.chunkDigest, data)).catch(() => {});

@@ -1,4 +1,4 @@
 export { type MountedImage, type MountOptions, mountTarget } from "./mount.js";
-export { type MergedSpan, mergeSpans, type ProfilePrefetchResult } from "./prefetch.js";
+export type { ProfilePrefetchResult } from "./prefetch.js";
 export type { StoreOptions, StoreProfile } from "./store/layer-store.js";
 export { type MountedStore, mountStore } from "./store/mount-store.js";

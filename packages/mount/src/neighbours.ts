@@ -1,4 +1,4 @@
-import type { ChunkRef, LayerReader, Node } from "@seekable/format";
+import type { ChunkRef, LayerChunks, LayerReader, Node } from "@seekable/format";
 import { DEFAULT_GAP } from "@seekable/registry";
 
 /** One gzip member of a layer and the chunks it holds (several only with MinChunkSize). */
@@ -16,58 +16,6 @@ function dirOf(path: string): string {
   return path.slice(0, Math.max(0, path.lastIndexOf("/")));
 }
 
-/**
- * A layer's verifiable chunks as parallel arrays, in walk order (see format's
- * TocIndex.digestChunks); `chunk(i)` makes the node and ref of one.
- */
-interface ChunkList {
-  count: number;
-  offset: ArrayLike<number>;
-  nextOffset: ArrayLike<number>;
-  chunk(i: number): { node: Node; ref: ChunkRef };
-}
-
-/** What format's TocNode offers (reader.root is one): the index's tables, without nodes. */
-interface TableIndex {
-  digestChunks(): {
-    count: number;
-    offset: Float64Array;
-    nextOffset: Float64Array;
-    slot: Int32Array;
-    nth: Int32Array;
-  };
-  node(slot: number): Node;
-}
-
-function chunkList(reader: LayerReader): ChunkList {
-  const ix = (reader.root as { tocIndex?: TableIndex }).tocIndex;
-  if (ix !== undefined && typeof ix.digestChunks === "function") {
-    const t = ix.digestChunks();
-    return {
-      count: t.count,
-      offset: t.offset,
-      nextOffset: t.nextOffset,
-      chunk(i) {
-        const node = ix.node(t.slot[i]);
-        return { node, ref: node.chunks[t.nth[i]] };
-      },
-    };
-  }
-  // Any other reader: every node, walked.
-  const all: { node: Node; ref: ChunkRef }[] = [];
-  for (const node of reader.walk()) {
-    if (node.type !== "reg" || node.chunks.length === 0) continue;
-    if (node.chunks.some((c) => !c.chunkDigest)) continue;
-    for (const ref of node.chunks) all.push({ node, ref });
-  }
-  return {
-    count: all.length,
-    offset: all.map((c) => c.ref.offset),
-    nextOffset: all.map((c) => c.ref.nextOffset),
-    chunk: (i) => all[i],
-  };
-}
-
 /** A member made on first use: its directory and chunks are read when asked for. */
 class LazyMember implements Member {
   private chunkList: Member["chunks"] | undefined;
@@ -75,7 +23,7 @@ class LazyMember implements Member {
   constructor(
     readonly offset: number,
     readonly nextOffset: number,
-    private readonly list: ChunkList,
+    private readonly list: LayerChunks,
     /** Positions in `list` of the member's chunks. */
     private readonly at: Int32Array,
   ) {}
@@ -112,10 +60,10 @@ export class MemberIndex {
   private readonly first: Int32Array | undefined;
   private readonly order: Int32Array | undefined;
   private readonly made: (Member | undefined)[];
-  private readonly list: ChunkList;
+  private readonly list: LayerChunks;
 
   private constructor(reader: LayerReader) {
-    const list = chunkList(reader);
+    const list = reader.chunkTable();
     this.list = list;
     const n = list.count;
     const off = list.offset;

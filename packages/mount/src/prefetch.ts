@@ -1,5 +1,6 @@
-import { type ChunkRef, cleanEntryName, type LayerReader, verifyChunk } from "@seekable/format";
+import { type ChunkRef, cleanEntryName, type LayerReader } from "@seekable/format";
 import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
+import { mergeSpans, type Span } from "@seekable/registry";
 import { resolved } from "./attr.js";
 import type { ChunkItem, ChunkPool } from "./chunks.js";
 
@@ -86,51 +87,6 @@ export async function backgroundFetch(
     if (batch.length > 0) await flush();
   }
   return { files };
-}
-
-/** A byte span to fetch and the member ranges (indexes into the input) it serves. */
-export interface MergedSpan {
-  start: number;
-  end: number;
-  members: number[];
-}
-
-/**
- * Merges sorted, disjoint ranges into at most `maxRanges` spans (one multi-range request)
- * by closing the smallest gaps first, so the bytes fetched in vain are as few as they can
- * be; a gap wider than `maxGap` is never closed (more spans, rather than megabytes of
- * unwanted data).
- */
-export function mergeSpans(
-  ranges: readonly { start: number; end: number }[],
-  maxRanges: number,
-  maxGap: number,
-): MergedSpan[] {
-  const spans: MergedSpan[] = [];
-  ranges.forEach((r, i) => {
-    const last = spans[spans.length - 1];
-    if (last && r.start <= last.end) {
-      last.end = Math.max(last.end, r.end);
-      last.members.push(i);
-    } else spans.push({ start: r.start, end: r.end, members: [i] });
-  });
-  if (spans.length <= maxRanges) return spans;
-  const gaps = spans
-    .slice(1)
-    .map((s, i) => ({ i, gap: s.start - spans[i].end }))
-    .filter((g) => g.gap <= maxGap)
-    .sort((a, b) => a.gap - b.gap || a.i - b.i)
-    .slice(0, spans.length - maxRanges);
-  const join = new Set(gaps.map((g) => g.i));
-  const out: MergedSpan[] = [];
-  spans.forEach((s, i) => {
-    const last = out[out.length - 1];
-    if (last && join.has(i - 1)) {
-      last.end = s.end;
-      last.members.push(...s.members);
-    } else out.push({ ...s, members: [...s.members] });
-  });
-  return out;
 }
 
 /** What a profile prefetch did. */
@@ -341,7 +297,7 @@ export class ProfilePrefetch {
       this.maxRanges,
       this.maxGap,
     );
-    const spanOf = new Map<number, MergedSpan>();
+    const spanOf = new Map<number, Span>();
     for (const s of spans) for (const i of s.members) spanOf.set(members[i].offset, s);
     result.reads++;
     for (const s of spans) result.bytes += s.end - s.start;
@@ -352,16 +308,15 @@ export class ProfilePrefetch {
     const bufOf = new Map(spans.map((s, k) => [s, bufs[k]]));
     let error: unknown;
     for (const { path, ref } of need) {
-      const s = spanOf.get(ref.offset) as MergedSpan;
+      const s = spanOf.get(ref.offset) as Span;
       const buf = bufOf.get(s) as Uint8Array;
       try {
         // The same decoding and digest check as every on-demand read.
-        const data = await reader.decompressor.inflateChunk(
+        const data = await reader.verifiedChunk(
           buf.subarray(ref.offset - s.start, ref.nextOffset - s.start),
           ref,
           path,
         );
-        verifyChunk(data, ref, path);
         await cache.put(ref.chunkDigest as string, data);
         result.chunks++;
       } catch (e) {

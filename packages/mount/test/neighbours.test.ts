@@ -63,7 +63,7 @@ describe("MemberIndex", () => {
     expect(ix.member(3)).toBe(ix.member(3));
   });
 
-  it("groups chunks sharing a member, in walk order, whatever the order of offsets (any reader)", () => {
+  it("groups chunks sharing a member, in walk order, whatever the order of offsets", () => {
     const ref = (offset: number, nextOffset: number, chunkOffset = 0): ChunkRef => ({
       offset,
       nextOffset,
@@ -81,7 +81,17 @@ describe("MemberIndex", () => {
       { path: "d/nodigest", type: "reg", chunks: [{ ...ref(300, 400), chunkDigest: undefined }] },
       file("e/w", ref(50, 100)),
     ] as Node[];
-    const reader = { root: { path: "" }, walk: () => nodes } as unknown as LayerReader;
+    // A chunk table in walk order, offsets unsorted (what LayerReader.chunkTable promises).
+    const all = nodes.flatMap((node) =>
+      node.chunks.every((c) => c.chunkDigest) ? node.chunks.map((ref) => ({ node, ref })) : [],
+    );
+    const chunkTable = () => ({
+      count: all.length,
+      offset: all.map((c) => c.ref.offset),
+      nextOffset: all.map((c) => c.ref.nextOffset),
+      chunk: (i: number) => all[i],
+    });
+    const reader = { root: { path: "" }, walk: () => nodes, chunkTable } as unknown as LayerReader;
     const ix = MemberIndex.of(reader);
     expect(plain(ix.members)).toEqual(plain(walkedMembers(reader)));
     expect(ix.members.map((m) => m.offset)).toEqual([50, 100, 500]);

@@ -6,9 +6,7 @@ import {
   LayerReader,
   type Node,
   NotFoundError,
-  TruncatedMemberError,
   VerificationError,
-  verifyChunk,
 } from "@seekable/format";
 import { DEFAULT_GAP } from "@seekable/registry";
 import type { LayerView } from "./layer-view.js";
@@ -313,14 +311,11 @@ async function fetchRead(
   const byOffset = new Map(refs.map((r, k) => [r.offset, bufs[k] as Uint8Array]));
   for (const { job, ref, digest } of miss) {
     // Bounded by the TOC entry, off the main thread when large (as every read).
-    const data = await reader.decompressor
-      .inflateChunk(byOffset.get(ref.offset) as Uint8Array, ref, job.node.path)
-      .catch(async (e: unknown) => {
-        // The layer reader names the entry whose offset cuts the member: its error.
-        if (e instanceof TruncatedMemberError) await reader.readChunks(job.node, [ref], signal);
-        throw e;
-      });
-    verifyChunk(data, ref, job.node.path);
+    const data = await reader.verifiedChunk(
+      byOffset.get(ref.offset) as Uint8Array,
+      ref,
+      job.node.path,
+    );
     arrived(digest, data);
     await cache?.put(digest, data);
   }

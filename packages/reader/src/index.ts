@@ -17,6 +17,7 @@ export {
   type LocalLayer,
   type OpenedLayer,
   type OpenedTarget,
+  openEStargzBlob,
   openImage,
   openLocalLayer,
   openLocation,

@@ -1,9 +1,9 @@
 import {
+  type ChunkCache,
   FileRangeSource,
   LayerReader,
   NotEStargzError,
   NotFoundError,
-  type RangeSource,
 } from "@seekable/format";
 import {
   type Descriptor,
@@ -13,6 +13,7 @@ import {
   type Reference,
   RegistryBlobSource,
   type RegistryClient,
+  type Repository,
   readBlobRanges,
 } from "@seekable/registry";
 import { CountingSource } from "./counting-source.js";
@@ -94,6 +95,43 @@ export class LayerNotFoundError extends NotFoundError {
   ) {
     super(`layer ${layer} is not in the image: it has ${layerCount} layers (0 is the bottom)`);
   }
+}
+
+/**
+ * An eStargz layer blob in a registry, opened for lazy reads: the blob as a RangeSource and
+ * its reader (footer and TOC from the blob's tail, `tail` when already fetched, checked against
+ * `tocDigest` when known). Every host opens registry layers here (images, the layer store).
+ */
+export async function openEStargzBlob(
+  client: RegistryClient,
+  repo: Repository,
+  digest: string,
+  size: number | undefined,
+  opts: {
+    tocDigest?: string;
+    cache?: ChunkCache;
+    tail?: Uint8Array;
+    signal?: AbortSignal;
+    /** Names the layer in performance marks (SEEKABLE_TIMING). */
+    label?: string;
+  },
+): Promise<{ source: RegistryBlobSource; reader: LayerReader }> {
+  const source = await RegistryBlobSource.open(client, repo, digest, { size, signal: opts.signal });
+  let tail = opts.tail;
+  if (tail === undefined && source.size > 0) {
+    const length = Math.min(source.size, tailSizeFor(source.size));
+    [tail] = await source.read([{ offset: source.size - length, length }], opts.signal);
+  }
+  performance.mark(`open: ${opts.label ?? "layer"} tail received`);
+  const reader = await LayerReader.open(source, {
+    tocDigest: opts.tocDigest,
+    cache: opts.cache,
+    tailSize: tailSizeFor(source.size),
+    tail,
+    signal: opts.signal,
+  });
+  performance.mark(`open: ${opts.label ?? "layer"} TOC ready`);
+  return { source, reader };
 }
 
 /** Bytes read from a blob's end at open: the TOC is usually inside, else one more read. */
@@ -230,25 +268,15 @@ async function openRegistryLayer(
     size = res.size;
     if (size !== undefined) tail = res.data[0];
   }
-  const source: RangeSource = await RegistryBlobSource.open(client, repo, digest, {
-    size,
-    signal: opts.signal,
-  });
   const expected = desc?.annotations?.[TOC_DIGEST_ANNOTATION] ?? opts.tocDigest;
   try {
-    if (tail === undefined && source.size > 0) {
-      const length = Math.min(source.size, tailSizeFor(source.size));
-      [tail] = await source.read([{ offset: source.size - length, length }], opts.signal);
-    }
-    performance.mark(`open: ${label} tail received`);
-    const reader = await LayerReader.open(source, {
+    const { reader } = await openEStargzBlob(client, repo, digest, size, {
       tocDigest: expected,
       cache: opts.cache,
-      tailSize: tailSizeFor(source.size),
       tail,
       signal: opts.signal,
+      label,
     });
-    performance.mark(`open: ${label} TOC ready`);
     return { digest, descriptor: desc, view: reader, reader, expectedTocDigest: expected };
   } catch (e) {
     // Not eStargz (no footer): still usable, streamed whole once. A layer that claims a

@@ -40,3 +40,37 @@ export function coalesce(
   }
   return spans;
 }
+
+/**
+ * Merges sorted ranges into at most `maxSpans` spans (one multi-range request): overlapping and
+ * adjacent ones always (coalesce), then the smallest gaps first, so the bytes fetched in vain
+ * are as few as they can be; a gap wider than `maxGap` is never closed (more spans, rather
+ * than megabytes of unwanted data).
+ */
+export function mergeSpans(
+  ranges: readonly { start: number; end: number }[],
+  maxSpans: number,
+  maxGap: number,
+): Span[] {
+  const spans = coalesce(
+    ranges.map((r) => ({ offset: r.start, length: r.end - r.start })),
+    0,
+  );
+  if (spans.length <= maxSpans) return spans;
+  const gaps = spans
+    .slice(1)
+    .map((s, i) => ({ i, gap: s.start - spans[i].end }))
+    .filter((g) => g.gap <= maxGap)
+    .sort((a, b) => a.gap - b.gap || a.i - b.i)
+    .slice(0, spans.length - maxSpans);
+  const join = new Set(gaps.map((g) => g.i));
+  const out: Span[] = [];
+  spans.forEach((s, i) => {
+    const last = out[out.length - 1];
+    if (last && join.has(i - 1)) {
+      last.end = s.end;
+      last.members.push(...s.members);
+    } else out.push(s);
+  });
+  return out;
+}

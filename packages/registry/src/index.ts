@@ -12,7 +12,7 @@ export {
 } from "./blob.js";
 export { type BlobSourceOptions, DEFAULT_GAP, RegistryBlobSource } from "./blob-source.js";
 export { RegistryClient, type RegistryClientOptions } from "./client.js";
-export { coalesce, type Span } from "./coalesce.js";
+export { coalesce, mergeSpans, type Span } from "./coalesce.js";
 export {
   type ContentRange,
   type HttpRange,

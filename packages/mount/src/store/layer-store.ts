@@ -1,10 +1,10 @@
-import { type ChunkCache, LayerReader, type Node } from "@seekable/format";
+import type { ChunkCache, LayerReader, Node } from "@seekable/format";
 import {
   ImageFS,
   type MergedNode,
   type OpenedLayer,
+  openEStargzBlob,
   TOC_DIGEST_ANNOTATION,
-  tailSizeFor,
 } from "@seekable/reader";
 import {
   type Descriptor,
@@ -13,7 +13,7 @@ import {
   getImageManifest,
   parseReference,
   type Reference,
-  RegistryBlobSource,
+  type RegistryBlobSource,
   type RegistryClient,
 } from "@seekable/registry";
 import type { Operations } from "fuse-native";
@@ -347,14 +347,16 @@ export class LayerStore {
     key: string,
   ): Promise<LayerEntry> {
     const repo = { registry: ref.registry, repository: ref.repository };
-    const source = await RegistryBlobSource.open(this.opts.client, repo, desc.digest, {
-      size: desc.size,
-    });
-    const reader = await LayerReader.open(source, {
-      tocDigest: toc,
-      cache: this.opts.cache,
-      tailSize: tailSizeFor(source.size),
-    });
+    const { source, reader } = await openEStargzBlob(
+      this.opts.client,
+      repo,
+      desc.digest,
+      desc.size,
+      {
+        tocDigest: toc,
+        cache: this.opts.cache,
+      },
+    );
     let id = this.layerIds.get(key);
     if (id === undefined) {
       id = this.nextLayer++;
