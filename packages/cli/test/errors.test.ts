@@ -16,9 +16,9 @@ import {
   type Toc,
   toByteString,
 } from "@seekable/format";
+import { type RunResult, run as runProcess } from "@seekable/test-kit/run.js";
+import { makeTar } from "@seekable/test-kit/tar.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunResult, run as runProcess } from "../../../test/helpers/run.js";
-import { makeTar } from "../../../test/helpers/tar.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;

@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { mustSucceed, run } from "@seekable/test-kit/run.js";
+import { makeTar } from "@seekable/test-kit/tar.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mustSucceed, run } from "../../../test/helpers/run.js";
-import { makeTar } from "../../../test/helpers/tar.js";
 import { quoteName } from "../src/quote.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));

@@ -10,8 +10,8 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { emptyHeader, encodeHeader, padding, type TarHeader, toByteString } from "@seekable/format";
 import { LayoutServer, OciLayout } from "@seekable/image";
+import { run } from "@seekable/test-kit/run.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../../test/helpers/run.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { timeoutMs: 60_000 });

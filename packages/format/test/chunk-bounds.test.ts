@@ -16,8 +16,8 @@ import {
   toByteString,
   VerificationError,
 } from "@seekable/format";
+import { entryOf, rewriteBlob, zeroBombMember } from "@seekable/test-kit/hostile.js";
 import { describe, expect, it } from "vitest";
-import { entryOf, rewriteBlob, zeroBombMember } from "../../../test/helpers/hostile.js";
 
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 

@@ -6,8 +6,8 @@
 
 import { Readable } from "node:stream";
 import { BufferRangeSource, convertLayer, type LayerInput, LayerReader } from "@seekable/format";
+import { makeTar, pseudoRandom, sha } from "@seekable/test-kit/tar.js";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom, sha } from "../../../test/helpers/tar.js";
 
 /** Positional writes (like FileHandle.write at a position) that complete after a delay. */
 class DelayedPositionalSink {

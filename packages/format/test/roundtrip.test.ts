@@ -21,9 +21,9 @@ import {
   readTarEntries,
   type TocEntry,
 } from "@seekable/format";
+import { makeTar } from "@seekable/test-kit/tar.js";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { makeTar } from "../../../test/helpers/tar.js";
 
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 const EMPTY = sha(new Uint8Array(0));

@@ -1,7 +1,7 @@
 import { BufferRangeSource, type ByteRange, LayerReader, type RangeSource } from "@seekable/format";
 import { ImageFS, type MergedNode } from "@seekable/reader";
+import { esgzBlob, pseudoRandom } from "@seekable/test-kit/tar.js";
 import { describe, expect, it } from "vitest";
-import { esgzBlob, pseudoRandom } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 

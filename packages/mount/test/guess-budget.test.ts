@@ -1,14 +1,14 @@
 import { BufferRangeSource, LayerReader } from "@seekable/format";
 import { ImageFS, type MergedNode } from "@seekable/reader";
-import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
 import {
   elfNeeding,
   pycImporting,
   pycSelfReferencing,
   pycWideFromList,
-} from "../../../test/helpers/hostile-files.js";
-import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
+} from "@seekable/test-kit/hostile-files.js";
+import { esgzBlob, type TarItem } from "@seekable/test-kit/tar.js";
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { Budget, GUESS_LIMITS } from "../src/guess/budget.js";

@@ -1,8 +1,8 @@
 import { BufferRangeSource, LayerReader } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
+import { esgzBlob, pseudoRandom, type TarItem } from "@seekable/test-kit/tar.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { ContentFiles } from "../src/guess/files.js";

@@ -1,8 +1,8 @@
 import { RegistryClient } from "@seekable/registry";
+import { pushImage } from "@seekable/test-kit/push-image.js";
+import { type RunningRegistry, startRegistry } from "@seekable/test-kit/registry.js";
+import { esgzBlob } from "@seekable/test-kit/tar.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pushImage } from "../../../test/helpers/push-image.js";
-import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
-import { esgzBlob } from "../../../test/helpers/tar.js";
 import { Errno } from "../src/fuse-native.js";
 import { LineLog } from "../src/host.js";
 import { type ImageEntry, LayerStore } from "../src/store/layer-store.js";
@@ -74,7 +74,7 @@ describe("LayerStore lifecycle (real registry)", () => {
     const toc = (await LayerReader.open(new BufferRangeSource(blob))).tocDigest;
     const repo = { registry: registry.host, repository: "seekable/lifecycle" };
     ref = await pushImage(client, repo, "v1", [{ blob, toc }]);
-    const { sha } = await import("../../../test/helpers/tar.js");
+    const { sha } = await import("@seekable/test-kit/tar.js");
     digest = sha(blob);
   }, 60_000);
 

@@ -1,10 +1,10 @@
 import { readFileSync, realpathSync } from "node:fs";
 import { BufferRangeSource, type ByteRange, LayerReader, type RangeSource } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
+import { dynamicProgram } from "@seekable/test-kit/dynamic-program.js";
+import { esgzBlob, type TarItem } from "@seekable/test-kit/tar.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { dynamicProgram } from "../../../test/helpers/dynamic-program.js";
-import { esgzBlob, type TarItem } from "../../../test/helpers/tar.js";
 import { ChunkPool } from "../src/chunks.js";
 import { Content } from "../src/content.js";
 import { dynamicInfo, parseElfHeader, stringTableOf } from "../src/guess/elf.js";

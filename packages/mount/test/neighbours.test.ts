@@ -1,6 +1,6 @@
 import { BufferRangeSource, type ChunkRef, LayerReader, type Node } from "@seekable/format";
+import { esgzBlob, pseudoRandom, type TarItem } from "@seekable/test-kit/tar.js";
 import { describe, expect, it } from "vitest";
-import { esgzBlob, pseudoRandom, type TarItem } from "../../../test/helpers/tar.js";
 import { type Member, MemberIndex, pickNeighbours } from "../src/neighbours.js";
 
 /** The index as it was built before: every node walked, members by offset. */

@@ -13,9 +13,9 @@ import {
   type RangeSource,
 } from "@seekable/format";
 import { type FileRef, ImageFS, readFiles, WholeLayer } from "@seekable/reader";
+import { rewriteBlob } from "@seekable/test-kit/hostile.js";
+import { makeTar, pseudoRandom } from "@seekable/test-kit/tar.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { rewriteBlob } from "../../../test/helpers/hostile.js";
-import { makeTar, pseudoRandom } from "../../../test/helpers/tar.js";
 
 /** A local blob that records every range read (the offsets a registry would be asked for). */
 class RecordingSource implements RangeSource {

@@ -20,8 +20,8 @@ import {
   TieredChunkCache,
   WholeLayer,
 } from "@seekable/reader";
+import { makeTar } from "@seekable/test-kit/tar.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { makeTar } from "../../../test/helpers/tar.js";
 
 let dir: string;
 const layersTar: Buffer[] = [];

@@ -3,9 +3,9 @@
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type FaultProxy, startFaultProxy } from "@seekable/test-kit/fault-proxy.js";
+import { type RunningRegistry, startRegistry } from "@seekable/test-kit/registry.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FaultProxy, startFaultProxy } from "../../../test/helpers/fault-proxy.js";
-import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
 import {
   dockerConfigCredentials,
   fetchBlob,

@@ -4,14 +4,14 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Readable } from "node:stream";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   type FaultProxy,
   type ProxyLogEntry,
   type Rule,
   startFaultProxy,
-} from "../../../test/helpers/fault-proxy.js";
-import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
+} from "@seekable/test-kit/fault-proxy.js";
+import { type RunningRegistry, startRegistry } from "@seekable/test-kit/registry.js";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   fetchBlob,
   getBlob,

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { type RunningRegistry, startRegistry } from "@seekable/test-kit/registry.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningRegistry, startRegistry } from "../../../test/helpers/registry.js";
 import {
   fetchBlob,
   getBlob,
