@@ -7,9 +7,6 @@ import { join } from "node:path";
 import { FileRangeSource, LayerReader } from "@seekable/format";
 import { ImageFS } from "@seekable/reader";
 import {
-  parseReference,
-  pushBlob,
-  putManifest,
   RegistryClient,
   type Repository,
 } from "@seekable/registry";
@@ -17,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
+import { type PushedLayer, pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, run, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -77,6 +75,7 @@ beforeAll(async () => {
   }
   for (let i = 2; i < 4; i++) merged.set(`shared/s${i}`, Buffer.from(`lower ${i}`));
   const client = new RegistryClient();
+  const pushed: PushedLayer[] = [];
   try {
     for (let l = 0; l < layers.length; l++) {
       const tarPath = join(dir, `l${l}.tar`);
@@ -90,34 +89,9 @@ beforeAll(async () => {
       const { tocOffset } = (await LayerReader.open(src)).footer;
       await src.close();
       blobs.push({ digest, path: out, size: data.length, tocOffset });
-      await pushBlob(client, repo, { digest, size: data.length }, data);
+      pushed.push({ blob: data });
     }
-    const config = Buffer.from(
-      JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers" } }),
-    );
-    await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: {
-          mediaType: "application/vnd.oci.image.config.v1+json",
-          digest: sha(config),
-          size: config.length,
-        },
-        layers: blobs.map((b) => ({
-          mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-          digest: b.digest,
-          size: b.size,
-        })),
-      }),
-    );
-    await putManifest(
-      client,
-      parseReference(`${registry.host}/${repo.repository}:v1`),
-      manifest,
-      "application/vnd.oci.image.manifest.v1+json",
-    );
+    await pushImage(client, repo, "v1", pushed);
   } finally {
     await client.close();
   }

@@ -9,9 +9,6 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FileRangeSource, LayerReader } from "@seekable/format";
 import {
-  parseReference,
-  pushBlob,
-  putManifest,
   RegistryClient,
   type Repository,
 } from "@seekable/registry";
@@ -19,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
 import { seekableCli } from "./helpers/paths.js";
+import { pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -170,37 +168,7 @@ beforeAll(async () => {
   reader = await LayerReader.open(source);
   const client = new RegistryClient();
   try {
-    await pushBlob(client, repo, { digest: sha(blob), size: blob.length }, blob);
-    const config = Buffer.from(
-      JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers" } }),
-    );
-    await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: {
-          mediaType: "application/vnd.oci.image.config.v1+json",
-          digest: sha(config),
-          size: config.length,
-        },
-        layers: [
-          {
-            mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-            digest: sha(blob),
-            size: blob.length,
-            annotations: { "containerd.io/snapshot/stargz/toc.digest": tocDigest },
-          },
-        ],
-      }),
-    );
-    const name = `${registry.host}/${repo.repository}:v1`;
-    await putManifest(
-      client,
-      parseReference(name),
-      manifest,
-      "application/vnd.oci.image.manifest.v1+json",
-    );
+    const name = await pushImage(client, repo, "v1", [{ blob, toc: tocDigest }]);
     ref = `docker://${name.replace(registry.host, proxy.host)}`;
   } finally {
     await client.close();
