@@ -8,10 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FileRangeSource, LayerReader } from "@seekable/format";
-import {
-  RegistryClient,
-  type Repository,
-} from "@seekable/registry";
+import { RegistryClient, type Repository } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
