@@ -1,7 +1,7 @@
 import { randomBytes, webcrypto } from "node:crypto";
-import { close, constants, fstat, openSync, read } from "node:fs";
+import { close, constants, fstat, mkdtempSync, openSync, read } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { ChunkCache } from "@seekable/format";
@@ -259,6 +259,8 @@ export class TieredChunkCache implements ChunkCache {
     private readonly memory: MemoryChunkCache,
     private readonly disk: DiskChunkCache | undefined,
     private readonly stats: ReadStats,
+    /** The disk directory is this run's own: removed at close. */
+    private readonly privateDir = false,
   ) {}
 
   /** `size`: the chunk's size from its TOC entry, when the caller knows it. */
@@ -282,6 +284,38 @@ export class TieredChunkCache implements ChunkCache {
   flush(): Promise<void> {
     return this.disk?.flush() ?? Promise.resolve();
   }
+
+  /** Where chunks go on disk, if anywhere. */
+  get diskDir(): string | undefined {
+    return this.disk?.dir;
+  }
+
+  /** At the end of the run: the writes behind done (kept for the next run), or a private directory removed. */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.privateDir && this.disk) await rm(this.disk.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The chunk cache of one run: memory, then `dir` on disk, shared across runs; with "private"
+ * (`--no-cache`) a temporary directory of this run's own, removed at close, so that a run
+ * never fetches a chunk twice even when memory cannot hold it (the kernel reads a large file
+ * in 128 KiB pieces of 4 MiB chunks, in page-fault order); undefined: memory only.
+ */
+export function sessionCache(
+  dir: string | "private" | undefined,
+  stats: ReadStats,
+): TieredChunkCache {
+  if (dir === "private") {
+    const own = mkdtempSync(join(tmpdir(), "seekable-run-"));
+    return new TieredChunkCache(new MemoryChunkCache(), new DiskChunkCache(own), stats, true);
+  }
+  return new TieredChunkCache(
+    new MemoryChunkCache(),
+    dir ? new DiskChunkCache(dir) : undefined,
+    stats,
+  );
 }
 
 /** $XDG_CACHE_HOME/seekable, else ~/.cache/seekable. */

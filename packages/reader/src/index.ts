@@ -5,6 +5,7 @@ export {
   DiskChunkCache,
   defaultCacheDir,
   MemoryChunkCache,
+  sessionCache,
   TieredChunkCache,
 } from "./chunk-cache.js";
 export { CountingSource } from "./counting-source.js";

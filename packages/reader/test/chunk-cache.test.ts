@@ -121,3 +121,22 @@ describe("DiskChunkCache writes behind", () => {
     expect(await fresh.get(b.digest, b.d.length)).toBeDefined();
   });
 });
+
+describe("sessionCache", () => {
+  it("private: chunks go to a directory of the run's own, a hit there, removed at close", async () => {
+    const { existsSync } = await import("node:fs");
+    const { ReadStats } = await import("../src/stats.js");
+    const { DiskChunkCache, sessionCache } = await import("../src/chunk-cache.js");
+    const cache = sessionCache("private", new ReadStats());
+    const data = new Uint8Array(1000).fill(3);
+    const digest = `sha256:${createHash("sha256").update(data).digest("hex")}`;
+    cache.put(digest, data);
+    await cache.flush();
+    const dir = cache.diskDir as string;
+    expect(dir).toMatch(/seekable-run-/);
+    const onDisk = await new DiskChunkCache(dir).get(digest, 1000);
+    expect(Buffer.from(onDisk as Uint8Array).equals(Buffer.from(data))).toBe(true);
+    await cache.close();
+    expect(existsSync(dir)).toBe(false);
+  });
+});
