@@ -200,6 +200,12 @@ describe("seekable bench", () => {
       cold.bytesFetched.median / bound,
       6,
     );
+    // Every row is set against the physical limit (the full pull's warm rerun + 3 RTT + bound).
+    for (const x of out.rows) {
+      const r = x as Row & { limitRatio: number };
+      expect(Number.isFinite(r.limitRatio)).toBe(true);
+      expect(r.limitRatio).toBeGreaterThan(0);
+    }
     for (const x of [cold, by["cold-mount-profile"]].filter(Boolean)) {
       const run = x.runs[0];
       // Process start to mount ready is part of the time, and comes first.

@@ -10,7 +10,7 @@ import { formatReference } from "@seekable/registry";
 import { prepareImage, viaProxy } from "./prepare.js";
 import { mountHasPrefetch, type SeekableCommand } from "./processes.js";
 import { recordStart } from "./record.js";
-import { type ResultRow, spread } from "./report.js";
+import { median, physicalLimit, type ResultRow, spread } from "./report.js";
 import { formatLink, type LinkSetting, startShapingProxy } from "./shaping-proxy.js";
 import {
   DEFAULT_STRATEGIES,
@@ -207,6 +207,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
             const full = runs.get("full-pull");
             const fullTime = full ? spread(full.map((r) => r.seconds)).median : Number.NaN;
             const fullBytes = full ? spread(full.map((r) => r.bytesFetched)).median : Number.NaN;
+            const warm = full?.flatMap((r) => (r.warmSeconds === undefined ? [] : [r.warmSeconds]));
+            const limit =
+              warm && warm.length > 0
+                ? physicalLimit(median(warm), checked[k].lowerBound, link)
+                : Number.NaN;
             for (const s of strategies) {
               const rs = runs.get(s) as RunOutput[];
               const seconds = spread(rs.map((r) => r.seconds));
@@ -217,7 +222,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
                 link,
                 strategy: s,
                 label: STRATEGY_LABELS[s],
-                runs: rs.map(({ digests: _d, ...f }) => f),
+                runs: rs.map(({ digests: _d, warmSeconds: _w, ...f }) => f),
                 seconds,
                 readySeconds: ready.length > 0 ? spread(ready) : undefined,
                 bytesFetched,
@@ -225,6 +230,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
                 speedup: fullTime / seconds.median,
                 bytesRatio: bytesFetched.median / fullBytes,
                 boundRatio: bytesFetched.median / checked[k].lowerBound,
+                limitRatio: seconds.median / limit,
                 verified: true,
               });
             }

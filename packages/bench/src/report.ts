@@ -26,6 +26,12 @@ export interface ResultRow {
   bytesRatio: number;
   /** This median bytes / the workload's lower bound (CheckedWorkload.lowerBound). */
   boundRatio: number;
+  /**
+   * This median time / the physical limit: the workload's warm run on a local copy (the full
+   * pull's rootfs, run again) + 3 round trips (manifest, layer tails, data) + the lower
+   * bound's bytes / the bandwidth. NaN without a full pull in the run.
+   */
+  limitRatio: number;
   /** Every file's sha256 matched the full pull's extracted files in every run. */
   verified: boolean;
 }
@@ -38,6 +44,15 @@ export function median(xs: number[]): number {
 
 export function spread(xs: number[]): Spread {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+/**
+ * The physical limit of a cold start, in seconds: the program's warm run on a local copy +
+ * 3 round trips (manifest, layer tails, data) + the lower bound's bytes over the link.
+ */
+export function physicalLimit(warmSeconds: number, lowerBound: number, link: LinkSetting): number {
+  const transfer = link.mbit > 0 ? (lowerBound * 8) / (link.mbit * 1e6) : 0;
+  return warmSeconds + (3 * link.rttMs) / 1000 + transfer;
 }
 
 export function formatBytes(n: number): string {
@@ -70,6 +85,7 @@ export function markdownTable(
     "bytes fetched",
     "bytes vs full pull",
     "× lower bound",
+    "× limit",
     "requests",
     "verified",
   ];
@@ -85,6 +101,7 @@ export function markdownTable(
       formatBytes(r.bytesFetched.median),
       Number.isFinite(r.bytesRatio) ? `${(r.bytesRatio * 100).toFixed(1)} %` : "–",
       Number.isFinite(r.boundRatio) ? r.boundRatio.toFixed(2) : "–",
+      Number.isFinite(r.limitRatio) ? r.limitRatio.toFixed(2) : "–",
       String(r.requests.median),
       r.verified ? "sha256 ok" : "MISMATCH",
     ]),

@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { median, spread } from "../src/report.js";
+import { median, physicalLimit, spread } from "../src/report.js";
 import { startShapingProxy } from "../src/shaping-proxy.js";
 import { niceScale } from "../src/svg-chart.js";
 
@@ -50,5 +50,8 @@ describe("report arithmetic", () => {
     const s = niceScale(7.3);
     expect(s.max).toBeGreaterThanOrEqual(7.3);
     expect(s.max % s.step).toBe(0);
+    // 0.5 s warm + 3 x 50 ms + 12.5 MB at 100 Mbit/s (1 s)
+    expect(physicalLimit(0.5, 12_500_000, { rttMs: 50, mbit: 100 })).toBeCloseTo(1.65, 9);
+    expect(physicalLimit(0.5, 12_500_000, { rttMs: 25, mbit: 0 })).toBeCloseTo(0.575, 9);
   });
 });
