@@ -225,6 +225,63 @@ program
     (await import("./commands/store.js")).storeCommand(subject(dir), o),
   );
 
+program
+  .command("snapshotter")
+  .description(
+    "a containerd remote snapshotter (proxy plugin on a unix socket): eStargz layers served lazily, everything else an ordinary overlay snapshot (foreground; Ctrl-C stops)",
+  )
+  .option(
+    "--address <sock>",
+    "the unix socket to serve (default /run/seekable-snapshotter/snapshotter.sock)",
+  )
+  .option(
+    "--root <dir>",
+    "state: metadata.db, snapshots/, the layer store at store/ (default /var/lib/seekable-snapshotter)",
+  )
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option(
+    "--stats",
+    'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
+  )
+  .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
+  .option("--no-cache", "do not use the on-disk chunk cache")
+  .option(
+    "--prefetch <file|auto>",
+    "when an image's layers are first resolved, fetch a profile's files (a file, or auto: the profile pushed beside the image)",
+  )
+  .option("--json", 'print {"address","root"} when serving')
+  .action(async (o) => (await import("./commands/snapshotter.js")).snapshotterCommand(o));
+
+program
+  .command("pull")
+  .description(
+    "pull an image into containerd lazily, through its own APIs (like ctr-remote image rpull): eStargz layers committed by the snapshotter, others unpacked",
+  )
+  .argument("<image>", "docker://HOST/NAME[:TAG|@DIGEST]")
+  .requiredOption("--containerd <sock>", "containerd's gRPC socket")
+  .option("--namespace <ns>", "containerd namespace", "default")
+  .option("--snapshotter <name>", "the proxy snapshotter's name in containerd's config", "seekable")
+  .option("--platform <os/arch>", "the platform to pick from an index")
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option("--json", "print the image name, manifest digest and each layer's chain ID and kind")
+  .action(async (image: string, o) =>
+    (await import("./commands/pull.js")).pullCommand(subject(image), o),
+  );
+
 const profileCommand = program
   .command("profile")
   .description("start-up profiles (the files a program opens) stored beside images");

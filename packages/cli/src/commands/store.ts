@@ -58,12 +58,18 @@ function profileLookup(
   };
 }
 
-/**
- * `seekable store DIR`: an Additional Layer Store for podman/CRI-O in the foreground until
- * SIGINT/SIGTERM/SIGHUP, then unmounts, prints --stats and exits 0.
- */
-export async function storeCommand(dir: string, flags: StoreFlags): Promise<void> {
-  const log = (line: string) => process.stderr.write(`seekable: store: ${line}\n`);
+/** What the store (and the snapshotter's store) reads with: client, caches, profile, statistics. */
+export interface StoreSetup {
+  client: RegistryClient;
+  cache: TieredChunkCache;
+  stats: ReadStats;
+  profile?: ReturnType<typeof profileLookup>;
+  releaseAfterMs?: number;
+  /** The --stats line, then the cache flushed and the client closed (at exit). */
+  finish(): Promise<void>;
+}
+
+export function storeSetup(flags: StoreFlags, log: (line: string) => void): StoreSetup {
   let releaseAfterMs: number | undefined;
   if (flags.releaseAfter !== undefined) {
     const s = Number(flags.releaseAfter);
@@ -83,6 +89,32 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
     plainHttp: flags.plainHttp ? true : undefined,
   });
   const profile = flags.prefetch ? profileLookup(flags.prefetch, client, log) : undefined;
+  return {
+    client,
+    cache,
+    stats,
+    profile,
+    releaseAfterMs,
+    async finish() {
+      if (flags.stats) {
+        const s = stats.toJSON();
+        s.requests += client.stats.requests;
+        s.bytesFetched += client.stats.bytesFetched;
+        process.stderr.write(`${JSON.stringify(s)}\n`);
+      }
+      await cache.flush(); // the chunks fetched stay for the next start
+      await client.close();
+    },
+  };
+}
+
+/**
+ * `seekable store DIR`: an Additional Layer Store for podman/CRI-O in the foreground until
+ * SIGINT/SIGTERM/SIGHUP, then unmounts, prints --stats and exits 0.
+ */
+export async function storeCommand(dir: string, flags: StoreFlags): Promise<void> {
+  const log = (line: string) => process.stderr.write(`seekable: store: ${line}\n`);
+  const { client, cache, profile, releaseAfterMs, finish } = storeSetup(flags, log);
   let mounted: Awaited<ReturnType<typeof mountStore>>;
   try {
     mounted = await mountStore(dir, { client, cache, log, profile, releaseAfterMs });
@@ -95,18 +127,5 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
   if (flags.json) process.stdout.write(`${JSON.stringify({ store: mounted.dir })}\n`);
   else process.stdout.write(`serving a layer store at ${mounted.dir}\n`);
 
-  await serveUntilInterrupted(
-    () => mounted.unmount(),
-    async () => {
-      if (flags.stats) {
-        const s = stats.toJSON();
-        s.requests += client.stats.requests;
-        s.bytesFetched += client.stats.bytesFetched;
-        process.stderr.write(`${JSON.stringify(s)}\n`);
-      }
-      await cache.flush(); // the chunks fetched stay for the next start
-      await client.close();
-    },
-    log,
-  );
+  await serveUntilInterrupted(() => mounted.unmount(), finish, log);
 }

@@ -1,0 +1,3 @@
+export { remoteLayer, storePath, TARGET_LABEL } from "./labels.js";
+export { type PulledLayer, type PullOptions, type PullResult, pullImage } from "./pull.js";
+export { type RunningSnapshotter, type SnapshotterOptions, startSnapshotter } from "./server.js";
