@@ -48,7 +48,6 @@ function config(dir: string, o: ContainerdOptions): string {
   }
   lines.push(
     '[plugins."io.containerd.grpc.v1.cri"]',
-    "  enable_cdi = false",
     '[plugins."io.containerd.grpc.v1.cri".containerd]',
     '  snapshotter = "seekable"',
     "  disable_snapshot_annotations = false",

@@ -1,5 +1,6 @@
 // Images pushed to the real registry by tests: eStargz layers (blob + TOC digest), an OCI
-// manifest naming them in order (a layer may be named more than once), a minimal config.
+// manifest naming them in order (a layer may be named more than once), a minimal config
+// (with the layers' diff IDs when they are given: what a runtime needs to unpack or run it).
 import {
   type Descriptor,
   parseReference,
@@ -14,6 +15,10 @@ export interface PushedLayer {
   blob: Buffer;
   /** The TOC digest annotation (eStargz); none for a plain layer. */
   toc?: string;
+  /** The uncompressed digest, for the config's rootfs.diff_ids. */
+  diffId?: string;
+  /** eStargz: the `io.containers.estargz.uncompressed-size` annotation. */
+  uncompressedSize?: number;
 }
 
 /**
@@ -35,14 +40,14 @@ export async function pushImage(
       mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
       digest,
       size: l.blob.length,
-      ...(l.toc ? { annotations: { "containerd.io/snapshot/stargz/toc.digest": l.toc } } : {}),
+      ...(l.toc ? { annotations: annotations(l.toc, l.uncompressedSize) } : {}),
     });
   }
   const config = Buffer.from(
     JSON.stringify({
       architecture: "amd64",
       os: "linux",
-      rootfs: { type: "layers", diff_ids: [] },
+      rootfs: { type: "layers", diff_ids: diffIds(layers, order) },
     }),
   );
   await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
@@ -66,4 +71,18 @@ export async function pushImage(
     "application/vnd.oci.image.manifest.v1+json",
   );
   return r;
+}
+
+function annotations(toc: string, uncompressedSize?: number): Record<string, string> {
+  const a: Record<string, string> = { "containerd.io/snapshot/stargz/toc.digest": toc };
+  if (uncompressedSize !== undefined) {
+    a["io.containers.estargz.uncompressed-size"] = String(uncompressedSize);
+  }
+  return a;
+}
+
+/** The config's diff IDs: the layers' in manifest order, when every layer has one. */
+function diffIds(layers: PushedLayer[], order: number[]): string[] {
+  const ids = order.map((i) => layers[i].diffId);
+  return ids.every((d): d is string => d !== undefined) ? ids : [];
 }

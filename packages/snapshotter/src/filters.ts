@@ -42,6 +42,15 @@ export function parseFilter(text: string): Clause[] {
       const v = /^(?:"((?:[^"\\]|\\.)*)"|([^,"]*))/.exec(rest) as RegExpExecArray;
       value = v[1] !== undefined ? unquote(v[1]) : v[2].trim();
       rest = rest.slice(v[0].length);
+      if (op === "~=") {
+        try {
+          new RegExp(value);
+        } catch {
+          throw new Error(
+            `filter ${JSON.stringify(text)}: ${JSON.stringify(value)} is not a pattern`,
+          );
+        }
+      }
     }
     clauses.push({ field, op, value });
     rest = rest.trim();

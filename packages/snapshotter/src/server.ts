@@ -42,7 +42,10 @@ export async function startSnapshotter(opts: SnapshotterOptions): Promise<Runnin
   const root = resolve(opts.root);
   const address = resolve(opts.address);
   await mkdir(join(root, "snapshots"), { recursive: true, mode: 0o700 });
-  await mkdir(join(root, "store"), { recursive: true, mode: 0o700 });
+  // A store left mounted by a killed process answers ENOTCONN here; mountStore clears it.
+  await mkdir(join(root, "store"), { recursive: true, mode: 0o700 }).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code !== "ENOTCONN") throw e;
+  });
   const store: MountedStore = await mountStore(join(root, "store"), opts);
   const db = new Metadata(join(root, "metadata.db"));
   const snaps = new Snapshots({
