@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { containerdConfig } from "@seekable/snapshotter";
 import { type RunResult, run } from "./run.js";
 
 export interface Containerd {
@@ -26,46 +27,10 @@ export interface ContainerdOptions {
   cri?: boolean;
 }
 
-function config(dir: string, o: ContainerdOptions): string {
-  const lines = [
-    "version = 2",
-    `root = "${join(dir, "root")}"`,
-    `state = "${join(dir, "state")}"`,
-    "[grpc]",
-    `  address = "${join(dir, "containerd.sock")}"`,
-    "[ttrpc]",
-    `  address = "${join(dir, "containerd.sock.ttrpc")}"`,
-    "[debug]",
-    `  address = "${join(dir, "debug.sock")}"`,
-    '  level = "debug"',
-    "[proxy_plugins.seekable]",
-    '  type = "snapshot"',
-    `  address = "${o.snapshotter}"`,
-  ];
-  if (!o.cri) {
-    lines.splice(1, 0, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]');
-    return `${lines.join("\n")}\n`;
-  }
-  lines.push(
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    '[plugins."io.containerd.grpc.v1.cri".containerd]',
-    '  snapshotter = "seekable"',
-    "  disable_snapshot_annotations = false",
-    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
-    '  runtime_type = "io.containerd.runc.v2"',
-    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
-    "  SystemdCgroup = false",
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    // An empty hosts directory: loopback registries are reached over plain HTTP.
-    `  config_path = "${join(dir, "certs.d")}"`,
-  );
-  return `${lines.join("\n")}\n`;
-}
-
 export async function startContainerd(dir: string, o: ContainerdOptions): Promise<Containerd> {
   await mkdir(join(dir, "certs.d"), { recursive: true });
   const file = join(dir, "config.toml");
-  await writeFile(file, config(dir, o));
+  await writeFile(file, containerdConfig({ dir, snapshotter: o.snapshotter, cri: o.cri }));
   const socket = join(dir, "containerd.sock");
   let proc: ChildProcess | undefined;
   let logs = "";
