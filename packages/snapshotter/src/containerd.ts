@@ -8,11 +8,6 @@ const LEASE_HEADER = "containerd-lease";
 type Callback = (err: ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, md: Metadata, cb: Callback) => void;
 
-/** A call to containerd that failed: its gRPC code (6 = AlreadyExists, 5 = NotFound) and message. */
-export function grpcCode(e: unknown): number | undefined {
-  return (e as ServiceError)?.code;
-}
-
 /** A gRPC client of one containerd service, in a namespace and optionally a lease. */
 export class ContainerdService {
   readonly client: Client;

@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
-import { type ContainerdService, grpcCode } from "./containerd.js";
+import type { ContainerdService } from "./containerd.js";
+import { ALREADY_EXISTS, grpcCode, NOT_FOUND } from "./grpc-code.js";
 
 /** Bytes per Write message: well under gRPC's 4 MiB message limit. */
 const MESSAGE = 1 << 20;
-const ALREADY_EXISTS = 6;
-const NOT_FOUND = 5;
 
 export interface BlobToWrite {
   digest: string;

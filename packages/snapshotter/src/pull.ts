@@ -12,13 +12,12 @@ import {
   withTarget,
 } from "@seekable/registry";
 import { chainIds } from "./chain-id.js";
-import { Containerd, grpcCode } from "./containerd.js";
+import type { Containerd } from "./containerd.js";
 import { writeContent } from "./content-write.js";
+import { ALREADY_EXISTS, grpcCode, NOT_FOUND } from "./grpc-code.js";
 import { STARGZ_DIGEST, STARGZ_LAYERS, STARGZ_REFERENCE, TARGET_LABEL } from "./labels.js";
 import type { Mount } from "./overlay.js";
 
-const ALREADY_EXISTS = 6;
-const NOT_FOUND = 5;
 /** containerd refuses a label whose key and value exceed this (labels.Validate). */
 const MAX_LABEL = 4096;
 /** Layer annotations containerd's unpacker passes to the snapshotter (the TOC digest among them). */
@@ -66,71 +65,95 @@ function layersLabel(layers: Descriptor[]): string {
  * its chain ID), and the image record. `ctr images rm` and GC then free all of it.
  */
 export async function pullImage(ref: Reference, o: PullOptions): Promise<PullResult> {
+  // gRPC and containerd's API load while the manifest and config travel.
+  const api = import("./containerd.js");
+  api.catch(() => {}); // awaited below
   const { manifest } = await getImageManifest(o.client, ref, { platform: o.platform });
+  performance.mark("pull: manifest");
   const m = manifest.json;
-  if (!m.config) throw new Error(`${formatReference(ref)}: the manifest has no config`);
+  const configDesc = m.config;
+  if (!configDesc) throw new Error(`${formatReference(ref)}: the manifest has no config`);
   const repo = { registry: ref.registry, repository: ref.repository };
-  const configBytes = await fetchBlob(o.client, repo, m.config.digest, {
-    size: m.config.size,
-    maxBytes: 8 << 20,
-  });
-  const config = JSON.parse(Buffer.from(configBytes).toString("utf8")) as {
-    rootfs?: { diff_ids?: string[] };
-  };
-  const layers = m.layers ?? [];
-  const diffIds = config.rootfs?.diff_ids ?? [];
-  if (diffIds.length !== layers.length) {
-    throw new Error(
-      `${formatReference(ref)}: ${layers.length} layers but ${diffIds.length} diff IDs in the config`,
-    );
-  }
-  const chain = chainIds(diffIds);
-  const pinned = formatReference(withTarget(ref, { digest: manifest.digest }));
   const name = formatReference(ref);
-  const ctd = new Containerd(o.socket, o.namespace);
+  const pinned = formatReference(withTarget(ref, { digest: manifest.digest }));
+  const ctd = new (await api).Containerd(o.socket, o.namespace);
   try {
+    // The lease is made while the config travels.
     const expire = new Date(Date.now() + 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
     const leaseId = `seekable-pull-${randomBytes(6).toString("hex")}`;
-    await ctd.leases.call("Create", { id: leaseId, labels: { "containerd.io/gc.expire": expire } });
-    ctd.lease = leaseId;
+    const leased = ctd.leases.call("Create", {
+      id: leaseId,
+      labels: { "containerd.io/gc.expire": expire },
+    });
+    leased.catch(() => {}); // awaited below
     try {
-      const configLabels: Record<string, string> = {};
-      if (chain.length > 0)
-        configLabels[`containerd.io/gc.ref.snapshot.${o.snapshotter}`] = chain[chain.length - 1];
-      await writeContent(ctd.content, {
-        digest: m.config.digest,
-        size: m.config.size,
-        labels: configLabels,
-        data: [configBytes],
+      const configBytes = await fetchBlob(o.client, repo, configDesc.digest, {
+        size: configDesc.size,
+        maxBytes: 8 << 20,
       });
-      const manifestLabels: Record<string, string> = {
-        "containerd.io/gc.ref.content.config": m.config.digest,
+      performance.mark("pull: config");
+      const config = JSON.parse(Buffer.from(configBytes).toString("utf8")) as {
+        rootfs?: { diff_ids?: string[] };
       };
-      layers.forEach((l, i) => {
-        manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
-      });
-      await writeContent(ctd.content, {
-        digest: manifest.digest,
-        size: manifest.size,
-        labels: manifestLabels,
-        data: [manifest.bytes],
-      });
+      const layers = m.layers ?? [];
+      const diffIds = config.rootfs?.diff_ids ?? [];
+      if (diffIds.length !== layers.length) {
+        throw new Error(
+          `${name}: ${layers.length} layers but ${diffIds.length} diff IDs in the config`,
+        );
+      }
+      const chain = chainIds(diffIds);
+      await leased;
+      ctd.lease = leaseId;
+      // Which layers containerd has already (asked at once, not one round trip per layer).
+      const present = await Promise.all(chain.map((c) => hasSnapshot(ctd, o.snapshotter, c)));
+      // The content store and the layers at once: the first layer's Prepare waits for the
+      // snapshotter to fetch the image's TOCs, the content writes only for containerd.
+      const written = (async () => {
+        const configLabels: Record<string, string> = {};
+        if (chain.length > 0)
+          configLabels[`containerd.io/gc.ref.snapshot.${o.snapshotter}`] = chain[chain.length - 1];
+        await writeContent(ctd.content, {
+          digest: configDesc.digest,
+          size: configDesc.size,
+          labels: configLabels,
+          data: [configBytes],
+        });
+        const manifestLabels: Record<string, string> = {
+          "containerd.io/gc.ref.content.config": configDesc.digest,
+        };
+        layers.forEach((l, i) => {
+          manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest;
+        });
+        await writeContent(ctd.content, {
+          digest: manifest.digest,
+          size: manifest.size,
+          labels: manifestLabels,
+          data: [manifest.bytes],
+        });
+        performance.mark("pull: lease, manifest and config written");
+      })();
+      written.catch(() => {}); // awaited below
       const pulled: PulledLayer[] = [];
       for (let i = 0; i < layers.length; i++) {
-        const kind = await unpackLayer(ctd, o, {
-          layer: layers[i],
-          diffId: diffIds[i],
-          chainId: chain[i],
-          parent: i > 0 ? chain[i - 1] : "",
-          labels: {
-            [STARGZ_REFERENCE]: pinned,
-            [STARGZ_DIGEST]: layers[i].digest,
-            [STARGZ_LAYERS]: layersLabel(layers),
-          },
-          fetch: () => getBlob(o.client, repo, layers[i].digest, { size: layers[i].size }),
-        });
+        const kind = present[i]
+          ? "present"
+          : await unpackLayer(ctd, o, {
+              layer: layers[i],
+              diffId: diffIds[i],
+              chainId: chain[i],
+              parent: i > 0 ? chain[i - 1] : "",
+              labels: {
+                [STARGZ_REFERENCE]: pinned,
+                [STARGZ_DIGEST]: layers[i].digest,
+                [STARGZ_LAYERS]: layersLabel(layers),
+              },
+              fetch: () => getBlob(o.client, repo, layers[i].digest, { size: layers[i].size }),
+            });
         pulled.push({ digest: layers[i].digest, chainId: chain[i], kind });
+        performance.mark(`pull: layer ${i} ${kind}`);
       }
+      await written;
       const image = {
         name,
         labels: {},
@@ -150,10 +173,22 @@ export async function pullImage(ref: Reference, o: PullOptions): Promise<PullRes
       return { name, manifest: manifest.digest, layers: pulled };
     } finally {
       ctd.lease = undefined;
-      await ctd.leases.call("Delete", { id: leaseId, sync: false }).catch(() => {});
+      await leased
+        .then(() => ctd.leases.call("Delete", { id: leaseId, sync: false }))
+        .catch(() => {});
     }
   } finally {
     ctd.close();
+  }
+}
+
+async function hasSnapshot(ctd: Containerd, snapshotter: string, key: string): Promise<boolean> {
+  try {
+    await ctd.snapshots.call("Stat", { snapshotter, key });
+    return true;
+  } catch (e) {
+    if (grpcCode(e) === NOT_FOUND) return false;
+    throw e;
   }
 }
 
@@ -173,12 +208,6 @@ async function unpackLayer(
 ): Promise<PulledLayer["kind"]> {
   const { snapshots } = ctd;
   const sn = o.snapshotter;
-  try {
-    await snapshots.call("Stat", { snapshotter: sn, key: job.chainId });
-    return "present";
-  } catch (e) {
-    if (grpcCode(e) !== NOT_FOUND) throw e;
-  }
   const labels: Record<string, string> = { [TARGET_LABEL]: job.chainId, ...job.labels };
   for (const [k, v] of Object.entries(job.layer.annotations ?? {})) {
     if (k.startsWith(SNAPSHOT_ANNOTATION_PREFIX)) labels[k] = v;

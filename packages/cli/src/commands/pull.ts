@@ -1,5 +1,6 @@
 import { type Platform, parsePlatform, parseReference, RegistryClient } from "@seekable/registry";
-import { pullImage } from "@seekable/snapshotter";
+// Not the package root: that loads the server side (FUSE, SQLite) a pull does not need.
+import { pullImage } from "@seekable/snapshotter/pull";
 import { CliError } from "../errors.js";
 import { credsFlag } from "../target.js";
 
