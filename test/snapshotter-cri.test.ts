@@ -3,9 +3,9 @@
 // reference and layer digest, the snapshotter commits every eStargz layer itself, and
 // containerd downloads no layer blob; the image then runs from the lazy layers.
 
+import { criPullImage } from "@seekable/snapshotter";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Containerd } from "./helpers/containerd.js";
-import { criPullImage } from "./helpers/cri.js";
 import { describeRun } from "./helpers/run.js";
 import { type SnapshotterEnv, snapshotterEnv } from "./helpers/snapshotter-env.js";
 
