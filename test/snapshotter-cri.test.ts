@@ -43,14 +43,8 @@ describe("seekable snapshotter behind containerd's CRI plugin", () => {
     expect(snaps.code, describeRun(snaps)).toBe(0);
     expect(snaps.stdout.toString().match(/Committed/g)).toHaveLength(3);
 
-    const run = await ctd().ctr(
+    const run = await ctd().run(
       "k8s.io",
-      "run",
-      "--rm",
-      "--snapshotter",
-      "seekable",
-      "--runtime",
-      "io.containerd.runc.v2",
       image,
       "cri1",
       "python3",

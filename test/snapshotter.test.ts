@@ -21,20 +21,8 @@ let mixedImage: string;
 const ctd = () => env.containerd as Containerd;
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");
 
-function ctrRun(image: string, id: string, ...cmd: string[]) {
-  return ctd().ctr(
-    "default",
-    "run",
-    "--rm",
-    "--snapshotter",
-    "seekable",
-    "--runtime",
-    "io.containerd.runc.v2",
-    image,
-    id,
-    ...cmd,
-  );
-}
+const ctrRun = (image: string, id: string, ...cmd: string[]) =>
+  ctd().run("default", image, id, ...cmd);
 
 beforeAll(async () => {
   env = await snapshotterEnv("seekable/snap", {});

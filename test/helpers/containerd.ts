@@ -14,6 +14,8 @@ export interface Containerd {
   readonly socket: string;
   /** `ctr -a SOCKET -n NAMESPACE ARGS...` */
   ctr(namespace: string, ...args: string[]): Promise<RunResult>;
+  /** `ctr run --rm --snapshotter seekable` with runc: `cmd` in a new container of `image`. */
+  run(namespace: string, image: string, id: string, ...cmd: string[]): Promise<RunResult>;
   logs(): string;
   /** SIGTERM (SIGKILL after 20 s), then the same configuration started again. */
   restart(): Promise<void>;
@@ -68,6 +70,18 @@ export async function startContainerd(dir: string, o: ContainerdOptions): Promis
     socket,
     ctr: (namespace, ...args) =>
       run("ctr", ["-a", socket, "-n", namespace, ...args], { timeoutMs: 180_000 }),
+    run: (namespace, image, id, ...cmd) =>
+      run(
+        "ctr",
+        ["-a", socket, "-n", namespace, "run", "--rm", "--snapshotter", "seekable"].concat([
+          "--runtime",
+          "io.containerd.runc.v2",
+          image,
+          id,
+          ...cmd,
+        ]),
+        { timeoutMs: 180_000 },
+      ),
     logs: () => logs,
     restart: async () => {
       await stop();

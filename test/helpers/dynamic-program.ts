@@ -15,12 +15,17 @@ export interface DynamicProgram {
   program: string;
 }
 
-export function dynamicProgram(): DynamicProgram {
-  const libs = execFileSync("ldd", ["/bin/ls"], { encoding: "utf8" })
+/** The libraries ld.so loads for `program` (ldd's list: direct and indirect), real paths. */
+export function linkedLibraries(program: string): { name: string; path: string }[] {
+  return execFileSync("ldd", [program], { encoding: "utf8" })
     .split("\n")
     .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
     .filter((x): x is RegExpExecArray => x !== null)
     .map((x) => ({ name: x[1], path: realpathSync(x[2]) }));
+}
+
+export function dynamicProgram(): DynamicProgram {
+  const libs = linkedLibraries("/bin/ls");
   const L = "usr/lib/x86_64-linux-gnu";
   const filler = (i: number): TarItem => ({
     name: `usr/share/f${i}.bin`,

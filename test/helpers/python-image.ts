@@ -2,9 +2,9 @@
 // CI), as three usr-merged layers: a base (busybox, libc and what python3 links, ld.so and its
 // cache), python (the interpreter and its standard library with its compiled modules) and a
 // small app layer. `python3 -c "import json"` runs in it.
-import { execFileSync } from "node:child_process";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { basename, join } from "node:path";
+import { linkedLibraries } from "./dynamic-program.js";
 import type { TarItem } from "./tar.js";
 
 const PYTHON = "/usr/bin/python3";
@@ -34,11 +34,7 @@ export interface PythonImage {
 
 export function pythonImage(): PythonImage {
   const version = basename(realpathSync(PYTHON)); // python3.11
-  const libs = execFileSync("ldd", [PYTHON], { encoding: "utf8" })
-    .split("\n")
-    .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
-    .filter((x): x is RegExpExecArray => x !== null)
-    .map((x) => ({ name: x[1], path: realpathSync(x[2]) }));
+  const libs = linkedLibraries(PYTHON);
   const base: TarItem[] = [
     { name: "usr/" },
     { name: "usr/bin/" },

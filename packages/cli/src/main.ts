@@ -39,6 +39,25 @@ function readingOptions(cmd: Command): Command {
     .option("--no-cache", "do not use the on-disk chunk cache");
 }
 
+/** The options of the layer store's hosts (`store`, `snapshotter`): registry, cache, statistics. */
+function layerStoreOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--creds <user:pass>",
+      "registry credentials (default: ~/.docker/config.json, then anonymous)",
+    )
+    .option(
+      "--plain-http",
+      "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+    )
+    .option(
+      "--stats",
+      'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
+    )
+    .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
+    .option("--no-cache", "do not use the on-disk chunk cache");
+}
+
 /** The input the running command works on: error lines name it. */
 let currentInput: string | undefined;
 function subject(input: string): string {
@@ -189,29 +208,17 @@ readingOptions(program.command("mount"))
     return mountCommand(subject(ref), dir, o);
   });
 
-program
-  .command("store")
-  .description(
-    "an Additional Layer Store for podman/CRI-O: DIR/<base64 ref>/<layer digest>/{diff,info,blob,use}, served lazily (foreground; Ctrl-C unmounts)",
-  )
-  .argument(
-    "<dir>",
-    'an existing directory to mount on (storage.conf: additionallayerstores = ["DIR:ref"])',
-  )
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
-  .option(
-    "--stats",
-    'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
-  )
-  .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
-  .option("--no-cache", "do not use the on-disk chunk cache")
+layerStoreOptions(
+  program
+    .command("store")
+    .description(
+      "an Additional Layer Store for podman/CRI-O: DIR/<base64 ref>/<layer digest>/{diff,info,blob,use}, served lazily (foreground; Ctrl-C unmounts)",
+    )
+    .argument(
+      "<dir>",
+      'an existing directory to mount on (storage.conf: additionallayerstores = ["DIR:ref"])',
+    ),
+)
   .option(
     "--prefetch <file|auto>",
     "when an image's layers are first resolved, fetch a profile's files, one batched request per layer: a file as `mount --record` writes it (the same for every image), or auto (the newest profile pushed beside each image with `seekable profile push`); none or an unusable one is a warning",
@@ -225,33 +232,21 @@ program
     (await import("./commands/store.js")).storeCommand(subject(dir), o),
   );
 
-program
-  .command("snapshotter")
-  .description(
-    "a containerd remote snapshotter (proxy plugin on a unix socket): eStargz layers served lazily, everything else an ordinary overlay snapshot (foreground; Ctrl-C stops)",
-  )
-  .option(
-    "--address <sock>",
-    "the unix socket to serve (default /run/seekable-snapshotter/snapshotter.sock)",
-  )
-  .option(
-    "--root <dir>",
-    "state: metadata.db, snapshots/, the layer store at store/ (default /var/lib/seekable-snapshotter)",
-  )
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
-  .option(
-    "--stats",
-    'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
-  )
-  .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
-  .option("--no-cache", "do not use the on-disk chunk cache")
+layerStoreOptions(
+  program
+    .command("snapshotter")
+    .description(
+      "a containerd remote snapshotter (proxy plugin on a unix socket): eStargz layers served lazily, everything else an ordinary overlay snapshot (foreground; Ctrl-C stops)",
+    )
+    .option(
+      "--address <sock>",
+      "the unix socket to serve (default /run/seekable-snapshotter/snapshotter.sock)",
+    )
+    .option(
+      "--root <dir>",
+      "state: metadata.db, snapshots/, the layer store at store/ (default /var/lib/seekable-snapshotter)",
+    ),
+)
   .option(
     "--prefetch <file|auto>",
     "when an image's layers are first resolved, fetch a profile's files (a file, or auto: the profile pushed beside the image)",
