@@ -218,10 +218,8 @@ export class Snapshots {
       return row;
     });
     await rm(this.dirOf(s.id), { recursive: true, force: true }); // a remote layer's: the symlink
-    if (s.remote !== null) {
-      const path = s.remote;
-      if (!this.o.db.all().some((r) => r.remote === path)) await this.o.remote.release(path);
-    }
+    // One use per snapshot on the layer (each counted at its Prepare, or at reopen).
+    if (s.remote !== null) await this.o.remote.release(s.remote);
   }
 
   stat(key: string): Info {
@@ -281,7 +279,6 @@ export class Snapshots {
 
   /** After a restart: the remote layers snapshots stand on are counted in use again. */
   async reopen(): Promise<void> {
-    const paths = new Set(this.o.db.all().flatMap((s) => (s.remote !== null ? [s.remote] : [])));
-    for (const p of paths) await this.o.remote.use(p);
+    for (const s of this.o.db.all()) if (s.remote !== null) await this.o.remote.use(s.remote);
   }
 }
