@@ -54,14 +54,14 @@ export interface SnapshotterEnv {
   /** base, python, app (with /app/big.bin): eStargz. */
   layers: ConvertedLayer[];
   /** The app layer as plain tar+gzip, with one more file (its own chain ID). */
-  plainApp: PushedLayer;
+  plainApp: PushedLayer & { digest: string };
   /** Pushes an image of these layers as REPO:tag; its name through the proxy. */
   push(tag: string, layers: PushedLayer[]): Promise<string>;
   snapshotter?: Foreground;
   containerd?: Containerd;
   startSnapshotter(): Promise<Foreground>;
   /** Bytes of these layers' blobs the registry sent since proxy log entry `from`. */
-  layerBytes(from: number, layers: PushedLayer[]): number;
+  layerBytes(from: number, layers: { digest: string }[]): number;
   /** Mount points under the snapshotter's root other than its layer store. */
   mountsUnder(): Promise<string[]>;
   close(): Promise<void>;
