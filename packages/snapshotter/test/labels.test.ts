@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { remoteLayer, storePath } from "../src/labels.js";
 
@@ -65,5 +66,33 @@ describe("remoteLayer", () => {
 
   it("names the store's directory as seekable store lays it out", () => {
     expect(storePath("r:1", D("1"))).toBe(`${Buffer.from("r:1").toString("base64")}/${D("1")}`);
+  });
+
+  it("any label values: a remote layer with well-formed digests, a local reason, or nothing; never a throw", () => {
+    const keys = [
+      "containerd.io/snapshot.ref",
+      "containerd.io/snapshot/remote/stargz.reference",
+      "containerd.io/snapshot/remote/stargz.digest",
+      "containerd.io/snapshot/cri.image-ref",
+      "containerd.io/snapshot/cri.layer-digest",
+      "containerd.io/snapshot/cri.manifest-digest",
+      TOC,
+    ];
+    const value = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.constant(D("a")),
+      fc.constant("r.io/a:b"),
+    );
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...keys), value), (labels) => {
+        const r = remoteLayer(labels);
+        if (r && "remote" in r) {
+          expect(r.remote.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+          expect(r.remote.tocDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
+          expect(storePath(r.remote.refText, r.remote.digest)).not.toMatch(/\.\.|^\//);
+        }
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
