@@ -145,6 +145,23 @@ describe("seekable snapshotter with containerd", () => {
     expect(again.stdout.toString()).toBe(`${md5(BIG)}  /app/big.bin\n`);
   });
 
+  it("seekable pull of a missing image or into an unreachable containerd: one line naming the input, exit 1, nothing left", async () => {
+    const missing = lazyImage.replace(/:esgz$/, ":missing");
+    const r = await seekable("pull", "--containerd", ctd().socket, `docker://${missing}`);
+    expect(r.code, describeRun(r)).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain(missing);
+    const nowhere = join(env.work, "no-containerd.sock");
+    const r2 = await seekable("pull", "--containerd", nowhere, `docker://${lazyImage}`);
+    expect(r2.code, describeRun(r2)).toBe(1);
+    expect(r2.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r2.stderr).toContain(nowhere);
+    const ls = await ctd().ctr("default", "images", "ls", "-q");
+    expect(ls.stdout.toString()).not.toContain(missing);
+    const leases = await ctd().ctr("default", "leases", "ls", "-q");
+    expect(leases.stdout.toString().trim()).toBe("");
+  });
+
   it("ctr images rm + GC leaves no snapshot, directory, mount or database row behind", async () => {
     for (const img of [lazyImage, mixedImage]) {
       const r = await ctd().ctr("default", "images", "rm", "--sync", img);
