@@ -1,3 +1,4 @@
+export { describe } from "./host.js";
 export { type MountedImage, type MountOptions, mountTarget } from "./mount.js";
 export type { ProfilePrefetchResult } from "./prefetch.js";
 export type { StoreOptions, StoreProfile } from "./store/layer-store.js";

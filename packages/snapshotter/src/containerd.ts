@@ -1,4 +1,5 @@
 import { type Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { CALL_TIMEOUT } from "./grpc-code.js";
 import { service } from "./proto.js";
 
 /** The header containerd reads the namespace from, and the lease a request works under. */
@@ -6,7 +7,7 @@ const NAMESPACE_HEADER = "containerd-namespace";
 const LEASE_HEADER = "containerd-lease";
 
 type Callback = (err: ServiceError | null, res: unknown) => void;
-type UnaryMethod = (req: unknown, md: Metadata, cb: Callback) => void;
+type UnaryMethod = (req: unknown, md: Metadata, opts: { deadline: number }, cb: Callback) => void;
 
 /** A gRPC client of one containerd service, in a namespace and optionally a lease. */
 export class ContainerdService {
@@ -23,10 +24,13 @@ export class ContainerdService {
     });
   }
 
-  call<T>(method: string, req: unknown): Promise<T> {
+  call<T>(method: string, req: unknown, timeoutMs = CALL_TIMEOUT): Promise<T> {
     const fn = (this.client as unknown as Record<string, UnaryMethod>)[method];
+    const deadline = Date.now() + timeoutMs;
     return new Promise<T>((res, rej) =>
-      fn.call(this.client, req, this.md(), (err, r) => (err ? rej(err) : res(r as T))),
+      fn.call(this.client, req, this.md(), { deadline }, (err, r) =>
+        err ? rej(err) : res(r as T),
+      ),
     );
   }
 

@@ -30,6 +30,5 @@ export class SnapshotError extends Error {
   }
 }
 
-export function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
+/** An error's message on one line (the layer store's). */
+export { describe } from "@seekable/mount";

@@ -14,7 +14,7 @@ import {
 import { chainIds } from "./chain-id.js";
 import type { Containerd } from "./containerd.js";
 import { writeContent } from "./content-write.js";
-import { ALREADY_EXISTS, grpcCode, NOT_FOUND } from "./grpc-code.js";
+import { ALREADY_EXISTS, grpcCode, LAYER_TIMEOUT, NOT_FOUND } from "./grpc-code.js";
 import { STARGZ_DIGEST, STARGZ_LAYERS, STARGZ_REFERENCE, TARGET_LABEL } from "./labels.js";
 import type { Mount } from "./overlay.js";
 
@@ -215,12 +215,11 @@ async function unpackLayer(
   const key = `extract-${randomBytes(6).toString("hex")} ${job.chainId}`;
   let mounts: Mount[];
   try {
-    ({ mounts } = await snapshots.call<{ mounts: Mount[] }>("Prepare", {
-      snapshotter: sn,
-      key,
-      parent: job.parent,
-      labels,
-    }));
+    ({ mounts } = await snapshots.call<{ mounts: Mount[] }>(
+      "Prepare",
+      { snapshotter: sn, key, parent: job.parent, labels },
+      LAYER_TIMEOUT, // a lazy layer's TOC is fetched meanwhile
+    ));
   } catch (e) {
     if (grpcCode(e) !== ALREADY_EXISTS) throw e;
     // The snapshotter committed it (or another pull did meanwhile): check it is there.
@@ -235,15 +234,19 @@ async function unpackLayer(
       labels: { "containerd.io/uncompressed": job.diffId },
       data: job.fetch(),
     });
-    const { applied } = await ctd.diff.call<{ applied: { digest: string } }>("Apply", {
-      diff: {
-        media_type: job.layer.mediaType,
-        digest: job.layer.digest,
-        size: job.layer.size,
-        annotations: {},
+    const { applied } = await ctd.diff.call<{ applied: { digest: string } }>(
+      "Apply",
+      {
+        diff: {
+          media_type: job.layer.mediaType,
+          digest: job.layer.digest,
+          size: job.layer.size,
+          annotations: {},
+        },
+        mounts,
       },
-      mounts,
-    });
+      LAYER_TIMEOUT,
+    );
     if (applied.digest !== job.diffId) {
       throw new Error(
         `layer ${job.layer.digest}: unpacked to ${applied.digest}, the config says ${job.diffId}`,
