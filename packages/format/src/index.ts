@@ -15,6 +15,13 @@ export {
   type ResettableSink,
   SpoolError,
 } from "./convert.js";
+export {
+  inflateFrom,
+  preface,
+  type ResumePoint,
+  resumeStart,
+  WINDOW_SIZE,
+} from "./deflate-resume.js";
 export { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
 export {
   encodeFooter,
@@ -31,6 +38,24 @@ export {
   goQuote,
   toByteString,
 } from "./go-json.js";
+export { type Checkpoint, GzipCheckpointer, gzipHeaderLength } from "./gzip-checkpoints.js";
+export {
+  checkpointBefore,
+  GZIP_INDEX_MEDIA_TYPE,
+  type GzipIndex,
+  inflateSpan,
+  MAX_INDEX_BYTES,
+  parseGzipIndex,
+  type Span,
+  serializeGzipIndex,
+  spanFor,
+} from "./gzip-index.js";
+export {
+  buildGzipIndex,
+  DEFAULT_INDEX_CHUNK_SIZE,
+  DEFAULT_SPAN_SIZE,
+  type IndexBuildOptions,
+} from "./gzip-index-build.js";
 export { gzipMember, memberHeader } from "./gzip-member.js";
 export {
   isLandmark,

@@ -139,7 +139,8 @@ const BASIC_PAX = new Set([
   "ctime",
 ]);
 
-function toHeader(h: RawTarHeader): TarHeader {
+/** Raw header fields -> the Go-style header (PAX records applied); refuses unsupported types. */
+export function toHeader(h: RawTarHeader): TarHeader {
   const type = TYPES.get(h.typeflag);
   if (!type) {
     // e.g. 'S' (old GNU sparse), 'V', 'M': the reference refuses them too.

@@ -41,6 +41,8 @@ export interface RawTarHeader {
 
 export interface RawTarEntry {
   header: RawTarHeader;
+  /** Offset of the body's first byte in the tar stream (after the header blocks). */
+  offset: number;
   /** The body: must be consumed (or abandoned) before the next entry is requested. */
   body: AsyncIterable<Uint8Array>;
 }
@@ -52,6 +54,8 @@ class ByteQueue {
   private buf: Buffer = EMPTY;
   private pos = 0;
   private done = false;
+  /** Stream offset of `buf`'s first byte. */
+  private base = 0;
 
   constructor(private readonly it: AsyncIterator<Uint8Array>) {}
 
@@ -63,6 +67,7 @@ class ByteQueue {
       return false;
     }
     const c = r.value;
+    this.base += this.buf.length;
     this.buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
     this.pos = 0;
     return true;
@@ -86,6 +91,11 @@ class ByteQueue {
       got += k;
     }
     return out;
+  }
+
+  /** Bytes of the stream consumed so far. */
+  get offset(): number {
+    return this.base + this.pos;
   }
 
   /** Up to `max` bytes (at least one) as a view of the current input chunk. */
@@ -184,7 +194,7 @@ export async function* readRawTar(input: AsyncIterable<Uint8Array>): AsyncGenera
                 yield c;
               }
             })();
-      yield { header: h, body };
+      yield { header: h, offset: q.offset, body };
       current = false;
       await q.skip(remaining + padding(size), "a file body");
     }

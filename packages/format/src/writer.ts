@@ -123,26 +123,8 @@ export class LayerWriter {
 
   /** Appends one entry; `body` must yield exactly `header.size` bytes for regular files. */
   async add(header: TarHeader, body?: AsyncIterable<Uint8Array>): Promise<void> {
-    const type = TOC_TYPE_OF_TAR[header.type];
-    if (!type) throw new FormatError(`unsupported tar entry type ${header.type}`);
-    const ent: TocEntry = { name: header.name, type };
-    const mt = formatModtime(header.mtimeSec, header.mtimeNsec);
-    if (mt) ent.modtime = mt;
-    if (type === "hardlink" || type === "symlink") ent.linkName = header.linkname;
-    ent.mode = header.mode;
-    ent.uid = header.uid;
-    ent.gid = header.gid;
-    ent.userName = nameIfChanged(this.lastUname, header.uid, header.uname);
-    ent.groupName = nameIfChanged(this.lastGname, header.gid, header.gname);
-    if (type === "char" || type === "block") {
-      ent.devMajor = header.devmajor;
-      ent.devMinor = header.devminor;
-    }
-    if (header.xattrs.size > 0) {
-      ent.xattrs = {};
-      for (const [k, v] of header.xattrs)
-        ent.xattrs[k] = Buffer.from(v, "latin1").toString("base64");
-    }
+    const ent = tocEntryOf(header, this.lastUname, this.lastGname);
+    const type = ent.type;
     this.append(encodeHeader(header));
     if (type !== "reg") {
       this.toc.push(ent);
@@ -362,6 +344,38 @@ function refuseBadHardlinks(toc: TocEntry[]): void {
 }
 
 /** The reference emits a user/group name only when it changed for that id. */
+/**
+ * A tar header's metadata as a TOC entry (no size, offsets or digests). User and group
+ * names are given only when they differ from the last seen for that id (the reference's
+ * way); `lastUname`/`lastGname` carry that state from entry to entry.
+ */
+export function tocEntryOf(
+  header: TarHeader,
+  lastUname: Map<number, string>,
+  lastGname: Map<number, string>,
+): TocEntry {
+  const type = TOC_TYPE_OF_TAR[header.type];
+  if (!type) throw new FormatError(`unsupported tar entry type ${header.type}`);
+  const ent: TocEntry = { name: header.name, type };
+  const mt = formatModtime(header.mtimeSec, header.mtimeNsec);
+  if (mt) ent.modtime = mt;
+  if (type === "hardlink" || type === "symlink") ent.linkName = header.linkname;
+  ent.mode = header.mode;
+  ent.uid = header.uid;
+  ent.gid = header.gid;
+  ent.userName = nameIfChanged(lastUname, header.uid, header.uname);
+  ent.groupName = nameIfChanged(lastGname, header.gid, header.gname);
+  if (type === "char" || type === "block") {
+    ent.devMajor = header.devmajor;
+    ent.devMinor = header.devminor;
+  }
+  if (header.xattrs.size > 0) {
+    ent.xattrs = {};
+    for (const [k, v] of header.xattrs) ent.xattrs[k] = Buffer.from(v, "latin1").toString("base64");
+  }
+  return ent;
+}
+
 function nameIfChanged(last: Map<number, string>, id: number, name: string): string | undefined {
   if (name === "") return undefined;
   if (last.get(id) === name) return undefined;
