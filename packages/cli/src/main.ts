@@ -36,7 +36,12 @@ function readingOptions(cmd: Command): Command {
       "--cache-dir <dir>",
       "chunk cache directory (default $XDG_CACHE_HOME/seekable for remote blobs)",
     )
-    .option("--no-cache", "do not use the on-disk chunk cache");
+    .option("--no-cache", "do not use the on-disk chunk cache")
+    .option(
+      "--index <auto|none>",
+      "with docker://: read plain gzip layers through the index `seekable index` stored beside the image (auto), or whole (none)",
+    )
+    .option("--index-digest <digest>", "with docker://: the gzip index artifact to use (pinned)");
 }
 
 /** The options of the layer store's hosts (`store`, `snapshotter`): registry, cache, statistics. */
@@ -302,6 +307,37 @@ profileCommand
   .option("--json", 'print {"digest","subject","via",...} (digest: the artifact manifest)')
   .action(async (ref: string, file: string, o) =>
     (await import("./commands/profile.js")).profilePushCommand(subject(ref), file, o),
+  );
+
+program
+  .command("index")
+  .description(
+    "index an image's gzip layers (file offsets, inflate checkpoints) and push the index beside it as an OCI referrer: the image and its digests stay as they are",
+  )
+  .argument("<ref>", "docker://REF")
+  .option(
+    "--span-size <bytes>",
+    "compressed bytes between checkpoints",
+    intArg("--span-size", 65536),
+    4 << 20,
+  )
+  .option(
+    "--min-layer-size <bytes>",
+    "smaller layers are left out (fetched whole; default 10 MiB)",
+    intArg("--min-layer-size", 0),
+  )
+  .option("--platform <os/arch>", "with an index: the platform's manifest")
+  .option(
+    "--creds <user:pass>",
+    "registry credentials (default: ~/.docker/config.json, then anonymous)",
+  )
+  .option(
+    "--plain-http",
+    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
+  )
+  .option("--json", 'print {"digest","subject","indexed","skipped",...}')
+  .action(async (ref: string, o) =>
+    (await import("./commands/index-image.js")).indexCommand(subject(ref), o),
   );
 
 program

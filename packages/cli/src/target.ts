@@ -18,6 +18,7 @@ import {
   RegistryError,
 } from "@seekable/registry";
 import { CliError } from "./errors.js";
+import { gzipIndexResolver } from "./gzip-indexes.js";
 
 /** Options every reading command takes (the CLI contract). */
 export interface ReadingFlags {
@@ -31,6 +32,9 @@ export interface ReadingFlags {
   /** commander's --no-cache sets this to false. */
   cache?: boolean;
   json?: boolean;
+  /** auto (default) or none: gzip layer indexes stored beside an image. */
+  index?: string;
+  indexDigest?: string;
 }
 
 export interface Session {
@@ -107,12 +111,19 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
     process.stderr.write(`${JSON.stringify(s)}\n`);
   };
   let target: OpenedTarget;
+  const location = parseBlob(blob, flags);
+  const gzipIndexes = gzipIndexResolver(
+    getClient,
+    () => (location.kind === "image" ? location.reference : undefined),
+    flags,
+  );
   try {
-    target = await openLocation(parseBlob(blob, flags), {
+    target = await openLocation(location, {
       client: getClient,
       stats,
       cache,
       tocDigest: flags.tocDigest,
+      gzipIndexes,
     });
   } catch (e) {
     report();

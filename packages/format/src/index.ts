@@ -99,4 +99,5 @@ export {
   type Toc,
   type TocEntry,
 } from "./toc.js";
+export { TocIndex } from "./toc-index.js";
 export { type ByteSink, formatModtime, TOC_TYPE_OF_TAR } from "./writer.js";

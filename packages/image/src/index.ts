@@ -5,6 +5,17 @@ export {
   LayerError,
   type LayerRecord,
 } from "./convert-image.js";
+export {
+  DEFAULT_MIN_LAYER_SIZE,
+  type FoundIndexes,
+  findGzipIndexes,
+  GZIP_INDEX_ARTIFACT_TYPE,
+  type IndexedLayer,
+  type IndexImageOptions,
+  type IndexImageResult,
+  indexImage,
+  indexSkipReason,
+} from "./gzip-index-artifact.js";
 export { type ImageRef, ImageRefError, isImageRef, parseImageRef } from "./image-ref.js";
 export { LayoutServer, parseRanges } from "./layout-server.js";
 export { isEstargzLayer } from "./manifest-rewrite.js";

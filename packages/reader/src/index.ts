@@ -10,6 +10,7 @@ export {
 } from "./chunk-cache.js";
 export { CountingSource } from "./counting-source.js";
 export { ImageFS, type MergedNode } from "./image-fs.js";
+export { IndexedLayer } from "./indexed-layer.js";
 export type { LayerView } from "./layer-view.js";
 export {
   type LayerLocation,

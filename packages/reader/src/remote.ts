@@ -1,6 +1,7 @@
 import {
   type ChunkCache,
   FileRangeSource,
+  type GzipIndex,
   LayerReader,
   NotEStargzError,
   NotFoundError,
@@ -18,6 +19,7 @@ import {
 } from "@seekable/registry";
 import { CountingSource } from "./counting-source.js";
 import { ImageFS } from "./image-fs.js";
+import { IndexedLayer } from "./indexed-layer.js";
 import type { LayerView } from "./layer-view.js";
 import type { ReadStats } from "./stats.js";
 import { WholeLayer } from "./whole-layer.js";
@@ -84,6 +86,12 @@ export interface LayerOpenOptions {
 /** What opening a registry layer or image needs: the client is made only when needed. */
 export interface RemoteOpenOptions extends LayerOpenOptions {
   client: () => RegistryClient;
+  /** Gzip layer indexes stored beside an image, by layer digest (`seekable index`). */
+  gzipIndexes?: (
+    manifestDigest: string,
+    layers: Descriptor[],
+    signal?: AbortSignal,
+  ) => Promise<Map<string, GzipIndex> | undefined>;
 }
 
 /** The layer asked for is not in the image. Fields let a caller word it (e.g. name its flag). */
@@ -224,9 +232,10 @@ export async function openImage(
   const keyOf = (d: Descriptor) => `${d.digest}/${d.annotations?.[TOC_DIGEST_ANNOTATION] ?? ""}`;
   const firsts = new Map<string, Descriptor>();
   for (const d of descs) if (!firsts.has(keyOf(d))) firsts.set(keyOf(d), d);
+  const indexes = await opts.gzipIndexes?.(manifest.digest, descs, opts.signal);
   const results = await Promise.allSettled(
     [...firsts.values()].map((d, i) =>
-      openRegistryLayer(client, ref, d.digest, d, opts, `layer ${i}`),
+      openRegistryLayer(client, ref, d.digest, d, opts, `layer ${i}`, indexes?.get(d.digest)),
     ),
   );
   const distinct = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
@@ -256,6 +265,7 @@ async function openRegistryLayer(
   desc: Descriptor | undefined,
   opts: RemoteOpenOptions,
   label = "layer",
+  index?: GzipIndex,
 ): Promise<OpenedLayer> {
   const repo = { registry: ref.registry, repository: ref.repository };
   // Without a descriptor (a blob URL), one suffix range gives the size and the tail at once.
@@ -269,6 +279,14 @@ async function openRegistryLayer(
     if (size !== undefined) tail = res.data[0];
   }
   const expected = desc?.annotations?.[TOC_DIGEST_ANNOTATION] ?? opts.tocDigest;
+  if (index && !expected) {
+    const source = await RegistryBlobSource.open(client, repo, digest, {
+      size,
+      signal: opts.signal,
+    });
+    opts.stats.layersIndexed++;
+    return { digest, descriptor: desc, view: new IndexedLayer(index, source, opts.cache) };
+  }
   try {
     const { reader } = await openEStargzBlob(client, repo, digest, size, {
       tocDigest: expected,

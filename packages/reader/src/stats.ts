@@ -6,6 +6,8 @@ export class ReadStats {
   chunksVerified = 0;
   /** Layers that are not eStargz and had to be streamed whole. */
   layersStreamedWhole = 0;
+  /** Plain gzip layers read lazily through an index stored beside the image. */
+  layersIndexed = 0;
 
   toJSON(): Record<string, number> {
     return {
@@ -14,6 +16,7 @@ export class ReadStats {
       bytesServedFromCache: this.bytesServedFromCache,
       chunksVerified: this.chunksVerified,
       layersStreamedWhole: this.layersStreamedWhole,
+      layersIndexed: this.layersIndexed,
     };
   }
 }

@@ -1,0 +1,274 @@
+/**
+ * Gzip layer indexes stored beside an image (issue 17): `seekable index` builds one index
+ * per plain gzip layer and pushes them as one OCI artifact whose `subject` is the image
+ * manifest (referrers API, or the tag fallback: the path profiles take), so the image, its
+ * digests and its signatures stay as they are.
+ *
+ * What an index vouches for: it is found through the referrers of the image manifest and
+ * fetched by digest; the artifact must name that manifest as its subject, and each index
+ * blob the digest and size of a layer of it, or it is not used. It does not vouch for the
+ * layer's bytes as a whole: each chunk read through it is checked against the chunk's
+ * sha256, which the index holds; the layer digest itself is checked only when the whole
+ * layer is read.
+ */
+import {
+  buildGzipIndex,
+  FormatError,
+  GZIP_INDEX_MEDIA_TYPE,
+  type GzipIndex,
+  parseGzipIndex,
+  serializeGzipIndex,
+  TocIndex,
+} from "@seekable/format";
+import {
+  addReferrer,
+  type Descriptor,
+  digestOf,
+  fetchBlob,
+  getBlob,
+  getImageManifest,
+  getManifest,
+  isRegistryError,
+  listReferrers,
+  MediaType,
+  type Platform,
+  pushBlob,
+  putManifest,
+  type Reference,
+  type ReferrersVia,
+  type RegistryClient,
+  type Repository,
+} from "@seekable/registry";
+import { isEstargzLayer } from "./manifest-rewrite.js";
+import { CREATED_ANNOTATION, newestReferrer } from "./profile.js";
+
+export const GZIP_INDEX_ARTIFACT_TYPE = "application/vnd.seekable.gzip-index.v1";
+/** On each index layer of the artifact: the image layer it indexes. */
+export const INDEXED_LAYER_ANNOTATION = "io.seekable.gzip-index.layer";
+/** SOCI's default: smaller layers are fetched whole anyway. */
+export const DEFAULT_MIN_LAYER_SIZE = 10 << 20;
+/** An index blob larger than this is not fetched. */
+export const MAX_INDEX_BLOB = 64 << 20;
+
+const EMPTY = Buffer.from("{}");
+const EMPTY_DESCRIPTOR: Descriptor = {
+  mediaType: MediaType.OciEmpty,
+  digest: digestOf(EMPTY),
+  size: EMPTY.length,
+};
+
+const GZIP_LAYER_TYPES = new Set<string>([MediaType.OciLayerGzip, MediaType.DockerLayerGzip]);
+
+/** Why a layer gets no index, or undefined when it is indexed. */
+export function indexSkipReason(layer: Descriptor, minLayerSize: number): string | undefined {
+  if (!GZIP_LAYER_TYPES.has(layer.mediaType)) return `not gzip (${layer.mediaType})`;
+  if (isEstargzLayer(layer)) return "eStargz (read through its TOC)";
+  if (layer.size < minLayerSize) return `smaller than ${minLayerSize} bytes (fetched whole)`;
+  return undefined;
+}
+
+export interface IndexImageOptions {
+  spanSize?: number;
+  minLayerSize?: number;
+  platform?: Platform;
+  /** Layers indexed at once (default 2). */
+  concurrency?: number;
+  created?: Date;
+  signal?: AbortSignal;
+}
+
+export interface IndexedLayer {
+  layer: Descriptor;
+  index: { digest: string; size: number };
+  checkpoints: number;
+  uncompressedSize: number;
+}
+
+export interface IndexImageResult {
+  subject: Descriptor;
+  /** The artifact manifest's digest; undefined when no layer was indexed (nothing pushed). */
+  digest?: string;
+  via?: ReferrersVia;
+  indexed: IndexedLayer[];
+  skipped: { layer: Descriptor; reason: string }[];
+}
+
+/** Indexes the image's gzip layers (one streaming pass each) and pushes the artifact. */
+export async function indexImage(
+  client: RegistryClient,
+  ref: Reference,
+  options: IndexImageOptions = {},
+): Promise<IndexImageResult> {
+  const { signal } = options;
+  const minLayerSize = options.minLayerSize ?? DEFAULT_MIN_LAYER_SIZE;
+  const { manifest } = await getImageManifest(client, ref, { platform: options.platform, signal });
+  const subject: Descriptor = {
+    mediaType: manifest.mediaType,
+    digest: manifest.digest,
+    size: manifest.size,
+  };
+  const repo: Repository = { registry: ref.registry, repository: ref.repository };
+  const layers = (manifest.json.layers ?? []) as Descriptor[];
+  const skipped: IndexImageResult["skipped"] = [];
+  const todo: Descriptor[] = [];
+  for (const l of layers) {
+    const reason = indexSkipReason(l, minLayerSize);
+    if (reason) skipped.push({ layer: l, reason });
+    else todo.push(l);
+  }
+  const built: { layer: Descriptor; blob: Buffer; ix: GzipIndex }[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < todo.length) {
+      const layer = todo[next++];
+      const stream = getBlob(client, repo, layer.digest, { size: layer.size, signal });
+      try {
+        const ix = await buildGzipIndex(stream, {
+          spanSize: options.spanSize,
+          digest: layer.digest,
+          size: layer.size,
+        });
+        built.push({ layer, blob: serializeGzipIndex(ix), ix });
+      } catch (e) {
+        if (!(e instanceof FormatError)) throw e;
+        throw new FormatError(`layer ${layer.digest}: ${e.message}`, { cause: e });
+      } finally {
+        stream.destroy();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 2) }, worker));
+  if (built.length === 0) return { subject, indexed: [], skipped };
+  // In the image's layer order: the same image gives the same artifact.
+  built.sort((a, b) => layers.indexOf(a.layer) - layers.indexOf(b.layer));
+  await pushBlob(client, repo, EMPTY_DESCRIPTOR, EMPTY, { signal });
+  const entries: Descriptor[] = [];
+  for (const b of built) {
+    const d = { digest: digestOf(b.blob), size: b.blob.length };
+    await pushBlob(client, repo, d, b.blob, { signal });
+    entries.push({
+      mediaType: GZIP_INDEX_MEDIA_TYPE,
+      ...d,
+      annotations: { [INDEXED_LAYER_ANNOTATION]: b.layer.digest },
+    });
+  }
+  const created = (options.created ?? new Date()).toISOString();
+  const bytes = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
+      config: EMPTY_DESCRIPTOR,
+      layers: entries,
+      subject,
+      annotations: { [CREATED_ANNOTATION]: created },
+    }),
+  );
+  const digest = await putManifest(
+    client,
+    { ...repo, digest: digestOf(bytes) },
+    bytes,
+    MediaType.OciManifest,
+    { signal },
+  );
+  const via = await addReferrer(
+    client,
+    repo,
+    subject.digest,
+    {
+      mediaType: MediaType.OciManifest,
+      digest,
+      size: bytes.length,
+      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
+      annotations: { [CREATED_ANNOTATION]: created },
+    },
+    { signal },
+  );
+  return {
+    subject,
+    digest,
+    via,
+    skipped,
+    indexed: built.map((b, i) => ({
+      layer: b.layer,
+      index: { digest: entries[i].digest, size: entries[i].size },
+      checkpoints: b.ix.checkpoints.length,
+      uncompressedSize: b.ix.uncompressedSize,
+    })),
+  };
+}
+
+export interface FoundIndexes {
+  /** The artifact manifest's digest. */
+  digest: string;
+  /** By layer digest: only indexes that name a layer of the image, with its size. */
+  indexes: Map<string, GzipIndex>;
+  /** One line per index not used, and why. */
+  warnings: string[];
+}
+
+/**
+ * The gzip indexes stored for the image manifest `subject` (the newest artifact, or the one
+ * `pinned` names), checked against `layers`; undefined when there is none. A problem with
+ * the artifact as a whole throws a FormatError; one with a single index is a warning.
+ */
+export async function findGzipIndexes(
+  client: RegistryClient,
+  repo: Repository,
+  subjectDigest: string,
+  layers: Descriptor[],
+  options: { pinned?: string; signal?: AbortSignal } = {},
+): Promise<FoundIndexes | undefined> {
+  const { signal } = options;
+  let digest = options.pinned;
+  if (!digest) {
+    const { descriptors } = await listReferrers(client, repo, subjectDigest, {
+      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
+      signal,
+    });
+    const newest = newestReferrer(descriptors);
+    if (!newest) return undefined;
+    if (newest.size > 4 << 20)
+      throw new FormatError(`gzip index ${newest.digest}: manifest of ${newest.size} bytes`);
+    digest = newest.digest;
+  }
+  const name = `gzip index ${digest}`;
+  const m = await getManifest(client, { ...repo, digest }, { signal });
+  if (m.json.artifactType !== GZIP_INDEX_ARTIFACT_TYPE)
+    throw new FormatError(`${name}: artifact type ${JSON.stringify(m.json.artifactType)}`);
+  if (m.json.subject?.digest !== subjectDigest)
+    throw new FormatError(`${name}: its subject is not the image manifest ${subjectDigest}`);
+  const byDigest = new Map(layers.map((l) => [l.digest, l]));
+  const indexes = new Map<string, GzipIndex>();
+  const warnings: string[] = [];
+  for (const d of (m.json.layers ?? []) as Descriptor[]) {
+    if (d?.mediaType !== GZIP_INDEX_MEDIA_TYPE) continue;
+    const at = `${name}: index ${d.digest}`;
+    try {
+      if (typeof d.digest !== "string" || !Number.isSafeInteger(d.size) || d.size > MAX_INDEX_BLOB)
+        throw new FormatError(`bad descriptor or larger than ${MAX_INDEX_BLOB} bytes`);
+      const blob = await fetchBlob(client, repo, d.digest, {
+        size: d.size,
+        maxBytes: MAX_INDEX_BLOB,
+        signal,
+      });
+      const ix = parseGzipIndex(blob);
+      const layer = byDigest.get(ix.layer.digest);
+      if (!layer) throw new FormatError(`names layer ${ix.layer.digest}, not one of the image`);
+      if (layer.size !== ix.layer.size)
+        throw new FormatError(
+          `says layer ${layer.digest} is ${ix.layer.size} bytes, not ${layer.size}`,
+        );
+      // Its tree must build (the reader builds it again): a bad one is refused here, with a
+      // warning, rather than failing the open.
+      TocIndex.build(Buffer.from(ix.toc), ix.uncompressedSize + 1);
+      if (indexSkipReason(layer, 0))
+        throw new FormatError(`layer ${layer.digest} is ${indexSkipReason(layer, 0)}`);
+      indexes.set(layer.digest, ix);
+    } catch (e) {
+      if (!(e instanceof FormatError) && !isRegistryError(e)) throw e;
+      warnings.push(`${at}: ${(e as Error).message} (the layer is read whole)`);
+    }
+  }
+  return { digest: m.digest, indexes, warnings };
+}

@@ -1,0 +1,212 @@
+/**
+ * A plain gzip layer read lazily through its index (issue 17): paths resolve through the
+ * index's TOC; a chunk's bytes come from inflating the compressed span that holds it, from
+ * the checkpoint before it, and are checked against the chunk's sha256 before use. Chunks
+ * met on the way (inflated anyway) are verified and cached too: the next read in the same
+ * span is a cache hit, not another inflate from the checkpoint.
+ */
+import {
+  type ChunkCache,
+  type ChunkRef,
+  cleanEntryName,
+  FormatError,
+  type GzipIndex,
+  inflateSpan,
+  type Node,
+  NotFoundError,
+  type RangeSource,
+  type Span,
+  sha256Digest,
+  spanFor,
+  TocIndex,
+  VerificationError,
+  verifyChunk,
+} from "@seekable/format";
+import type { LayerView } from "./layer-view.js";
+
+interface Chunk {
+  path: string;
+  ref: ChunkRef;
+}
+
+/** Compressed bytes per source.read call when many chunks are wanted (bounded memory). */
+const BATCH_BYTES = 16 << 20;
+
+export class IndexedLayer implements LayerView {
+  private readonly toc: TocIndex;
+  /** Every chunk with data, by uncompressed offset (made on first use). */
+  private byOffset: Chunk[] | undefined;
+
+  constructor(
+    readonly index: GzipIndex,
+    private readonly source: RangeSource,
+    private readonly cache?: ChunkCache,
+  ) {
+    if (source.size !== index.layer.size)
+      throw new FormatError(`layer is ${source.size} bytes, its index says ${index.layer.size}`);
+    const bytes = Buffer.from(index.toc.buffer, index.toc.byteOffset, index.toc.byteLength);
+    // Chunk offsets are positions in the uncompressed tar: they must lie before its end.
+    this.toc = TocIndex.build(bytes, index.uncompressedSize + 1);
+  }
+
+  walk(): Iterable<Node> {
+    return this.toc.nodes.values();
+  }
+
+  lookup(path: string): Node | undefined {
+    return this.toc.nodes.get(cleanEntryName(path));
+  }
+
+  private regular(path: string): Node {
+    const n = this.lookup(path);
+    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
+    const r = n.target ?? n;
+    if (r.type !== "reg")
+      throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
+    return r;
+  }
+
+  async read(path: string, offset = 0, length?: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const node = this.regular(path);
+    const end = Math.min(node.size, length === undefined ? node.size : offset + length);
+    if (offset >= end) return new Uint8Array(0);
+    const refs = node.chunks.filter(
+      (c) => c.chunkOffset < end && c.chunkOffset + c.chunkSize > offset,
+    );
+    const datas = await this.chunks(
+      refs.map((ref) => ({ path: node.path, ref })),
+      signal,
+    );
+    const out = Buffer.allocUnsafe(end - offset);
+    refs.forEach((c, k) => {
+      const from = Math.max(offset, c.chunkOffset);
+      const to = Math.min(end, c.chunkOffset + c.chunkSize);
+      out.set(datas[k].subarray(from - c.chunkOffset, to - c.chunkOffset), from - offset);
+    });
+    return out;
+  }
+
+  async *stream(path: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const node = this.regular(path);
+    for (const ref of node.chunks) {
+      const [data] = await this.chunks([{ path: node.path, ref }], signal);
+      yield data;
+    }
+  }
+
+  async prefetch(paths: string[], signal?: AbortSignal): Promise<void> {
+    if (!this.cache) return;
+    const want: Chunk[] = [];
+    for (const p of paths) {
+      const n = this.lookup(p);
+      const r = n?.target ?? n;
+      if (r?.type === "reg") for (const ref of r.chunks) want.push({ path: r.path, ref });
+    }
+    await this.chunks(want, signal);
+  }
+
+  /**
+   * Verified contents of chunks: from the cache, else by spans. Chunks that share a span
+   * are inflated in one pass from its checkpoint; spans are fetched in as few source.read
+   * calls as BATCH_BYTES allows, so the source can coalesce them.
+   */
+  private async chunks(items: Chunk[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    const out: (Uint8Array | undefined)[] = await Promise.all(
+      items.map(({ ref }) =>
+        this.cache && ref.chunkDigest ? this.cache.get(ref.chunkDigest) : undefined,
+      ),
+    );
+    const groups = new Map<number, { span: Span; end: number; members: number[] }>();
+    items.forEach(({ ref }, k) => {
+      if (out[k]) return;
+      if (ref.offset + ref.chunkSize > this.index.uncompressedSize)
+        throw new FormatError(`chunk at ${ref.offset} is past the end of the layer's tar`);
+      const span = spanFor(this.index, ref.offset, ref.chunkSize);
+      const g = groups.get(span.checkpoint);
+      if (!g) groups.set(span.checkpoint, { span, end: ref.offset + ref.chunkSize, members: [k] });
+      else {
+        g.members.push(k);
+        g.end = Math.max(g.end, ref.offset + ref.chunkSize);
+        if (span.end > g.span.end) g.span = { ...g.span, end: span.end };
+      }
+    });
+    const list = [...groups.values()].sort((a, b) => a.span.start - b.span.start);
+    for (let i = 0; i < list.length; ) {
+      let j = i;
+      let bytes = 0;
+      while (
+        j < list.length &&
+        (j === i || bytes + list[j].span.end - list[j].span.start <= BATCH_BYTES)
+      ) {
+        bytes += list[j].span.end - list[j].span.start;
+        j++;
+      }
+      const batch = list.slice(i, j);
+      const bufs = await this.source.read(
+        batch.map((g) => ({ offset: g.span.start, length: g.span.end - g.span.start })),
+        signal,
+      );
+      for (let b = 0; b < batch.length; b++) {
+        const g = batch[b];
+        const from = this.index.checkpoints[g.span.checkpoint].out;
+        const plain = inflateSpan(this.index, g.span, bufs[b], from, g.end - from);
+        if (plain.length !== g.end - from)
+          throw new VerificationError(`layer ${this.index.layer.digest}: a span inflated short`);
+        for (const k of g.members) {
+          const { path, ref } = items[k];
+          const data = plain.subarray(ref.offset - from, ref.offset - from + ref.chunkSize);
+          check(data, ref, path);
+          out[k] = Buffer.from(data);
+        }
+        await this.cachePassed(from, plain);
+      }
+      i = j;
+    }
+    if (this.cache)
+      for (let k = 0; k < items.length; k++) {
+        const d = items[k].ref.chunkDigest;
+        if (d) await this.cache.put(d, out[k] as Uint8Array);
+      }
+    return out as Uint8Array[];
+  }
+
+  /** Caches the other chunks wholly inside an inflated range, those whose digest holds. */
+  private async cachePassed(from: number, plain: Uint8Array): Promise<void> {
+    if (!this.cache) return;
+    const all = this.chunkList();
+    let lo = 0;
+    let hi = all.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (all[mid].ref.offset < from) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < all.length; k++) {
+      const { ref } = all[k];
+      if (ref.offset + ref.chunkSize > from + plain.length) break;
+      if (!ref.chunkDigest) continue;
+      const data = plain.subarray(ref.offset - from, ref.offset - from + ref.chunkSize);
+      if (sha256Digest(data) === ref.chunkDigest)
+        await this.cache.put(ref.chunkDigest, Buffer.from(data));
+    }
+  }
+
+  private chunkList(): Chunk[] {
+    if (!this.byOffset) {
+      const list: Chunk[] = [];
+      for (const n of this.toc.nodes.values())
+        if (n.type === "reg" && !n.target)
+          for (const ref of n.chunks) list.push({ path: n.path, ref });
+      list.sort((a, b) => a.ref.offset - b.ref.offset);
+      this.byOffset = list;
+    }
+    return this.byOffset;
+  }
+}
+
+/** Every chunk of an index has a digest: one without is refused, not served unchecked. */
+function check(data: Uint8Array, ref: ChunkRef, path: string): void {
+  if (!ref.chunkDigest)
+    throw new VerificationError(`${path}: chunk at ${ref.chunkOffset} has no digest`);
+  verifyChunk(data, ref, path);
+}
