@@ -3,8 +3,12 @@
 // beside it as a referrer (this registry has no referrers API: the tag fallback), and the
 // image read lazily through them by `ls` and `cat`: the manifest digest unchanged, every file
 // equal to the original, a few files costing a fraction of the layers. A mismatched index
-// is one warning and the layer read whole; `--index none` reads every layer whole.
+// is one warning and the layer read whole; `--index none` reads every layer whole. A real
+// FUSE mount (root) serves every file through the indexes too.
 
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parseGzipIndex, serializeGzipIndex } from "@seekable/format";
 import {
@@ -18,6 +22,8 @@ import {
   RegistryClient,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir } from "./helpers/files.js";
+import { startForeground } from "./helpers/foreground.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
@@ -252,5 +258,34 @@ describe("seekable index", () => {
     const s = statsOf(cat.stderr);
     expect(s.layersIndexed).toBe(1);
     expect(s.layersStreamedWhole).toBe(2);
+  });
+
+  it("a FUSE mount serves every file through the indexes", async () => {
+    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
+      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
+    const tmp = await makeTempDir("gzindex-mount");
+    const mnt = join(tmp.path, "mnt");
+    await mkdir(mnt);
+    const fg = await startForeground("mount", [
+      "mount",
+      ref,
+      mnt,
+      "--no-cache",
+      "--stats",
+      // Pinned: the test before pushed a newer, mismatched index artifact.
+      "--index-digest",
+      indexed.digest,
+    ]);
+    try {
+      for (const [name, body] of files) {
+        const got = await readFile(join(mnt, name));
+        expect(sha(got), name).toBe(sha(body));
+      }
+    } finally {
+      expect(await fg.stop()).toBe(0);
+      await tmp.remove();
+    }
+    const s = statsOf(fg.stderr());
+    expect(s.layersIndexed).toBe(2);
   });
 });

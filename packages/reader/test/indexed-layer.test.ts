@@ -1,0 +1,121 @@
+import { gzipSync } from "node:zlib";
+import {
+  BufferRangeSource,
+  type ByteRange,
+  buildGzipIndex,
+  FormatError,
+  type RangeSource,
+  VerificationError,
+} from "@seekable/format";
+import { describe, expect, it } from "vitest";
+import { makeTar, pseudoRandom, sha } from "../../../test/helpers/tar.js";
+import { IndexedLayer, MemoryChunkCache } from "../src/index.js";
+
+async function* pieces(b: Uint8Array): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < b.length; i += 1 << 16) yield b.subarray(i, i + (1 << 16));
+}
+
+/** Counts the reads and bytes a layer asks of its source. */
+class Counting implements RangeSource {
+  reads = 0;
+  bytes = 0;
+  constructor(private readonly inner: RangeSource) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  read(ranges: ByteRange[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    this.reads++;
+    for (const r of ranges) this.bytes += r.length;
+    return this.inner.read(ranges, signal);
+  }
+}
+
+const files = new Map<string, Buffer>();
+for (let i = 0; i < 60; i++)
+  files.set(
+    `lib/f${i}.txt`,
+    i % 5 === 0
+      ? pseudoRandom(40_000, i)
+      : Buffer.from(`${i} `.repeat(5_000 + i * 300) + pseudoRandom(2000, i).toString("hex")),
+  );
+
+async function layer() {
+  const tar = await makeTar([
+    { name: "lib/" },
+    ...[...files].map(([name, body]) => ({ name, body })),
+    { name: "lib/link", type: "link" as const, linkname: "lib/f3.txt" },
+  ]);
+  const gz = gzipSync(tar);
+  const ix = await buildGzipIndex(pieces(gz), { spanSize: 64 * 1024 });
+  return { gz, ix };
+}
+
+describe("IndexedLayer", () => {
+  it("reads files and ranges through the index, each span fetched once per batch", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    for (const [name, body] of files) expect(sha(await l.read(name)), name).toBe(sha(body));
+    const f = files.get("lib/f7.txt") as Buffer;
+    expect(Buffer.from(await l.read("lib/f7.txt", 1000, 5000)).equals(f.subarray(1000, 6000))).toBe(
+      true,
+    );
+    expect(Buffer.from(await l.read("lib/link")).equals(files.get("lib/f3.txt") as Buffer)).toBe(
+      true,
+    );
+    expect(l.lookup("lib/f9.txt")?.size).toBe(files.get("lib/f9.txt")?.length);
+    expect([...l.walk()].length).toBe(files.size + 3);
+  });
+
+  it("caches the chunks a span inflate passes: the next file in the span costs no read", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src, new MemoryChunkCache());
+    await l.read("lib/f20.txt");
+    const reads = src.reads;
+    // A file before it in the same span was inflated on the way and verified.
+    const cp = ix.checkpoints
+      .filter((c) => c.out <= (l.lookup("lib/f20.txt")?.chunks[0].offset ?? 0))
+      .pop();
+    const before = [...files.keys()].filter((n) => {
+      const off = l.lookup(n)?.chunks[0]?.offset ?? -1;
+      return cp && off >= cp.out && off < (l.lookup("lib/f20.txt")?.chunks[0].offset ?? 0);
+    });
+    expect(before.length).toBeGreaterThan(0);
+    for (const n of before) expect(sha(await l.read(n))).toBe(sha(files.get(n) as Buffer));
+    expect(src.reads).toBe(reads);
+  });
+
+  it("prefetch fetches many files' spans in one read", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src, new MemoryChunkCache());
+    await l.prefetch([...files.keys()]);
+    expect(src.reads).toBe(1);
+    for (const [name, body] of files) expect(sha(await l.read(name))).toBe(sha(body));
+    expect(src.reads).toBe(1);
+  });
+
+  it("corrupt span bytes are a verification error, never output", async () => {
+    const { gz, ix } = await layer();
+    const bad = Buffer.from(gz);
+    for (let i = 100; i < bad.length - 100; i += 997) bad[i] ^= 0x20;
+    const l = new IndexedLayer(ix, new BufferRangeSource(bad), new MemoryChunkCache());
+    for (const name of files.keys()) {
+      const err = await l.read(name).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, name).toBeInstanceOf(FormatError);
+    }
+    const it = l.stream("lib/f10.txt")[Symbol.asyncIterator]();
+    await expect(it.next()).rejects.toBeInstanceOf(FormatError);
+  });
+
+  it("refuses a source that is not the indexed layer's size", async () => {
+    const { gz, ix } = await layer();
+    expect(() => new IndexedLayer(ix, new BufferRangeSource(gz.subarray(1)))).toThrow(/index says/);
+    await expect(Promise.resolve()).resolves.toBeUndefined();
+    expect(VerificationError).toBeDefined();
+  });
+});
