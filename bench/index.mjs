@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { spawnSync } from "node:child_process";
 // Gzip layer indexing (issue 17): how fast `seekable index` builds a layer's index (one
 // streaming pass: inflate with checkpoints, tar parse, sha256 per 4 MiB file chunk) against
 // `gzip -dc` and `pigz -dc` decompressing the same layer to /dev/null, and how large the
@@ -6,13 +7,30 @@
 // bench image's three layers, gzip -6 (as `docker build` pushes them; cached in
 // .work/index-bench). Times are wall seconds, median of --repeat runs, the three methods
 // interleaved round-robin; MB/s are of uncompressed output.
+// Then the bench image, unconverted, is pushed to a loopback registry, indexed with
+// `seekable index`, and the files `python3 -c "import json"` opens are read with
+// `seekable cat --no-cache --stats` through the indexes and with `--index none` (whole
+// layers): requests and bytes fetched.
 //
 // Usage: node bench/index.mjs [--repeat 3] [--span-size 4194304] [--image DIR] [--json]
-import { spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { buildGzipIndex, serializeGzipIndex } from "@seekable/format";
-import { ensureCorpus, fmt, load, mdTable, median, parseArgs, ROOT, WORK } from "./lib.mjs";
+import {
+  ensureCorpus,
+  ensureSeekable,
+  fmt,
+  load,
+  mdTable,
+  median,
+  parseArgs,
+  pushImage,
+  ROOT,
+  SEEKABLE,
+  startRegistry,
+  WORK,
+} from "./lib.mjs";
 
 const opts = parseArgs(process.argv.slice(2), {
   repeat: 3,
@@ -42,7 +60,7 @@ for (const n of [1, 2, 3]) {
     ]);
     if (r.status !== 0) throw new Error(`gzip failed: ${r.stderr}`);
   }
-  layers.push({ name: `image layer ${n}`, path: gz });
+  layers.push({ name: `image layer ${n}`, path: gz, tar });
 }
 
 function external(cmd, path) {
@@ -98,8 +116,63 @@ const sum = {
   tPigz: total((r) => r.seconds.pigz),
 };
 
+// ---- the unconverted image, read lazily through its indexes ----
+const sha256File = (path) => {
+  const h = createHash("sha256");
+  h.update(readFileSync(path));
+  return `sha256:${h.digest("hex")}`;
+};
+ensureSeekable();
+const cli = (...args) => {
+  const r = spawnSync(process.execPath, [SEEKABLE, ...args], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`seekable ${args.join(" ")}: ${r.stderr}`);
+  return r;
+};
+const imageLayers = layers.filter((l) => l.tar);
+let cold;
+if (imageLayers.length === 3) {
+  const registry = await startRegistry();
+  try {
+    const pushed = imageLayers.map((l) => ({
+      blob: l.path,
+      digest: sha256File(l.path),
+      size: statSync(l.path).size,
+      diffID: sha256File(l.tar),
+    }));
+    const ref = `docker://${await pushImage(registry.host, "bench/plain", "v1", pushed)}`;
+    const t0 = process.hrtime.bigint();
+    const indexed = JSON.parse(
+      cli("index", ref, "--span-size", String(opts.spanSize), "--json").stdout,
+    );
+    const indexSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const workload = readFileSync(join(opts.image, "workload-python-json.txt"), "utf8")
+      .split("\n")
+      .filter((p) => p !== "");
+    const read = (...extra) => {
+      const r = cli("cat", ref, ...workload, "--no-cache", "--stats", ...extra);
+      const stats = JSON.parse(r.stderr.toString().trim().split("\n").pop());
+      return { ...stats, output: r.stdout.length };
+    };
+    const lazy = read();
+    const whole = read("--index", "none");
+    if (lazy.output !== whole.output) throw new Error("cat through the index differs in length");
+    cold = {
+      files: workload.length,
+      imageBytes: pushed.reduce((s, l) => s + l.size, 0),
+      indexSeconds,
+      indexed: indexed.indexed.length,
+      lazy,
+      whole,
+    };
+  } finally {
+    await registry.stop();
+  }
+}
+
 if (opts.json) {
-  console.log(JSON.stringify({ repeat: opts.repeat, spanSize: opts.spanSize, rows, sum }, null, 2));
+  console.log(
+    JSON.stringify({ repeat: opts.repeat, spanSize: opts.spanSize, rows, sum, cold }, null, 2),
+  );
 } else {
   console.log(
     mdTable(
@@ -155,4 +228,30 @@ if (opts.json) {
   console.log(
     `\nmedian of ${opts.repeat}, span ${opts.spanSize} bytes; load before ${loadBefore}, after ${load()}`,
   );
+  if (cold) {
+    console.log(
+      `\n\`seekable index\` of the unconverted image (${cold.indexed} layers, loopback registry): ${fmt(cold.indexSeconds, 2)} s\n`,
+    );
+    console.log(
+      mdTable(
+        ["cat of the import json files", "files", "requests", "MB fetched", "of the image"],
+        [
+          [
+            "through the indexes",
+            cold.files,
+            cold.lazy.requests,
+            fmt(cold.lazy.bytesFetched / 1e6, 2),
+            `${fmt((100 * cold.lazy.bytesFetched) / cold.imageBytes, 1)}%`,
+          ],
+          [
+            "--index none (whole layers)",
+            cold.files,
+            cold.whole.requests,
+            fmt(cold.whole.bytesFetched / 1e6, 2),
+            `${fmt((100 * cold.whole.bytesFetched) / cold.imageBytes, 1)}%`,
+          ],
+        ],
+      ),
+    );
+  }
 }

@@ -260,10 +260,13 @@ export async function pushImage(host, name, tag, layers, config = {}) {
           mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
           digest: l.digest,
           size: l.size,
-          annotations: {
-            "containerd.io/snapshot/stargz/toc.digest": l.tocDigest,
-            "io.containers.estargz.uncompressed-size": String(l.uncompressedSize),
-          },
+          // Plain gzip layers (no TOC digest) get no eStargz annotations.
+          ...(l.tocDigest && {
+            annotations: {
+              "containerd.io/snapshot/stargz/toc.digest": l.tocDigest,
+              "io.containers.estargz.uncompressed-size": String(l.uncompressedSize),
+            },
+          }),
         })),
       }),
     );

@@ -164,6 +164,8 @@ export interface Span {
   /** Compressed range [start, end) to fetch: resumeStart of that checkpoint to the next needed. */
   start: number;
   end: number;
+  /** Uncompressed offset where the fetched bytes end (the next checkpoint's, or the tar's end). */
+  out: number;
 }
 
 /**
@@ -176,7 +178,8 @@ export function spanFor(ix: GzipIndex, off: number, len: number): Span {
   let j = k + 1;
   while (j < cps.length && cps[j].out < off + len) j++;
   const end = j < cps.length ? cps[j].in : ix.layer.size;
-  return { checkpoint: k, start: resumeStart(cps[k]), end };
+  const out = j < cps.length ? cps[j].out : ix.uncompressedSize;
+  return { checkpoint: k, start: resumeStart(cps[k]), end, out };
 }
 
 /** Uncompressed [off, off + len) from the fetched bytes of `span` (fewer if they end first). */

@@ -1,9 +1,9 @@
 /**
  * A plain gzip layer read lazily through its index (issue 17): paths resolve through the
- * index's TOC; a chunk's bytes come from inflating the compressed span that holds it, from
- * the checkpoint before it, and are checked against the chunk's sha256 before use. Chunks
- * met on the way (inflated anyway) are verified and cached too: the next read in the same
- * span is a cache hit, not another inflate from the checkpoint.
+ * index's TOC; a chunk's bytes come from inflating, from the checkpoint before it, the
+ * compressed span that holds it, and are checked against the chunk's sha256 before use. The
+ * other chunks of a fetched span are inflated, verified and cached too: the next read in the
+ * same span is a cache hit, not another fetch of the span.
  */
 import {
   type ChunkCache,
@@ -127,7 +127,7 @@ export class IndexedLayer implements LayerView {
       else {
         g.members.push(k);
         g.end = Math.max(g.end, ref.offset + ref.chunkSize);
-        if (span.end > g.span.end) g.span = { ...g.span, end: span.end };
+        if (span.end > g.span.end) g.span = { ...g.span, end: span.end, out: span.out };
       }
     });
     const list = [...groups.values()].sort((a, b) => a.span.start - b.span.start);
@@ -148,9 +148,11 @@ export class IndexedLayer implements LayerView {
       );
       for (let b = 0; b < batch.length; b++) {
         const g = batch[b];
+        // The whole fetched span is inflated, not only up to the chunks asked for: its
+        // other chunks are then cached (the next files read are often in the same span).
         const from = this.index.checkpoints[g.span.checkpoint].out;
-        const plain = inflateSpan(this.index, g.span, bufs[b], from, g.end - from);
-        if (plain.length !== g.end - from)
+        const plain = inflateSpan(this.index, g.span, bufs[b], from, g.span.out - from);
+        if (plain.length < g.end - from)
           throw new VerificationError(`layer ${this.index.layer.digest}: a span inflated short`);
         for (const k of g.members) {
           const { path, ref } = items[k];
