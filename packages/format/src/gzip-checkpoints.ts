@@ -28,6 +28,8 @@ export interface CheckpointOptions {
 }
 
 const OUT_SIZE = 1 << 20;
+/** Output of one inflate call at most, and so the spacing of the input-end marks. */
+const MARK_OUT = 64 * 1024;
 /** Compressed bytes given to one inflate call. */
 const PIECE = 256 * 1024;
 /** Compressed bytes a trial resume inflates, and the output it compares. */
@@ -49,6 +51,12 @@ interface Pending {
 /** Inflates one gzip member, recording checkpoints; read its fields after the pass. */
 export class GzipCheckpointer {
   readonly checkpoints: Checkpoint[] = [];
+  /**
+   * Input ends, about every MARK_OUT bytes of output: [in, out] says the first `out`
+   * uncompressed bytes inflate from the first `in` compressed bytes. A reader fetches up to
+   * the mark after the bytes it needs, not to the next checkpoint.
+   */
+  readonly marks: [number, number][] = [];
   compressedSize = 0;
   uncompressedSize = 0;
   private readonly spanSize: number;
@@ -78,6 +86,7 @@ export class GzipCheckpointer {
     let trailer = Buffer.alloc(0);
     let wantBoundary = false;
     let pending: Pending | undefined;
+    let lastMark = 0;
 
     const bytesAt = (from: number, to: number): Uint8Array => {
       if (from >= curBase) return cur.subarray(from - curBase, to - curBase);
@@ -138,7 +147,8 @@ export class GzipCheckpointer {
             fill = 0;
           }
           const mode = wantBoundary ? Z_BLOCK : Z_NO_FLUSH;
-          const s = inf.write(mode, chunk, pos, chunk.length - pos, cur, fill, OUT_SIZE - fill);
+          const room = Math.min(OUT_SIZE - fill, MARK_OUT);
+          const s = inf.write(mode, chunk, pos, chunk.length - pos, cur, fill, room);
           if (s.consumed > 0) lastByte = chunk[pos + s.consumed - 1];
           pos += s.consumed;
           if (s.consumed === 0 && s.produced === 0) {
@@ -157,7 +167,11 @@ export class GzipCheckpointer {
             pending = undefined;
           }
           const inAt = chunkBase + pos;
-          if (mode === Z_BLOCK && pos < chunk.length && fill < OUT_SIZE) {
+          if (s.produced > 0 && outTotal - lastMark >= MARK_OUT) {
+            this.marks.push([inAt, outTotal]);
+            lastMark = outTotal;
+          }
+          if (mode === Z_BLOCK && pos < chunk.length && s.produced < room) {
             // Stopped with input and room left: at a block boundary.
             if (chunk.length - pos >= MIN_TRIAL_IN) {
               pending = this.trial(inAt, outTotal, lastByte, chunk.subarray(pos), bytesAt);

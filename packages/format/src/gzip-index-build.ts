@@ -102,6 +102,7 @@ export async function buildGzipIndex(
     spanSize,
     chunkSize,
     checkpoints: cps.checkpoints,
+    marks: cps.marks,
     toc: indexToc(entries),
   };
 }

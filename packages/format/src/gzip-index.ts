@@ -5,7 +5,7 @@
  * sha256 per chunk of file content) and the checkpoints where inflating can resume.
  *
  * Serialized form (gzip of): "SKGZIDX1", u32 length + header JSON (layer, sizes,
- * checkpoints as [in, bits, out]), u32 length + TOC JSON (serializeToc), then each
+ * checkpoints as [in, bits, out], input-end marks as deltas), u32 length + TOC JSON (serializeToc), then each
  * checkpoint's window (min(out, 32 KiB) bytes) in order. parseGzipIndex trusts none of it.
  */
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -27,6 +27,8 @@ export interface GzipIndex {
   spanSize: number;
   chunkSize: number;
   checkpoints: Checkpoint[];
+  /** [in, out] pairs: the first `out` uncompressed bytes need the first `in` compressed ones. */
+  marks: [number, number][];
   /** TOC JSON bytes (version 1): entries with offsets in the uncompressed tar. */
   toc: Uint8Array;
 }
@@ -45,6 +47,9 @@ export function serializeGzipIndex(ix: GzipIndex): Buffer {
       spanSize: ix.spanSize,
       chunkSize: ix.chunkSize,
       checkpoints: ix.checkpoints.map((c) => [c.in, c.bits, c.out]),
+      marks: ix.marks.flatMap(([i, o], k) =>
+        k === 0 ? [i, o] : [i - ix.marks[k - 1][0], o - ix.marks[k - 1][1]],
+      ),
     }),
   );
   const u32 = (n: number): Buffer => {
@@ -134,6 +139,18 @@ export function parseGzipIndex(blob: Uint8Array, limits: ParseLimits = {}): Gzip
     prev = checkpoints[i];
   }
   if (p !== raw.length) bad(`${raw.length - p} bytes after the last window`);
+  if (!Array.isArray(h.marks) || h.marks.length % 2 !== 0) bad("marks are not [in, out] pairs");
+  const flat = h.marks as unknown[];
+  const marks: [number, number][] = [];
+  let mi = 0;
+  let mo = 0;
+  for (let k = 0; k < flat.length; k += 2) {
+    mi += int(flat[k], `mark ${k / 2} compressed offset`);
+    const d = int(flat[k + 1], `mark ${k / 2} uncompressed offset`, 1);
+    mo += d;
+    if (mi > size || mo > uncompressedSize) bad(`mark ${k / 2} is past the end of the layer`);
+    marks.push([mi, mo]);
+  }
   return {
     version: 1,
     layer: { digest: layer?.digest as string, size },
@@ -141,6 +158,7 @@ export function parseGzipIndex(blob: Uint8Array, limits: ParseLimits = {}): Gzip
     spanSize,
     chunkSize,
     checkpoints,
+    marks,
     toc,
   };
 }
@@ -177,9 +195,23 @@ export function spanFor(ix: GzipIndex, off: number, len: number): Span {
   const k = checkpointBefore(cps, off);
   let j = k + 1;
   while (j < cps.length && cps[j].out < off + len) j++;
-  const end = j < cps.length ? cps[j].in : ix.layer.size;
-  const out = j < cps.length ? cps[j].out : ix.uncompressedSize;
-  return { checkpoint: k, start: resumeStart(cps[k]), end, out };
+  let end = j < cps.length ? cps[j].in : ix.layer.size;
+  let out = j < cps.length ? cps[j].out : ix.uncompressedSize;
+  // A mark before that, past the bytes needed, ends the fetch sooner.
+  const marks = ix.marks;
+  let lo = 0;
+  let hi = marks.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (marks[mid][1] < off + len) lo = mid + 1;
+    else hi = mid;
+  }
+  const start = resumeStart(cps[k]);
+  if (lo < marks.length && marks[lo][0] < end && marks[lo][0] > start) {
+    end = marks[lo][0];
+    out = marks[lo][1];
+  }
+  return { checkpoint: k, start, end, out };
 }
 
 /** Uncompressed [off, off + len) from the fetched bytes of `span` (fewer if they end first). */

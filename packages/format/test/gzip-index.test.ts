@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { constants, gzipSync } from "node:zlib";
 import {
   buildGzipIndex,
+  checkpointBefore,
   FormatError,
   GzipCheckpointer,
   type GzipIndex,
@@ -113,6 +114,14 @@ describe("gzip checkpoints", () => {
     expect(cps.checkpoints.length).toBeGreaterThan(gz.length / (256 * 1024));
     for (const g of gaps) expect(g).toBeGreaterThanOrEqual(128 * 1024);
     for (const c of cps.checkpoints) expect(c.window.length).toBe(Math.min(c.out, 32 * 1024));
+    // Each input-end mark holds: its `in` bytes inflate (from the checkpoint before) to `out`.
+    expect(cps.marks.length).toBeGreaterThan(plain.length / (128 * 1024));
+    for (const [mIn, mOut] of cps.marks) {
+      const cp = cps.checkpoints[checkpointBefore(cps.checkpoints, mOut - 1)];
+      const got = inflateFrom(cp, cp.window, gz.subarray(resumeStart(cp), mIn), 0, mOut - cp.out);
+      expect(got.length).toBe(mOut - cp.out);
+      expect(Buffer.compare(got, plain.subarray(cp.out, mOut))).toBe(0);
+    }
   });
 
   it("bounds the uncompressed distance between checkpoints of very compressible data", async () => {

@@ -5,6 +5,7 @@ import {
   buildGzipIndex,
   FormatError,
   type RangeSource,
+  spanFor,
   VerificationError,
 } from "@seekable/format";
 import { describe, expect, it } from "vitest";
@@ -67,23 +68,31 @@ describe("IndexedLayer", () => {
     expect([...l.walk()].length).toBe(files.size + 3);
   });
 
-  it("caches the chunks a span inflate passes: the next file in the span costs no read", async () => {
+  it("caches the other chunks of a fetched span: files beside it cost no read", async () => {
     const { gz, ix } = await layer();
     const src = new Counting(new BufferRangeSource(gz));
     const l = new IndexedLayer(ix, src, new MemoryChunkCache());
-    await l.read("lib/f20.txt");
+    // The files wholly inside the span fetched for `name`.
+    const besideOf = (name: string) => {
+      const c = l.lookup(name)?.chunks[0];
+      if (!c) throw new Error(`no chunk in ${name}`);
+      const span = spanFor(ix, c.offset, c.chunkSize);
+      const from = ix.checkpoints[span.checkpoint].out;
+      const beside = [...files.keys()].filter((n) => {
+        const d = l.lookup(n)?.chunks[0];
+        return d && n !== name && d.offset >= from && d.offset + d.chunkSize <= span.out;
+      });
+      return { span, beside };
+    };
+    const target = [...files.keys()].find((n) => besideOf(n).beside.length >= 2);
+    if (!target) throw new Error("no span holds three files");
+    const { span, beside } = besideOf(target);
+    await l.read(target);
     const reads = src.reads;
-    // A file before it in the same span was inflated on the way and verified.
-    const cp = ix.checkpoints
-      .filter((c) => c.out <= (l.lookup("lib/f20.txt")?.chunks[0].offset ?? 0))
-      .pop();
-    const before = [...files.keys()].filter((n) => {
-      const off = l.lookup(n)?.chunks[0]?.offset ?? -1;
-      return cp && off >= cp.out && off < (l.lookup("lib/f20.txt")?.chunks[0].offset ?? 0);
-    });
-    expect(before.length).toBeGreaterThan(0);
-    for (const n of before) expect(sha(await l.read(n))).toBe(sha(files.get(n) as Buffer));
+    for (const n of beside) expect(sha(await l.read(n))).toBe(sha(files.get(n) as Buffer));
     expect(src.reads).toBe(reads);
+    // The fetch ended at the input-end mark after the file, before the next checkpoint.
+    expect(span.end).toBeLessThanOrEqual(ix.checkpoints[span.checkpoint + 1]?.in ?? ix.layer.size);
   });
 
   it("prefetch fetches many files' spans in one read", async () => {
