@@ -428,6 +428,57 @@ describe("seekable store", () => {
     expect(store?.stderr()).toMatch(/not eStargz/);
   });
 
+  it("an unconverted gzip image indexed with `seekable index` is served lazily: podman downloads no layer", async () => {
+    // The same files as plain gzip layers (what most registries hold), indexed beside the
+    // image: its digests stay as they are.
+    const layers: Layer[] = [];
+    for (const items of [lower, upper]) {
+      const tar = await makeTar(items);
+      const blob = gzipSync(tar);
+      layers.push({ blob, digest: sha(blob), diffId: sha(tar) });
+    }
+    const client = new RegistryClient();
+    let unconverted: string;
+    try {
+      unconverted = await pushImage(client, "unconverted", layers);
+    } finally {
+      await client.close();
+    }
+    const ix = await seekable(
+      "index",
+      `docker://${unconverted.replace(proxy.host, registry.host)}`,
+      "--min-layer-size",
+      "0",
+      "--span-size",
+      "65536",
+      "--json",
+    );
+    expect(ix.code, describeRun(ix)).toBe(0);
+    expect(jsonOut<{ indexed: unknown[] }>(ix).indexed).toHaveLength(2);
+    const before = proxy.log.length;
+    const pull = await podman("--log-level=debug", "pull", "--tls-verify=false", unconverted);
+    expect(pull.code, describeRun(pull, 0)).toBe(0);
+    for (const l of layers)
+      expect(pull.stderr).toMatch(new RegExp(`Skipping blob ${l.digest} \\(already present\\)`));
+    const wholeGets = proxy.log
+      .slice(before)
+      .filter((e) => e.method === "GET" && /\/blobs\//.test(e.url) && !e.range)
+      .filter((e) => layers.some((l) => e.url.endsWith(l.digest)));
+    expect(wholeGets).toEqual([]);
+    const r = await podmanRun(
+      unconverted,
+      "sh",
+      "-c",
+      "cat /etc/motd /etc/upper; ls /etc /opt/old; busybox md5sum /usr/data.bin; busybox true && echo ran",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const out = r.stdout.toString();
+    expect(out).toContain("welcome to the store\nfrom the upper layer\n");
+    expect(out).not.toMatch(/\bgone\b/); // whited out by the upper layer
+    expect(out).toContain(createHash("md5").update(data).digest("hex"));
+    expect(out).toContain("ran\n");
+  });
+
   it("podman save of the lazily pulled image gives the original layer digests", async () => {
     const out = join(work, "saved.tar");
     const r = await podman("save", "-o", out, image);

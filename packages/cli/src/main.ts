@@ -232,6 +232,10 @@ layerStoreOptions(
     "--release-after <seconds>",
     "free a layer's memory once no `use` counts it, none of its files is open and nothing read it for this long; a later access resolves it again (default 120)",
   )
+  .option(
+    "--index <auto|none>",
+    "plain gzip layers with an index stored beside the image (`seekable index`) are served lazily (auto), or left to podman (none)",
+  )
   .option("--json", 'print {"store":DIR} when mounted')
   .action(async (dir: string, o) =>
     (await import("./commands/store.js")).storeCommand(subject(dir), o),

@@ -11,6 +11,7 @@ import {
 } from "@seekable/reader";
 import {
   type Credentials,
+  type Descriptor,
   parseBlobUrl,
   parseCredentials,
   parseReference,
@@ -18,7 +19,7 @@ import {
   RegistryError,
 } from "@seekable/registry";
 import { CliError } from "./errors.js";
-import { gzipIndexResolver } from "./gzip-indexes.js";
+import { gzipIndexLookup } from "./gzip-indexes.js";
 
 /** Options every reading command takes (the CLI contract). */
 export interface ReadingFlags {
@@ -112,11 +113,12 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
   };
   let target: OpenedTarget;
   const location = parseBlob(blob, flags);
-  const gzipIndexes = gzipIndexResolver(
-    getClient,
-    () => (location.kind === "image" ? location.reference : undefined),
-    flags,
-  );
+  const lookup = gzipIndexLookup(getClient, flags);
+  const gzipIndexes =
+    lookup && location.kind === "image"
+      ? (digest: string, layers: Descriptor[], signal?: AbortSignal) =>
+          lookup(location.reference, digest, layers, signal)
+      : undefined;
   try {
     target = await openLocation(location, {
       client: getClient,

@@ -6,9 +6,16 @@ import {
   ReadStats,
   TieredChunkCache,
 } from "@seekable/reader";
-import { formatReference, type Reference, RegistryClient, referrersTag } from "@seekable/registry";
+import {
+  type Descriptor,
+  formatReference,
+  type Reference,
+  RegistryClient,
+  referrersTag,
+} from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
+import { gzipIndexLookup } from "../gzip-indexes.js";
 import { type Profile, readProfileFile } from "../profile-file.js";
 import { credsFlag, type ReadingFlags } from "../target.js";
 
@@ -18,6 +25,8 @@ export interface StoreFlags
   prefetch?: string;
   /** Seconds an unused layer stays resolved after its last request (default 120). */
   releaseAfter?: string;
+  /** auto (default): plain gzip layers with an index stored beside the image are lazy. */
+  index?: string;
 }
 
 function describe(e: unknown): string {
@@ -115,9 +124,20 @@ export function storeSetup(flags: StoreFlags, log: (line: string) => void): Stor
 export async function storeCommand(dir: string, flags: StoreFlags): Promise<void> {
   const log = (line: string) => process.stderr.write(`seekable: store: ${line}\n`);
   const { client, cache, profile, releaseAfterMs, finish } = storeSetup(flags, log);
+  const lookup = gzipIndexLookup(() => client, { index: flags.index }, log);
+  const gzipIndexes = lookup
+    ? (digest: string, layers: Descriptor[], ref: Reference) => lookup(ref, digest, layers)
+    : undefined;
   let mounted: Awaited<ReturnType<typeof mountStore>>;
   try {
-    mounted = await mountStore(dir, { client, cache, log, profile, releaseAfterMs });
+    mounted = await mountStore(dir, {
+      client,
+      cache,
+      log,
+      profile,
+      releaseAfterMs,
+      gzipIndexes,
+    });
   } catch (e) {
     await client.close();
     const err = e as NodeJS.ErrnoException;

@@ -6,7 +6,12 @@ const UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size";
 const GZIP = 2;
 
 /** The layer's JSON description, as the reference store encodes it (Go encoding/json). */
-export function layerInfo(layers: Descriptor[], diffIds: string[], digest: string): string {
+export function layerInfo(
+  layers: Descriptor[],
+  diffIds: string[],
+  digest: string,
+  uncompressedSize?: number,
+): string {
   if (layers.length !== diffIds.length) {
     throw new Error(
       `len(manifest.Layers) != len(config.Rootfs): ${layers.length} != ${diffIds.length}`,
@@ -15,7 +20,9 @@ export function layerInfo(layers: Descriptor[], diffIds: string[], digest: strin
   const i = layers.findIndex((l) => l.digest === digest);
   if (i < 0) throw new Error(`layer ${JSON.stringify(digest)} not found in the manifest`);
   const l = layers[i];
-  const size = Number.parseInt(l.annotations?.[UNCOMPRESSED_SIZE] ?? "", 10);
+  // A gzip layer read through its index: the size the index gives.
+  const size =
+    Number.parseInt(l.annotations?.[UNCOMPRESSED_SIZE] ?? "", 10) || (uncompressedSize ?? 0);
   // Go's omitempty drops zero values: the same fields, in the same order.
   const info: Record<string, string | number> = {};
   if (l.digest) info["compressed-diff-digest"] = l.digest;

@@ -1,6 +1,8 @@
-import type { ChunkCache, LayerReader, Node } from "@seekable/format";
+import type { ChunkCache, GzipIndex, LayerReader, Node } from "@seekable/format";
 import {
   ImageFS,
+  IndexedLayer,
+  type LayerView,
   type MergedNode,
   type OpenedLayer,
   openEStargzBlob,
@@ -13,7 +15,7 @@ import {
   getImageManifest,
   parseReference,
   type Reference,
-  type RegistryBlobSource,
+  RegistryBlobSource,
   type RegistryClient,
 } from "@seekable/registry";
 import type { Operations } from "fuse-native";
@@ -61,6 +63,15 @@ export interface StoreOptions extends GuessOptions {
    */
   profile?(image: { ref: Reference; manifestDigest: string }): Promise<StoreProfile | undefined>;
   /**
+   * Gzip layer indexes stored beside an image (`seekable index`), by layer digest, looked up
+   * with its manifest: a plain gzip layer with one is served lazily through it.
+   */
+  gzipIndexes?(
+    manifestDigest: string,
+    layers: Descriptor[],
+    ref: Reference,
+  ): Promise<Map<string, GzipIndex> | undefined>;
+  /**
    * A resolved layer is freed (reader, TOC index, chunk pool) once no `use` counts it, none
    * of its files is open and no request reached it for this long (default 120 s); a later
    * access resolves it again.
@@ -96,7 +107,10 @@ export interface LayerEntry {
   id: number;
   desc: Descriptor;
   source: RegistryBlobSource;
-  reader: LayerReader;
+  /** The layer's files: an eStargz reader, or a gzip layer read through its index. */
+  reader: LayerView;
+  /** Set when the layer is eStargz. */
+  estargz?: LayerReader;
   ops: Operations;
   rootIno: number;
   /** Last request that reached the layer. */
@@ -140,6 +154,15 @@ interface Loaded {
   digest: string;
   layers: Descriptor[];
   diffIds: string[];
+  /** Gzip layer indexes stored beside the image, by layer digest. */
+  indexes?: Map<string, GzipIndex>;
+}
+
+/** The layers the store serves lazily: eStargz ones, and gzip ones with an index. */
+function lazyLayers(loaded: Loaded): Descriptor[] {
+  return loaded.layers.filter(
+    (d) => d.annotations?.[TOC_DIGEST_ANNOTATION] || loaded.indexes?.has(d.digest),
+  );
 }
 
 /**
@@ -227,10 +250,12 @@ export class LayerStore {
       const json = JSON.parse(Buffer.from(bytes).toString("utf8")) as {
         rootfs?: { diff_ids?: string[] };
       };
+      const layers = manifest.json.layers ?? [];
       return {
         digest: manifest.digest,
-        layers: manifest.json.layers ?? [],
+        layers,
         diffIds: json.rootfs?.diff_ids ?? [],
+        indexes: await this.opts.gzipIndexes?.(manifest.digest, layers, img.ref),
       };
     })();
     img.loaded = loaded;
@@ -241,8 +266,8 @@ export class LayerStore {
   }
 
   async info(img: ImageEntry, digest: string): Promise<Buffer> {
-    const { layers, diffIds } = await this.load(img);
-    return Buffer.from(layerInfo(layers, diffIds, digest));
+    const { layers, diffIds, indexes } = await this.load(img);
+    return Buffer.from(layerInfo(layers, diffIds, digest, indexes?.get(digest)?.uncompressedSize));
   }
 
   /**
@@ -256,12 +281,12 @@ export class LayerStore {
     const desc = loaded.layers.find((l) => l.digest === digest);
     if (!desc) throw new Error(`unknown digest ${digest} for ref ${formatReference(img.ref)}`);
     let created = false;
-    const p = this.resolve(img.ref, desc, () => {
+    const p = this.resolve(img.ref, desc, loaded.indexes?.get(desc.digest), () => {
       created = true;
     });
-    for (const d of loaded.layers) {
-      if (d !== desc && d.annotations?.[TOC_DIGEST_ANNOTATION]) {
-        this.resolve(img.ref, d, () => {
+    for (const d of lazyLayers(loaded)) {
+      if (d !== desc) {
+        this.resolve(img.ref, d, loaded.indexes?.get(d.digest), () => {
           created = true;
         }).catch(() => {}); // reported when asked for
       }
@@ -288,8 +313,10 @@ export class LayerStore {
   private async startLoader(img: ImageEntry, loaded: Loaded): Promise<void> {
     const state: NonNullable<ImageEntry["loader"]> = { digest: loaded.digest };
     img.loader = state;
-    const descs = loaded.layers.filter((d) => d.annotations?.[TOC_DIGEST_ANNOTATION]);
-    const settled = await Promise.allSettled(descs.map((d) => this.resolve(img.ref, d)));
+    const descs = lazyLayers(loaded);
+    const settled = await Promise.allSettled(
+      descs.map((d) => this.resolve(img.ref, d, loaded.indexes?.get(d.digest))),
+    );
     const entries = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
     if (img.loader !== state || entries.length === 0) return;
     if (entries.some((e) => this.resolved.get(e.key) !== e)) return;
@@ -313,19 +340,25 @@ export class LayerStore {
     }
   }
 
-  private resolve(ref: Reference, desc: Descriptor, onCreate?: () => void): Promise<LayerEntry> {
+  private resolve(
+    ref: Reference,
+    desc: Descriptor,
+    index?: GzipIndex,
+    onCreate?: () => void,
+  ): Promise<LayerEntry> {
     const toc = desc.annotations?.[TOC_DIGEST_ANNOTATION];
-    // As the reference: a layer without a TOC digest is not served (podman pulls it itself).
-    if (!toc) {
+    // As the reference: a layer without a TOC digest is not served (podman pulls it itself),
+    // unless a gzip index stored beside the image serves it.
+    if (!toc && !index) {
       return Promise.reject(
-        new Error(`layer ${desc.digest}: not eStargz (no TOC digest annotation)`),
+        new Error(`layer ${desc.digest}: not eStargz (no TOC digest annotation) and no index`),
       );
     }
-    const key = `${desc.digest}/${toc}`;
+    const key = `${desc.digest}/${toc ?? "index"}`;
     let p = this.layers.get(key);
     if (!p) {
       onCreate?.();
-      p = this.open(ref, desc, toc, key);
+      p = this.open(ref, desc, toc, index, key);
       this.layers.set(key, p);
       const mine = p;
       p.then(
@@ -343,27 +376,35 @@ export class LayerStore {
   private async open(
     ref: Reference,
     desc: Descriptor,
-    toc: string,
+    toc: string | undefined,
+    index: GzipIndex | undefined,
     key: string,
   ): Promise<LayerEntry> {
     const repo = { registry: ref.registry, repository: ref.repository };
-    const { source, reader } = await openEStargzBlob(
-      this.opts.client,
-      repo,
-      desc.digest,
-      desc.size,
-      {
-        tocDigest: toc,
-        cache: this.opts.cache,
-      },
-    );
+    let source: RegistryBlobSource;
+    let estargz: LayerReader | undefined;
+    if (toc) {
+      ({ source, reader: estargz } = await openEStargzBlob(
+        this.opts.client,
+        repo,
+        desc.digest,
+        desc.size,
+        { tocDigest: toc, cache: this.opts.cache },
+      ));
+    } else {
+      source = await RegistryBlobSource.open(this.opts.client, repo, desc.digest, {
+        size: desc.size,
+      });
+    }
+    const reader: LayerView =
+      estargz ?? new IndexedLayer(index as GzipIndex, source, this.opts.cache);
     let id = this.layerIds.get(key);
     if (id === undefined) {
       id = this.nextLayer++;
       this.layerIds.set(key, id);
     }
     const view = new OverlayLayerView(reader);
-    const opened: OpenedLayer = { digest: desc.digest, descriptor: desc, view, reader };
+    const opened: OpenedLayer = { digest: desc.digest, descriptor: desc, view, reader: estargz };
     // Content keys the pool's chunks by layer index: a sparse array gives this layer the
     // store-wide id. Each layer has its own pool, freed with it; they share the link
     // estimate, and the chunk cache behind the readers.
@@ -391,6 +432,7 @@ export class LayerStore {
       desc,
       source,
       reader,
+      estargz,
       ops,
       rootIno: base + 1,
       lastUsed: this.now(),
@@ -421,8 +463,10 @@ export class LayerStore {
       });
       img.profile = { digest: loaded.digest, found };
     }
-    const descs = loaded.layers.filter((d) => d.annotations?.[TOC_DIGEST_ANNOTATION]);
-    const settled = await Promise.allSettled(descs.map((d) => this.resolve(img.ref, d)));
+    const descs = lazyLayers(loaded);
+    const settled = await Promise.allSettled(
+      descs.map((d) => this.resolve(img.ref, d, loaded.indexes?.get(d.digest))),
+    );
     const profile = await img.profile.found;
     if (!profile || this.closed.signal.aborted) return;
     const entries = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
@@ -445,7 +489,7 @@ export class LayerStore {
             digest: e.desc.digest,
             descriptor: e.desc,
             view: e.reader,
-            reader: e.reader,
+            reader: e.estargz,
           })),
         },
         profile.paths,

@@ -1,4 +1,4 @@
-import type { LayerReader, Node } from "@seekable/format";
+import type { Node } from "@seekable/format";
 import type { LayerView } from "@seekable/reader";
 
 const WHITEOUT = ".wh.";
@@ -21,7 +21,7 @@ const join = (dir: string, name: string) => (dir === "" ? name : `${dir}/${name}
 export class OverlayLayerView implements LayerView {
   private readonly nodes = new Map<string, Node | undefined>();
 
-  constructor(readonly reader: LayerReader) {}
+  constructor(readonly reader: LayerView) {}
 
   lookup(path: string): Node | undefined {
     if (this.nodes.has(path)) return this.nodes.get(path);
@@ -83,7 +83,7 @@ export class OverlayLayerView implements LayerView {
   }
 
   prefetch(paths: string[], signal?: AbortSignal): Promise<void> {
-    return this.reader.prefetch(paths, signal);
+    return this.reader.prefetch?.(paths, signal) ?? Promise.resolve();
   }
 }
 
