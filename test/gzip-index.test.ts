@@ -24,12 +24,12 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir } from "./helpers/files.js";
 import { startForeground } from "./helpers/foreground.js";
+import { pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /** Source-like text: compressible, different in every file. */
 function text(n: number, seed: number): Buffer {
@@ -79,32 +79,15 @@ beforeAll(async () => {
   try {
     for (const t of tars) {
       const data = gzipSync(t, { level: 6 });
-      const d = { digest: sha(data), size: data.length };
-      await pushBlob(client, repo, d, data);
-      layers.push({ ...d, data });
+      layers.push({ digest: sha(data), size: data.length, data });
     }
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: "amd64",
-        os: "linux",
-        rootfs: { type: "layers", diff_ids: [] },
-      }),
+    const r = await pushImage(
+      client,
+      repo,
+      "v1",
+      layers.map((l) => ({ blob: l.data })),
     );
-    await pushBlob(client, repo, { digest: sha(config), size: config.length }, config);
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: {
-          mediaType: "application/vnd.oci.image.config.v1+json",
-          digest: sha(config),
-          size: config.length,
-        },
-        layers: layers.map((l) => ({ mediaType: GZIP_LAYER, digest: l.digest, size: l.size })),
-      }),
-    );
-    const r = `${registry.host}/${repo.repository}:v1`;
-    manifestDigest = await putManifest(client, parseReference(r), manifest, OCI_MANIFEST);
+    manifestDigest = (await getManifest(client, parseReference(r))).digest;
     ref = `docker://${r}`;
   } finally {
     await client.close();

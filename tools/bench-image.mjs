@@ -12,6 +12,9 @@
 //      to it as bench/python:estargz (bench/node:estargz) and runs
 //      `seekable bench docker://… ARGS...` against it, with the reference lazy store
 //      (tools/reference-store/build.sh, built offline once) unless --no-reference-store.
+//      With --unconverted: the plain gzip image is pushed as it is (skopeo copy: the same
+//      layer digests) as bench/NAME:gzip, indexed with `seekable index`, and benched so:
+//      the cost of not converting (issue 17).
 //
 // Usage:
 //   node tools/bench-image.mjs                       # just the OCI layout (oci:.work/bench/python-oci:latest)
@@ -43,6 +46,7 @@ const pushAt = own.indexOf("--push");
 const pushRef = pushAt >= 0 ? own[pushAt + 1] : undefined;
 const nodeApp = own.includes("--node-app");
 const withReference = !own.includes("--no-reference-store");
+const unconverted = own.includes("--unconverted");
 const NAME = nodeApp ? "node" : "python";
 const IMAGE_DIR = join(ROOT, nodeApp ? ".work/image-node" : ".work/image");
 const LAYOUT = join(ROOT, `.work/bench/${NAME}-oci`);
@@ -151,11 +155,19 @@ if (benchArgs) {
   }
   const registry = await startRegistry();
   try {
-    const ref = `docker://${registry.host}/bench/${NAME}:estargz`;
-    log(`converting to eStargz and pushing to ${ref}`);
-    sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, ref], {
-      stdio: ["ignore", 2, 2],
-    });
+    const ref = `docker://${registry.host}/bench/${NAME}:${unconverted ? "gzip" : "estargz"}`;
+    if (unconverted) {
+      log(`pushing the unconverted image to ${ref} and indexing it`);
+      sh("skopeo", ["copy", "--dest-tls-verify=false", `oci:${LAYOUT}:latest`, ref], {
+        stdio: ["ignore", 2, 2],
+      });
+      sh(process.execPath, [SEEKABLE, "index", ref], { stdio: ["ignore", 2, 2] });
+    } else {
+      log(`converting to eStargz and pushing to ${ref}`);
+      sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, ref], {
+        stdio: ["ignore", 2, 2],
+      });
+    }
     log(`seekable bench ${ref} ${[...extra, ...benchArgs].join(" ")}`);
     sh(process.execPath, [SEEKABLE, "bench", ref, ...extra, ...benchArgs], { cwd: ROOT });
   } finally {

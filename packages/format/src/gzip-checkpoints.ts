@@ -66,7 +66,8 @@ export class GzipCheckpointer {
     if (!Number.isSafeInteger(opts.spanSize) || opts.spanSize < 64 * 1024)
       throw new RangeError("span size must be an integer of at least 65536");
     this.spanSize = opts.spanSize;
-    this.maxSpanOut = opts.maxSpanOut ?? opts.spanSize * 8;
+    // A reader inflates up to a span at once (and refuses more than MAX_SPAN_OUT).
+    this.maxSpanOut = opts.maxSpanOut ?? Math.min(opts.spanSize * 8, 64 << 20);
   }
 
   /** The uncompressed stream, in views of 1 MiB buffers that are never written again. */

@@ -214,6 +214,12 @@ export function spanFor(ix: GzipIndex, off: number, len: number): Span {
   return { checkpoint: k, start, end, out };
 }
 
+/**
+ * The most uncompressed bytes a reader inflates from one span: an index whose spans hold
+ * more (the builder keeps them under 64 MiB and one deflate block) is refused at read.
+ */
+export const MAX_SPAN_OUT = 256 << 20;
+
 /** Uncompressed [off, off + len) from the fetched bytes of `span` (fewer if they end first). */
 export function inflateSpan(
   ix: GzipIndex,
@@ -223,5 +229,9 @@ export function inflateSpan(
   len: number,
 ): Uint8Array {
   const cp = ix.checkpoints[span.checkpoint];
+  if (off + len - cp.out > MAX_SPAN_OUT)
+    throw new FormatError(
+      `gzip index: a span of ${off + len - cp.out} uncompressed bytes (more than ${MAX_SPAN_OUT})`,
+    );
   return inflateFrom(cp, cp.window, compressed, off - cp.out, len);
 }

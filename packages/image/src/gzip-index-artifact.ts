@@ -21,26 +21,21 @@ import {
   TocIndex,
 } from "@seekable/format";
 import {
-  addReferrer,
   type Descriptor,
   digestOf,
   fetchBlob,
   getBlob,
   getImageManifest,
-  getManifest,
   isRegistryError,
-  listReferrers,
   MediaType,
   type Platform,
-  pushBlob,
-  putManifest,
   type Reference,
   type ReferrersVia,
   type RegistryClient,
   type Repository,
 } from "@seekable/registry";
+import { findArtifact, pushArtifact } from "./artifact.js";
 import { isEstargzLayer } from "./manifest-rewrite.js";
-import { CREATED_ANNOTATION, newestReferrer } from "./profile.js";
 
 export const GZIP_INDEX_ARTIFACT_TYPE = "application/vnd.seekable.gzip-index.v1";
 /** On each index layer of the artifact: the image layer it indexes. */
@@ -49,13 +44,6 @@ export const INDEXED_LAYER_ANNOTATION = "io.seekable.gzip-index.layer";
 export const DEFAULT_MIN_LAYER_SIZE = 10 << 20;
 /** An index blob larger than this is not fetched. */
 export const MAX_INDEX_BLOB = 64 << 20;
-
-const EMPTY = Buffer.from("{}");
-const EMPTY_DESCRIPTOR: Descriptor = {
-  mediaType: MediaType.OciEmpty,
-  digest: digestOf(EMPTY),
-  size: EMPTY.length,
-};
 
 const GZIP_LAYER_TYPES = new Set<string>([MediaType.OciLayerGzip, MediaType.DockerLayerGzip]);
 
@@ -141,48 +129,24 @@ export async function indexImage(
   if (built.length === 0) return { subject, indexed: [], skipped };
   // In the image's layer order: the same image gives the same artifact.
   built.sort((a, b) => layers.indexOf(a.layer) - layers.indexOf(b.layer));
-  await pushBlob(client, repo, EMPTY_DESCRIPTOR, EMPTY, { signal });
-  const entries: Descriptor[] = [];
-  for (const b of built) {
-    const d = { digest: digestOf(b.blob), size: b.blob.length };
-    await pushBlob(client, repo, d, b.blob, { signal });
-    entries.push({
+  const blobs = built.map((b) => ({
+    descriptor: {
       mediaType: GZIP_INDEX_MEDIA_TYPE,
-      ...d,
+      digest: digestOf(b.blob),
+      size: b.blob.length,
       annotations: { [INDEXED_LAYER_ANNOTATION]: b.layer.digest },
-    });
-  }
+    },
+    bytes: b.blob,
+  }));
   const created = (options.created ?? new Date()).toISOString();
-  const bytes = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.OciManifest,
-      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
-      config: EMPTY_DESCRIPTOR,
-      layers: entries,
-      subject,
-      annotations: { [CREATED_ANNOTATION]: created },
-    }),
-  );
-  const digest = await putManifest(
-    client,
-    { ...repo, digest: digestOf(bytes) },
-    bytes,
-    MediaType.OciManifest,
-    { signal },
-  );
-  const via = await addReferrer(
+  const { digest, via } = await pushArtifact(
     client,
     repo,
-    subject.digest,
-    {
-      mediaType: MediaType.OciManifest,
-      digest,
-      size: bytes.length,
-      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
-      annotations: { [CREATED_ANNOTATION]: created },
-    },
-    { signal },
+    GZIP_INDEX_ARTIFACT_TYPE,
+    subject,
+    blobs,
+    created,
+    signal,
   );
   return {
     subject,
@@ -191,7 +155,7 @@ export async function indexImage(
     skipped,
     indexed: built.map((b, i) => ({
       layer: b.layer,
-      index: { digest: entries[i].digest, size: entries[i].size },
+      index: { digest: blobs[i].descriptor.digest, size: blobs[i].descriptor.size },
       checkpoints: b.ix.checkpoints.length,
       uncompressedSize: b.ix.uncompressedSize,
     })),
@@ -220,24 +184,17 @@ export async function findGzipIndexes(
   options: { pinned?: string; signal?: AbortSignal } = {},
 ): Promise<FoundIndexes | undefined> {
   const { signal } = options;
-  let digest = options.pinned;
-  if (!digest) {
-    const { descriptors } = await listReferrers(client, repo, subjectDigest, {
-      artifactType: GZIP_INDEX_ARTIFACT_TYPE,
-      signal,
-    });
-    const newest = newestReferrer(descriptors);
-    if (!newest) return undefined;
-    if (newest.size > 4 << 20)
-      throw new FormatError(`gzip index ${newest.digest}: manifest of ${newest.size} bytes`);
-    digest = newest.digest;
-  }
-  const name = `gzip index ${digest}`;
-  const m = await getManifest(client, { ...repo, digest }, { signal });
-  if (m.json.artifactType !== GZIP_INDEX_ARTIFACT_TYPE)
-    throw new FormatError(`${name}: artifact type ${JSON.stringify(m.json.artifactType)}`);
-  if (m.json.subject?.digest !== subjectDigest)
-    throw new FormatError(`${name}: its subject is not the image manifest ${subjectDigest}`);
+  const found = await findArtifact(
+    client,
+    repo,
+    subjectDigest,
+    GZIP_INDEX_ARTIFACT_TYPE,
+    "gzip index",
+    { pinned: options.pinned, signal },
+  );
+  if (!found) return undefined;
+  const m = found.manifest;
+  const name = `gzip index ${m.digest}`;
   const byDigest = new Map(layers.map((l) => [l.digest, l]));
   const indexes = new Map<string, GzipIndex>();
   const warnings: string[] = [];

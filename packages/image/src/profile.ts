@@ -1,21 +1,18 @@
 import { cleanEntryName, FormatError } from "@seekable/format";
 import {
-  addReferrer,
   type Descriptor,
   digestOf,
   fetchBlob,
   getImageManifest,
-  getManifest,
-  listReferrers,
-  MediaType,
   type Platform,
-  pushBlob,
-  putManifest,
   type Reference,
   type ReferrersVia,
   type RegistryClient,
   type Repository,
 } from "@seekable/registry";
+import { artifactManifest, CREATED_ANNOTATION, findArtifact, pushArtifact } from "./artifact.js";
+
+export { CREATED_ANNOTATION, newestReferrer } from "./artifact.js";
 
 /**
  * A start-up profile: the files a program opened, in first-access order (what
@@ -28,15 +25,6 @@ export const PROFILE_ARTIFACT_TYPE = "application/vnd.seekable.profile.v1+json";
 export const PROFILE_MEDIA_TYPE = PROFILE_ARTIFACT_TYPE;
 /** A larger profile is refused (read from a file or a registry). */
 export const MAX_PROFILE_BYTES = 16 << 20;
-export const CREATED_ANNOTATION = "org.opencontainers.image.created";
-
-/** The empty config of artifacts, `{}`. */
-const EMPTY = Buffer.from("{}");
-const EMPTY_DESCRIPTOR: Descriptor = {
-  mediaType: MediaType.OciEmpty,
-  digest: digestOf(EMPTY),
-  size: EMPTY.length,
-};
 
 /** A profile that cannot be used: unreadable, malformed, too big, or not for this image. */
 export class ProfileError extends FormatError {}
@@ -95,29 +83,26 @@ export function decodeProfile(bytes: Uint8Array): string[] {
   return unique(doc.paths.map((p, i) => checkPath(p, `path ${i}`)));
 }
 
+const PROFILE_LAYER_TITLE = { "org.opencontainers.image.title": "profile.json" };
+
 /** The artifact manifest of a profile blob for a subject. */
 export function profileManifest(
   subject: Descriptor,
   layer: Descriptor,
   created: string,
 ): Uint8Array {
-  return Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.OciManifest,
-      artifactType: PROFILE_ARTIFACT_TYPE,
-      config: EMPTY_DESCRIPTOR,
-      layers: [
-        {
-          mediaType: PROFILE_MEDIA_TYPE,
-          digest: layer.digest,
-          size: layer.size,
-          annotations: { "org.opencontainers.image.title": "profile.json" },
-        },
-      ],
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-      annotations: { [CREATED_ANNOTATION]: created },
-    }),
+  return artifactManifest(
+    PROFILE_ARTIFACT_TYPE,
+    subject,
+    [
+      {
+        mediaType: PROFILE_MEDIA_TYPE,
+        digest: layer.digest,
+        size: layer.size,
+        annotations: PROFILE_LAYER_TITLE,
+      },
+    ],
+    created,
   );
 }
 
@@ -149,30 +134,21 @@ export async function pushProfile(
   };
   const repo: Repository = { registry: ref.registry, repository: ref.repository };
   const body = encodeProfile(paths);
-  const layer = { digest: digestOf(body), size: body.length };
-  await pushBlob(client, repo, EMPTY_DESCRIPTOR, EMPTY, { signal });
-  await pushBlob(client, repo, layer, body, { signal });
   const created = (options.created ?? new Date()).toISOString();
-  const bytes = profileManifest(subject, { mediaType: PROFILE_MEDIA_TYPE, ...layer }, created);
-  const digest = await putManifest(
-    client,
-    { ...repo, digest: digestOf(bytes) },
-    bytes,
-    MediaType.OciManifest,
-    { signal },
-  );
-  const via = await addReferrer(
+  const descriptor: Descriptor = {
+    mediaType: PROFILE_MEDIA_TYPE,
+    digest: digestOf(body),
+    size: body.length,
+    annotations: PROFILE_LAYER_TITLE,
+  };
+  const { digest, via } = await pushArtifact(
     client,
     repo,
-    subject.digest,
-    {
-      mediaType: MediaType.OciManifest,
-      digest,
-      size: bytes.length,
-      artifactType: PROFILE_ARTIFACT_TYPE,
-      annotations: { [CREATED_ANNOTATION]: created },
-    },
-    { signal },
+    PROFILE_ARTIFACT_TYPE,
+    subject,
+    [{ descriptor, bytes: body }],
+    created,
+    signal,
   );
   return { digest, subject, via, paths: unique(paths).length };
 }
@@ -183,21 +159,6 @@ export interface FoundProfile {
   digest: string;
   via: ReferrersVia;
   created?: string;
-}
-
-/** The newest descriptor: by the created annotation, later in the list on a tie or none. */
-export function newestReferrer(list: Descriptor[]): Descriptor | undefined {
-  let best: Descriptor | undefined;
-  let bestAt = Number.NEGATIVE_INFINITY;
-  for (const d of list) {
-    const t = Date.parse(d.annotations?.[CREATED_ANNOTATION] ?? "");
-    const at = Number.isFinite(t) ? t : Number.NEGATIVE_INFINITY;
-    if (best === undefined || at >= bestAt) {
-      best = d;
-      bestAt = at;
-    }
-  }
-  return best;
 }
 
 /**
@@ -212,19 +173,13 @@ export async function findProfile(
   options: { signal?: AbortSignal } = {},
 ): Promise<FoundProfile | undefined> {
   const { signal } = options;
-  const { descriptors, via } = await listReferrers(client, repo, subjectDigest, {
-    artifactType: PROFILE_ARTIFACT_TYPE,
+  const found = await findArtifact(client, repo, subjectDigest, PROFILE_ARTIFACT_TYPE, "profile", {
     signal,
+    fail: (m) => new ProfileError(m),
   });
-  const newest = newestReferrer(descriptors);
-  if (!newest) return undefined;
-  const name = `profile ${newest.digest}`;
-  if (newest.size > 4 << 20) throw new ProfileError(`${name}: manifest of ${newest.size} bytes`);
-  const m = await getManifest(client, { ...repo, digest: newest.digest }, { signal });
-  if (m.json.artifactType !== PROFILE_ARTIFACT_TYPE)
-    throw new ProfileError(`${name}: artifact type ${JSON.stringify(m.json.artifactType)}`);
-  if (m.json.subject?.digest !== subjectDigest)
-    throw new ProfileError(`${name}: its subject is not ${subjectDigest}`);
+  if (!found) return undefined;
+  const { manifest: m, via } = found;
+  const name = `profile ${m.digest}`;
   const layer = (m.json.layers ?? []).find((l) => l?.mediaType === PROFILE_MEDIA_TYPE);
   if (!layer || typeof layer.digest !== "string" || !Number.isSafeInteger(layer.size))
     throw new ProfileError(`${name}: no ${PROFILE_MEDIA_TYPE} layer`);
@@ -241,5 +196,10 @@ export async function findProfile(
   } catch (e) {
     throw new ProfileError(`${name}: ${(e as Error).message}`);
   }
-  return { paths, digest: m.digest, via, created: m.json.annotations?.[CREATED_ANNOTATION] };
+  return {
+    paths,
+    digest: m.digest,
+    via: via as ReferrersVia, // listed (not pinned): found through the API or the tag
+    created: m.json.annotations?.[CREATED_ANNOTATION],
+  };
 }

@@ -121,6 +121,13 @@ describe("IndexedLayer", () => {
     await expect(it.next()).rejects.toBeInstanceOf(FormatError);
   });
 
+  it("an index claiming a huge span is a FormatError at read, never a huge allocation", async () => {
+    const { gz, ix } = await layer();
+    const hostile = { ...ix, uncompressedSize: 2 ** 40, marks: [] };
+    const l = new IndexedLayer(hostile, new BufferRangeSource(gz));
+    await expect(l.read("lib/f59.txt")).rejects.toThrow(/uncompressed bytes \(more than/);
+  });
+
   it("refuses a source that is not the indexed layer's size", async () => {
     const { gz, ix } = await layer();
     expect(() => new IndexedLayer(ix, new BufferRangeSource(gz.subarray(1)))).toThrow(/index says/);
