@@ -345,6 +345,34 @@ describe("seekable bench", () => {
       await proxy?.close();
     }
   });
+
+  it("--as-is benches the unconverted image, its gzip layers read through `seekable index`", async () => {
+    const ix = await seekable("index", image, "--min-layer-size", "0", "--span-size", "65536");
+    expect(ix.code, describeRun(ix)).toBe(0);
+    const r = await seekable(
+      "bench",
+      image,
+      "--as-is",
+      "--workload",
+      workload,
+      "--strategies",
+      "full-pull,cold-mount",
+      "--rtt",
+      "0",
+      "--bandwidth",
+      "0",
+      "--json",
+    );
+    expect(r.code, describeRun(r)).toBe(0);
+    const doc = JSON.parse(r.stdout.toString("utf8"));
+    expect(doc.converted).toBe(false);
+    const by = Object.fromEntries(doc.rows.map((x: Row) => [x.strategy, x]));
+    for (const x of Object.values(by) as Row[]) expect(x.verified).toBe(true);
+    // The big files the workload does not read stay in the registry.
+    expect(by["cold-mount"].bytesFetched.median).toBeLessThan(
+      by["full-pull"].bytesFetched.median / 2,
+    );
+  });
 });
 
 describe("shaping proxy", () => {

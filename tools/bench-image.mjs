@@ -14,7 +14,7 @@
 //      (tools/reference-store/build.sh, built offline once) unless --no-reference-store.
 //      With --unconverted: the plain gzip image is pushed as it is (skopeo copy: the same
 //      layer digests) as bench/NAME:gzip, indexed with `seekable index`, and benched so:
-//      the cost of not converting (issue 17).
+//      the cost of not converting (issue 17). --index-span BYTES: its span size.
 //
 // Usage:
 //   node tools/bench-image.mjs                       # just the OCI layout (oci:.work/bench/python-oci:latest)
@@ -47,6 +47,8 @@ const pushRef = pushAt >= 0 ? own[pushAt + 1] : undefined;
 const nodeApp = own.includes("--node-app");
 const withReference = !own.includes("--no-reference-store");
 const unconverted = own.includes("--unconverted");
+const spanAt = own.indexOf("--index-span");
+const indexSpan = spanAt >= 0 ? ["--span-size", own[spanAt + 1]] : [];
 const NAME = nodeApp ? "node" : "python";
 const IMAGE_DIR = join(ROOT, nodeApp ? ".work/image-node" : ".work/image");
 const LAYOUT = join(ROOT, `.work/bench/${NAME}-oci`);
@@ -161,7 +163,7 @@ if (benchArgs) {
       sh("skopeo", ["copy", "--dest-tls-verify=false", `oci:${LAYOUT}:latest`, ref], {
         stdio: ["ignore", 2, 2],
       });
-      sh(process.execPath, [SEEKABLE, "index", ref], { stdio: ["ignore", 2, 2] });
+      sh(process.execPath, [SEEKABLE, "index", ref, ...indexSpan], { stdio: ["ignore", 2, 2] });
     } else {
       log(`converting to eStargz and pushing to ${ref}`);
       sh(process.execPath, [SEEKABLE, "convert", `oci:${LAYOUT}:latest`, ref], {
@@ -169,6 +171,7 @@ if (benchArgs) {
       });
     }
     log(`seekable bench ${ref} ${[...extra, ...benchArgs].join(" ")}`);
+    if (unconverted) extra.push("--as-is");
     sh(process.execPath, [SEEKABLE, "bench", ref, ...extra, ...benchArgs], { cwd: ROOT });
   } finally {
     await registry.stop();

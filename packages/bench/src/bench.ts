@@ -52,6 +52,8 @@ export interface BenchOptions {
   creds?: string;
   plainHttp?: boolean;
   platform?: string;
+  /** Bench the image as it is: plain gzip layers are not converted (read through their indexes). */
+  asIs?: boolean;
   /** Directory for temporary files (default: /dev/shm when writable, else the OS's). */
   tmpDir?: string;
   onProgress?: (line: string) => void;
@@ -140,6 +142,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       platform: opts.platform,
       tmpDir: tmp,
       onNote: progress,
+      asIs: opts.asIs,
     });
     try {
       // --run workloads: the command's start recorded on a mount of the eStargz image.

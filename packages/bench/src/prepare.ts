@@ -74,6 +74,8 @@ export interface PrepareOptions {
   platform?: string;
   tmpDir: string;
   onNote?: (line: string) => void;
+  /** Bench the image as it is, plain gzip layers included (read through their indexes). */
+  asIs?: boolean;
 }
 
 const OCI_CONVERTED_REPO = "seekable-bench";
@@ -188,7 +190,7 @@ export async function prepareImage(image: string, opts: PrepareOptions): Promise
       const origLayers = await layersOf(original);
       const isEstargz = origLayers.length > 0 && origLayers.every((d) => isEstargzLayer(d));
       let lazy = original;
-      if (!isEstargz) {
+      if (!isEstargz && !opts.asIs) {
         note(`${image} is not eStargz: converting it first (seekable convert, default options)`);
         lazy = await convert("estargz");
       }
@@ -197,7 +199,7 @@ export async function prepareImage(image: string, opts: PrepareOptions): Promise
         original,
         lazy,
         lazyLayers: (await layersOf(lazy)).map((d) => d.digest),
-        converted: !isEstargz,
+        converted: lazy !== original,
         sizes: { original: await size(original), lazy: await size(lazy) },
         // Workload paths checked against the image: missing ones are an error, non-files dropped.
         checkWorkloads: (workloads) => checkWorkloads(client, lazy, workloads, opts.platform),

@@ -423,6 +423,10 @@ program
     "--plain-http",
     "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
   )
+  .option(
+    "--as-is",
+    "bench the image as it is: plain gzip layers are not converted to eStargz first (read through the index `seekable index` stored, or whole)",
+  )
   .option("--json", "every figure as JSON on stdout")
   .action(async (image: string, o) =>
     (await import("./commands/bench.js")).benchCommand(subject(image), o),

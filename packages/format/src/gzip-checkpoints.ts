@@ -7,8 +7,8 @@
  * once a span is due does it switch to Z_BLOCK to stop at the next block boundary. zlib
  * tells a boundary's byte position but node:zlib not its bit offset (zlib's data_type), so
  * each of the eight possible offsets is tried: an inflate resumed there must give the same
- * bytes as the stream itself. A boundary where that is not exactly one offset is passed over
- * for the next one.
+ * bytes as the stream itself. Offsets that all do so read a stored block alike (see resolve);
+ * a boundary left in doubt is passed over for the next one.
  */
 import zlib from "node:zlib";
 import { inflateFrom, type ResumePoint, WINDOW_SIZE } from "./deflate-resume.js";
@@ -35,6 +35,8 @@ const PIECE = 256 * 1024;
 /** Compressed bytes a trial resume inflates, and the output it compares. */
 const TRIAL_IN = 16 * 1024;
 const TRIAL_OUT = 32 * 1024;
+/** Compressed bytes of the longest stored block (65535 bytes, a 5-byte header). */
+const STORED_BLOCK_MAX = 65535 + 5;
 /** A boundary with fewer compressed bytes after it in the current input chunk is passed over. */
 const MIN_TRIAL_IN = 1024;
 /** The largest gzip header accepted (the FEXTRA field alone may be 64 KiB). */
@@ -44,8 +46,11 @@ interface Pending {
   in: number;
   out: number;
   window: Uint8Array;
-  trials: { bits: number; data: Uint8Array }[];
+  /** Each trial's output, and the BFINAL bit it read first. */
+  trials: { bits: number; data: Uint8Array; final: number }[];
   need: number;
+  /** The trials that gave the stream's bytes, the most of them (set when first resolved). */
+  best?: Pending["trials"];
 }
 
 /** Inflates one gzip member, recording checkpoints; read its fields after the pass. */
@@ -96,23 +101,33 @@ export class GzipCheckpointer {
       return Buffer.concat([prev.subarray(from - prevBase), cur.subarray(0, to - curBase)]);
     };
     const last = (): Checkpoint => this.checkpoints[this.checkpoints.length - 1];
-    const resolve = (p: Pending): void => {
-      const truth = bytesAt(p.out, Math.min(outTotal, p.out + p.need));
-      let best: number | undefined;
-      let bestLen = 0;
-      let ties = 0;
-      for (const t of p.trials) {
-        if (t.data.length === 0 || t.data.length > truth.length) continue;
-        if (Buffer.compare(t.data, truth.subarray(0, t.data.length)) !== 0) continue;
-        if (t.data.length > bestLen) {
-          best = t.bits;
-          bestLen = t.data.length;
-          ties = 0;
-        } else if (t.data.length === bestLen) ties++;
+    /** Decides a pending boundary; false while that needs more of the stream. */
+    const resolve = (p: Pending, inAt: number, atEnd: boolean): boolean => {
+      if (!p.best) {
+        const truth = bytesAt(p.out, Math.min(outTotal, p.out + p.need));
+        const right = p.trials.filter(
+          (t) =>
+            t.data.length > 0 &&
+            t.data.length <= truth.length &&
+            Buffer.compare(t.data, truth.subarray(0, t.data.length)) === 0,
+        );
+        const longest = Math.max(0, ...right.map((t) => t.data.length));
+        p.best = right.filter((t) => t.data.length === longest);
       }
-      if (best !== undefined && ties === 0)
-        this.checkpoints.push({ in: p.in, bits: best, out: p.out, window: p.window });
+      // Several offsets giving the same bytes: a stored block, whose header (3 bits, then
+      // padding to the same byte) reads alike from them; they resume alike if they read the
+      // same BFINAL bit. If not, the stream going on past the longest stored block says the
+      // block was not the last: BFINAL 0.
+      let pick = p.best;
+      if (!pick.every((t) => t.final === pick[0].final)) {
+        if (inAt > p.in + STORED_BLOCK_MAX) pick = pick.filter((t) => t.final === 0);
+        else if (!atEnd) return false;
+        else pick = [];
+      }
+      if (pick.length > 0)
+        this.checkpoints.push({ in: p.in, bits: pick[0].bits, out: p.out, window: p.window });
       else wantBoundary = true; // the next boundary, then
+      return true;
     };
 
     try {
@@ -163,10 +178,12 @@ export class GzipCheckpointer {
             crc = zlib.crc32(view, crc);
             yield view;
           }
-          if (pending && outTotal >= pending.out + pending.need) {
-            resolve(pending);
+          if (
+            pending &&
+            outTotal >= pending.out + pending.need &&
+            resolve(pending, chunkBase + pos, false)
+          )
             pending = undefined;
-          }
           const inAt = chunkBase + pos;
           if (s.produced > 0 && outTotal - lastMark >= MARK_OUT) {
             this.marks.push([inAt, outTotal]);
@@ -188,7 +205,7 @@ export class GzipCheckpointer {
       if (head) throw new FormatError("truncated gzip stream (no complete header)");
       if (!ended) throw new FormatError("truncated gzip stream (unexpected end of deflate data)");
       if (trailer.length < 8) throw new FormatError("truncated gzip stream (no trailer)");
-      if (pending) resolve(pending);
+      if (pending) resolve(pending, chunkBase, true);
       // Checkpoints at the very end resume nothing.
       while (this.checkpoints.length > 1 && last().out >= outTotal) this.checkpoints.pop();
       if (trailer.readUInt32LE(0) !== crc >>> 0)
@@ -218,7 +235,9 @@ export class GzipCheckpointer {
       try {
         const p = { in: inAt, bits, out };
         const data = inflateFrom(p, window, bits ? span : span.subarray(1), 0, TRIAL_OUT);
-        trials.push({ bits, data });
+        // The block's first bit (BFINAL): bit 8-bits of byte in-1, or bit 0 of byte in.
+        const final = bits ? (lastByte >> (8 - bits)) & 1 : span[1] & 1;
+        trials.push({ bits, data, final });
         need = Math.max(need, data.length);
       } catch (e) {
         if (!(e instanceof FormatError)) throw e;

@@ -124,6 +124,17 @@ describe("gzip checkpoints", () => {
     }
   });
 
+  it("takes checkpoints in incompressible data too (stored blocks, read alike from several bit offsets)", async () => {
+    const plain = Buffer.concat([mixed(200_000, 3), pseudoRandom(3_000_000, 8), mixed(200_000, 4)]);
+    for (const level of [0, 6]) {
+      const gz = gzipSync(plain, { level });
+      const { cps } = await checkpointed(gz, 64 * 1024);
+      const gaps = cps.checkpoints.slice(1).map((c, i) => c.in - cps.checkpoints[i].in);
+      expect(Math.max(...gaps), `level ${level}`).toBeLessThan(256 * 1024);
+      checkAllResumes(gz, plain, cps);
+    }
+  });
+
   it("bounds the uncompressed distance between checkpoints of very compressible data", async () => {
     const plain = Buffer.alloc(40 << 20, 7);
     const gz = gzipSync(plain);

@@ -30,6 +30,7 @@ export interface BenchFlags {
   platform?: string;
   strategies?: string;
   referenceStore?: string;
+  asIs?: boolean;
 }
 
 /** This CLI, to start `seekable mount` processes with (the same build as this command). */
@@ -96,6 +97,7 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
       credentials: flags.creds ? credsFlag(flags.creds) : undefined,
       plainHttp: flags.plainHttp,
       platform: flags.platform,
+      asIs: flags.asIs,
       // Progress only on a terminal; the report says whether the image was converted.
       onProgress: tty ? (line) => process.stderr.write(`seekable: ${line}\n`) : undefined,
     });
@@ -118,18 +120,20 @@ export async function benchCommand(image: string, flags: BenchFlags): Promise<vo
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  process.stdout.write(present(image, result));
+  process.stdout.write(present(image, result, flags.asIs));
 }
 
 /** The human report: image, workloads, the table, what could not run. */
-function present(image: string, result: BenchResult): string {
+function present(image: string, result: BenchResult, asIs?: boolean): string {
   const out: string[] = [];
   const b = result.imageBytes;
   out.push(
     `Image ${image}: ${formatBytes(b.original)} compressed` +
       (result.converted
         ? `, not eStargz: converted first (eStargz ${formatBytes(b.estargz)})`
-        : " (eStargz)") +
+        : asIs
+          ? " (as it is: plain gzip layers through their indexes)"
+          : " (eStargz)") +
       `; ${result.repeat} run(s) each, medians${result.repeat > 1 ? " (min–max)" : ""}.`,
     "Each run starts cold: a new mount process with an empty cache, no open connection.",
     "",
