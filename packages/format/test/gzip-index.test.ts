@@ -14,9 +14,9 @@ import {
   spanFor,
   VerificationError,
 } from "@seekable/format";
+import { makeTar, pseudoRandom } from "@seekable/test-kit/tar.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom } from "../../../test/helpers/tar.js";
 
 const sha = (b: Uint8Array): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 

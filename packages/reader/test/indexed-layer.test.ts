@@ -8,8 +8,8 @@ import {
   spanFor,
   VerificationError,
 } from "@seekable/format";
+import { makeTar, pseudoRandom, sha } from "@seekable/test-kit/tar.js";
 import { describe, expect, it } from "vitest";
-import { makeTar, pseudoRandom, sha } from "../../../test/helpers/tar.js";
 import { IndexedLayer, MemoryChunkCache } from "../src/index.js";
 
 async function* pieces(b: Uint8Array): AsyncGenerator<Uint8Array> {
