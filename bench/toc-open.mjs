@@ -18,6 +18,11 @@
 //      alternate between them; with two, the ratio of their CPU medians is shown. An item may
 //      carry node flags for its child after the path: "packages/format/dist/index.js
 //      --no-concurrent-recompilation" (how a V8 setting would change an open).
+//      Every run also times the peer in the same process kind: the same footer read, gunzip
+//      and sha256, then JSON.parse + parseToc (what opening did before the scanner) and a
+//      find of the path among the entries. "/ JSON" is the first implementation's CPU median
+//      over the peer's: the scanner's performance contract is to stay below 1 (see
+//      packages/format/src/toc-scan.ts); a regression shows there first.
 //   2. --mount: starts Debian's docker-registry on loopback, pushes the converted image, and
 //      measures, from process spawn: `seekable mount docker://…` until stat of etc/os-release
 //      in the mount succeeds, and `seekable ls docker://… /etc/os-release` to exit (wall and
@@ -44,7 +49,7 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import {
   fmt,
   load,
@@ -63,6 +68,37 @@ const DIR = join(ROOT, ".work/bench-toc");
 const LOCAL_FORMAT = join(ROOT, "packages/format/dist/index.js");
 
 // ---- child: one measured open ---------------------------------------------------------------
+if (process.argv[2] === "--child-json") {
+  // The peer: the open of the first implementation, with JSON.parse + parseToc for the scan.
+  const [, , , impl, blob, tocDigest, probe] = process.argv;
+  const fmtLib = await import(pathToFileURL(resolve(impl)).href);
+  const src = await fmtLib.FileRangeSource.open(blob);
+  const f0 = process.resourceUsage().minorPageFault;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const tailLen = Math.min(src.size, 65536);
+  const [tail] = await src.read([{ offset: src.size - tailLen, length: tailLen }]);
+  const footer = fmtLib.parseFooter(tail);
+  const tocEnd = src.size - footer.footerSize;
+  const [member] = await src.read([
+    { offset: footer.tocOffset, length: tocEnd - footer.tocOffset },
+  ]);
+  const tar = gunzipSync(member);
+  const size = Number.parseInt(tar.toString("latin1", 124, 136).replace(/[\0 ].*$/s, ""), 8);
+  const json = tar.subarray(512, 512 + size);
+  if (fmtLib.sha256Digest(json) !== tocDigest) throw new Error("TOC digest mismatch");
+  const toc = fmtLib.parseToc(json);
+  const found = toc.entries.find((e) => fmtLib.cleanEntryName(e.name) === probe);
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const faults = process.resourceUsage().minorPageFault - f0;
+  if (!found) throw new Error(`${probe} not found`);
+  await src.close();
+  process.stdout.write(
+    `${JSON.stringify({ cpuMs: (c.user + c.system) / 1000, wallMs: wall, faults, rssMiB: process.memoryUsage().rss / 2 ** 20 })}\n`,
+  );
+  process.exit(0);
+}
 if (process.argv[2] === "--child") {
   const [, , , impl, blob, tocDigest, probe] = process.argv;
   const fmtLib = await import(pathToFileURL(resolve(impl)).href);
@@ -179,12 +215,12 @@ async function synthBlob(n, templates) {
   return { ...info, blob };
 }
 
-function runChild(spec, b) {
+function runChild(spec, b, mode = "--child") {
   // "PATH --flag ...": node flags for the child after the path (e.g. a V8 flag to try).
   const [impl, ...nodeFlags] = spec.trim().split(/\s+/);
   const r = spawnSync(
     process.execPath,
-    [...nodeFlags, process.argv[1], "--child", impl, b.blob, b.tocDigest, b.probe],
+    [...nodeFlags, process.argv[1], mode, impl, b.blob, b.tocDigest, b.probe],
     { encoding: "utf8" },
   );
   if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
@@ -224,14 +260,22 @@ for (const b of blobs) {
   const cells = [b.label, String(b.entries), fmt(b.tocJsonBytes / 2 ** 20, 1)];
   // Runs alternate between implementations, so that a busy machine weighs on each alike.
   const ms = impls.map(() => []);
-  for (let i = 0; i < args.runs; i++)
+  const peer = [];
+  for (let i = 0; i < args.runs; i++) {
     for (let k = 0; k < impls.length; k++) ms[k].push(runChild(impls[k], b));
+    peer.push(runChild(impls[0], b, "--child-json"));
+  }
   const cpu = ms.map((m) => median(m.map((r) => r.cpuMs)));
+  const cell = (m, c) => [
+    `${fmt(c, 0)} / ${fmt(median(m.map((r) => r.wallMs)), 0)}`,
+    fmt(median(m.map((r) => r.rssMiB)), 0),
+    fmt(median(m.map((r) => r.faults)), 0),
+  ];
   impls.forEach((_, k) => {
-    cells.push(`${fmt(cpu[k], 0)} / ${fmt(median(ms[k].map((m) => m.wallMs)), 0)}`);
-    cells.push(fmt(median(ms[k].map((m) => m.rssMiB)), 0));
-    cells.push(fmt(median(ms[k].map((m) => m.faults)), 0));
+    cells.push(...cell(ms[k], cpu[k]));
   });
+  const peerCpu = median(peer.map((r) => r.cpuMs));
+  cells.push(...cell(peer, peerCpu), fmt(cpu[0] / peerCpu, 2));
   if (impls.length > 1) cells.push(fmt(cpu[0] / cpu[1], 2));
   rows.push(cells);
   log(cells.join("  "));
@@ -241,6 +285,7 @@ for (const impl of impls) {
   const name = impl === LOCAL_FORMAT ? "this tree" : impl;
   header.push(`${name}: CPU / wall ms`, "RSS MiB", "page faults");
 }
+header.push("JSON.parse + parseToc: CPU / wall ms", "RSS MiB", "page faults", "CPU / JSON");
 if (impls.length > 1) header.push("CPU ratio first / second");
 process.stdout.write(
   `\n### TOC open (LayerReader.open + one lookup, fresh process, median of ${args.runs}; load ${load()})\n\n${mdTable(header, rows)}\n`,

@@ -5,7 +5,28 @@ import { KEY_ORDER } from "./toc.js";
  * A one-pass scanner of TOC JSON bytes. It accepts exactly what `JSON.parse` accepts and
  * applies the entry validation of `parseToc`, but builds no object per entry: each entry
  * is read into one reused `EntryScratch` (numbers, and byte ranges of strings inside the
- * JSON) and handed to a callback. Strings are decoded only when the caller asks.
+ * JSON) and handed to a sink (the index builder, toc-build.ts). Strings are decoded only
+ * when the caller asks. It knows JSON and TOC entries, nothing of the tree built from them.
+ *
+ * Performance contract (this file, toc-key.ts, toc-tables.ts, toc-build.ts): opening a TOC
+ * in a fresh process (gunzip, sha256, scan, validation, index, one lookup) costs no more CPU
+ * than `JSON.parse` + `parseToc` of the same bytes, and far less memory: no object per entry,
+ * every table a typed array sized from the JSON length. `node bench/toc-open.mjs` prints the
+ * ratio (25k entries: ~0.5 when this was written); a change that moves it past noise is a
+ * regression. The code is written for V8 as a CLI meets it, and these are the reasons
+ * behind its shape; they are settled, do not tune further against them:
+ * - Most of one open runs before V8 has optimized anything: the first thousands of entries
+ *   are interpreted. Hot functions are kept small (optimized sooner), and the usual path's
+ *   loops are written in place (whitespace, plain keys, plain integers and strings, the
+ *   digest check) rather than in small helpers: a helper with a loop is compiled on its own
+ *   first, then again when inlined.
+ * - An operation first met after a function is optimized (a store only a rare entry makes,
+ *   a key first seen late) sends the code back to the interpreter and it is compiled again.
+ *   So fields live in small typed arrays indexed by key id (one store path for every key)
+ *   and the index writes every field of every entry, zeros included.
+ * - Only small integers in hot loops (the key hash keeps 24 bits): no heap numbers.
+ * - Over-sized typed arrays cost zeroed pages and V8's external-memory scavenges: tables are
+ *   sized at one node per 192 bytes of JSON and grown by doubling.
  */
 
 /** Entry type codes (0: none). */
@@ -40,7 +61,7 @@ export const S_NONASCII = 2;
  * control byte (invalid), 4 non-ASCII. One table load per byte keeps the loop short while V8
  * still interprets it.
  */
-const STR_CLASS = new Uint8Array(256);
+export const STR_CLASS = new Uint8Array(256);
 for (let c = 0; c < 0x20; c++) STR_CLASS[c] = 3;
 STR_CLASS[0x22] = 1;
 STR_CLASS[0x5c] = 2;
@@ -141,18 +162,6 @@ export class EntryScratch {
    * unchecked digest, odd xattrs): only then does `validate` look at every field.
    */
   bad = 0;
-  /**
-   * The name as a tree key, read with the name (see Scanner.name): nameKeyE is the end of
-   * the key (one trailing slash dropped), or -1 when the name needs cleanEntryName; nameHash
-   * is the key's hash, namePrefixHash and nameLastSlash those of its parent's key (the
-   * last slash; -1 for none), nameSlashes the slashes in the key.
-   */
-  nameKeyE = -1;
-  nameHash = 0;
-  namePrefixHash = 0;
-  nameLastSlash = -1;
-  nameSlashes = 0;
-
   reset(start: number): void {
     this.start = start;
     this.end = 0;
@@ -167,7 +176,6 @@ export class EntryScratch {
     this.xattrsE = 0;
     this.checked = 0;
     this.bad = 0;
-    this.nameKeyE = -1;
   }
 
   get size(): number {
@@ -274,19 +282,23 @@ export class EntryScratch {
   }
 }
 
-/**
- * The hash of tree keys: polynomial, base 31, kept in 24 bits so that every intermediate
- * value is a small integer (no heap numbers while V8 still interprets the scan). The hash
- * of buf[s, e) is the fold of keyHashStep from KEY_HASH_SEED over its bytes.
- */
-export const KEY_HASH_SEED = 0x5bd1e9;
-export function keyHashStep(h: number, c: number): number {
-  return (h * 31 + c) & 0xffffff;
-}
-
 /** Receives each entry as it is scanned (index counts every entry, chunks included). */
 export interface EntrySink {
   entry(e: EntryScratch, index: number): void;
+  /**
+   * Reads an entry's name string, whose contents start at `s`, as far as it is plain ASCII
+   * (STR_CLASS 0), and returns where it stopped: the closing quote, or a byte the scanner
+   * then reads the whole string again for. The sink learns what it needs of the name (the
+   * index: its tree key) in the scanner's one pass over it; `plainEnd` is the plain read.
+   */
+  readName(bytes: Buffer, s: number): number;
+}
+
+/** Where the plain ASCII run of a string's contents from `s` stops (see EntrySink.readName). */
+export function plainEnd(bytes: Buffer, s: number): number {
+  let q = s;
+  while (STR_CLASS[bytes[q]] === 0) q++;
+  return q;
 }
 
 export interface ScanLimits {
@@ -365,6 +377,8 @@ class Scanner {
   private num = 0;
   /** Stack for skipping nested values. */
   private stack = new Uint8Array(64);
+  /** The sink of the entries array being scanned (none for a rescan). */
+  private sink: EntrySink | undefined = undefined;
 
   constructor(
     bytes: Buffer,
@@ -643,6 +657,7 @@ class Scanner {
   /** The entries array at p; returns its end. */
   private entries(p: number, sink: EntrySink): number {
     const b = this.b;
+    this.sink = sink;
     this.failedArrayStart = p;
     const e = new EntryScratch();
     const max = this.limits.maxEntries;
@@ -673,11 +688,8 @@ class Scanner {
 
   /** One entry object at p into e; returns its end. */
   entryObject(p: number, e: EntryScratch): number {
-    // Kept small, with the loops of the usual path written here rather than called: V8
-    // compiles this function while the first thousands of entries are scanned by its
-    // interpreter, and a small helper with a loop is compiled on its own first, then again
-    // inlined (ws was inlined six times). Whitespace the usual layout never has (before a
-    // colon or a comma) is skipped by calls that never run there.
+    // The usual path's loops written here (see the header). Whitespace the usual layout
+    // never has (before a colon or a comma) is skipped by calls that never run there.
     const b = this.b;
     e.reset(p);
     p++;
@@ -767,8 +779,7 @@ class Scanner {
     if (c !== 0x22) {
       p = this.skip(p);
       e.bad = 1;
-    } else if (id === K_NAME) return this.name(p, e) + 1;
-    else {
+    } else {
       s = p + 1;
       if ((id === K_DIGEST || id === K_CHUNKDIGEST) && b[p + 72] === 0x22) {
         // The common case, read and checked in one pass: "sha256:<64 lowercase hex>"
@@ -787,9 +798,11 @@ class Scanner {
         end = p + 72;
         p += 73;
       } else {
-        // Plain ASCII runs to the quote (str, inlined); anything else goes to str().
+        // Plain ASCII runs to the quote (str, inlined; a name through the sink); anything
+        // else goes to str().
         let q = s;
-        while (STR_CLASS[b[q]] === 0) q++;
+        if (id === K_NAME && this.sink !== undefined) q = this.sink.readName(b, s);
+        else while (STR_CLASS[b[q]] === 0) q++;
         if (b[q] !== 0x22) {
           q = this.str(p);
           f = this.sf;
@@ -827,71 +840,6 @@ class Scanner {
       p = this.skip(p);
     }
     return p;
-  }
-
-  /**
-   * The name string at p (a quote) into e; returns its closing quote. When the name is plain
-   * ASCII and already clean but for one trailing slash (no leading slash, no empty, "." or
-   * ".." part), the same pass gives its tree key: the end, hash and parent's hash
-   * (keyHashStep, inlined). Any other name is left to cleanEntryName (nameKeyE -1).
-   */
-  private name(p: number, e: EntryScratch): number {
-    const b = this.b;
-    const s = p + 1;
-    let h = KEY_HASH_SEED;
-    let ph = KEY_HASH_SEED; // up to the last slash
-    let ls = -1;
-    let pph = KEY_HASH_SEED; // up to the slash before it
-    let pls = -1;
-    let n = 0;
-    let seg = s;
-    let clean = b[s] !== 0x2f;
-    let q = s;
-    for (;;) {
-      const c = b[q];
-      if (c === 0x2f) {
-        const len = q - seg;
-        if (len === 0 || (b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e))))
-          clean = false;
-        pph = ph;
-        pls = ls;
-        ph = h;
-        ls = q;
-        n++;
-        seg = q + 1;
-      } else if (STR_CLASS[c] !== 0) break;
-      h = (h * 31 + c) & 0xffffff;
-      q++;
-    }
-    e.strS[K_NAME] = s;
-    e.strF[K_NAME] = 0;
-    e.nameKeyE = -1;
-    if (b[q] !== 0x22) {
-      // Escapes or non-ASCII (or bad bytes): the general scan; cleaned later.
-      q = this.str(p);
-      e.strE[K_NAME] = q;
-      e.strF[K_NAME] = this.sf;
-      return q;
-    }
-    e.strE[K_NAME] = q;
-    const len = q - seg;
-    if (len === 0 && q > s) {
-      // One trailing slash: the key ends before it (its part was checked at the slash).
-      e.nameKeyE = clean ? q - 1 : -1;
-      e.nameHash = ph;
-      e.namePrefixHash = pph;
-      e.nameLastSlash = pls;
-      e.nameSlashes = n - 1;
-      return q;
-    }
-    if (len > 0 && b[seg] === 0x2e && (len === 1 || (len === 2 && b[seg + 1] === 0x2e)))
-      clean = false;
-    e.nameKeyE = clean ? q : -1;
-    e.nameHash = h;
-    e.namePrefixHash = ph;
-    e.nameLastSlash = ls;
-    e.nameSlashes = n;
-    return q;
   }
 
   /** An xattrs object at p; this.num = BAD_NUMBER when a value is not a string. Returns its end. */
