@@ -5,6 +5,7 @@ import { constants } from "node:fs";
 import { access, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SeekableError } from "@seekable/format";
 import type { Credentials } from "@seekable/registry";
 import { formatReference } from "@seekable/registry";
 import { prepareImage, viaProxy } from "./prepare.js";
@@ -84,8 +85,11 @@ export interface BenchResult {
 }
 
 /** Contents differ between strategies: the benchmark's answer would be wrong. */
-export class ContentMismatchError extends Error {
+export class ContentMismatchError extends SeekableError {
   override readonly name = "ContentMismatchError";
+  constructor(message: string) {
+    super(message, "verification");
+  }
 }
 
 /**
@@ -133,7 +137,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const order = STRATEGIES.filter((s) => wanted.includes(s));
   const { run: strategies, unavailable } = await availability(order, opts);
   if (opts.workloads.some((w) => w.command !== undefined) && !opts.seekable)
-    throw new Error("--run needs a seekable command to mount the image with");
+    throw new SeekableError("--run needs a seekable command to mount the image with", "usage");
   const tmp = await mkdtemp(join(opts.tmpDir ?? (await scratchDir()), "seekable-bench-"));
   try {
     const prepared = await prepareImage(opts.image, {
@@ -157,10 +161,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
             { dir: join(tmp, `record-${i + 1}`), creds: opts.creds, platform: opts.platform },
           );
           if (rec.paths.length === 0)
-            throw new Error(`--run ${JSON.stringify(w.command)}: opened no file`);
+            throw new SeekableError(`--run ${JSON.stringify(w.command)}: opened no file`, "input");
           given.push({ ...w, paths: rec.paths, profile: rec.profile });
         } else {
-          if (!w.paths || !w.profileFile) throw new Error(`workload ${w.name}: no paths`);
+          if (!w.paths || !w.profileFile)
+            throw new SeekableError(`workload ${w.name}: no paths`, "input");
           given.push({ ...w, paths: w.paths, profile: w.profileFile });
         }
       }

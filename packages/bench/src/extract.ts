@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { SeekableError } from "@seekable/format";
 
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
@@ -12,7 +13,8 @@ const OPAQUE = ".wh..wh..opq";
 /** Cleaned relative path components ("./a//b/" -> ["a","b"]); `..` is refused. */
 function components(name: string): string[] {
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) throw new Error(`${JSON.stringify(name)}: path leaves the layer`);
+  if (parts.includes(".."))
+    throw new SeekableError(`${JSON.stringify(name)}: path leaves the layer`, "input");
   return parts;
 }
 
@@ -43,7 +45,8 @@ export async function resolveInRoot(
     }
     const st = await lstat(path).catch(() => undefined);
     if (st?.isSymbolicLink()) {
-      if (++hops > 40) throw new Error(`${parts.join("/")}: too many levels of symbolic links`);
+      if (++hops > 40)
+        throw new SeekableError(`${parts.join("/")}: too many levels of symbolic links`, "input");
       const target = await readlink(path);
       if (target.startsWith("/")) stack.length = 0;
       todo.unshift(...target.split("/"));
@@ -114,7 +117,10 @@ function run(cmd: string, args: string[]): Promise<void> {
       code === 0
         ? resolve()
         : reject(
-            new Error(`${cmd} ${args.join(" ")} exited ${code}: ${err.trim().split("\n")[0]}`),
+            new SeekableError(
+              `${cmd} ${args.join(" ")} exited ${code}: ${err.trim().split("\n")[0]}`,
+              "system",
+            ),
           ),
     );
   });

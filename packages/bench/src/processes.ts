@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { SeekableError } from "@seekable/format";
 import { mustRun, runProcess } from "./rootfs.js";
 
 /** How to start the seekable CLI: `file ...args mount ...`. */
@@ -71,25 +72,36 @@ function startUntilReady(
     clearTimeout(timer);
     if (!r) {
       await detach();
-      throw new Error(`${what} did not stop in ${STOP_TIMEOUT_MS / 1000} s`);
+      throw new SeekableError(`${what} did not stop in ${STOP_TIMEOUT_MS / 1000} s`, "system");
     }
-    if (r.code !== 0) throw new Error(`${what} exited ${r.code ?? r.signal}: ${lastLine(err)}`);
+    if (r.code !== 0)
+      throw new SeekableError(`${what} exited ${r.code ?? r.signal}: ${lastLine(err)}`, "system");
     return err;
   };
   return new Promise((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => {
       void detach();
-      reject(new Error(`${what} was not ready in ${READY_TIMEOUT_MS / 1000} s: ${lastLine(err)}`));
+      reject(
+        new SeekableError(
+          `${what} was not ready in ${READY_TIMEOUT_MS / 1000} s: ${lastLine(err)}`,
+          "system",
+        ),
+      );
     }, READY_TIMEOUT_MS);
     const onExit = ({ code, signal }: { code: number | null; signal: NodeJS.Signals | null }) => {
       clearTimeout(timer);
-      reject(new Error(`${what} exited ${code ?? signal} before it was ready: ${lastLine(err)}`));
+      reject(
+        new SeekableError(
+          `${what} exited ${code ?? signal} before it was ready: ${lastLine(err)}`,
+          "system",
+        ),
+      );
     };
     void exited.then(onExit);
     child.on("error", (e) => {
       clearTimeout(timer);
-      reject(new Error(`${what}: ${e.message}`));
+      reject(new SeekableError(`${what}: ${e.message}`, "system"));
     });
     child.stdout?.setEncoding("utf8").on("data", function onData(d: string) {
       out += d;

@@ -5,6 +5,7 @@
 // the profile that `mount --prefetch FILE` is given.
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { SeekableError } from "@seekable/format";
 import { type SeekableCommand, startSeekableMount } from "./processes.js";
 import { runInRoot } from "./rootfs.js";
 
@@ -43,8 +44,9 @@ export async function recordStart(
     await m.stop();
   }
   if (r.code !== 0)
-    throw new Error(
+    throw new SeekableError(
       `--run ${JSON.stringify(cmd)}: exited with ${r.code ?? r.signal}: ${r.stderr.trim().split("\n").slice(-1)[0] ?? ""}`,
+      "system",
     );
   const paths = (await readFile(profile, "utf8")).split("\n").filter((l) => l !== "");
   return { paths, profile };

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { SeekableError } from "@seekable/format";
 import { readInRoot } from "./extract.js";
 
 export interface ProcessResult {
@@ -39,8 +40,9 @@ export function runProcess(
 export async function mustRun(file: string, args: readonly string[]): Promise<void> {
   const r = await runProcess(file, args);
   if (r.code !== 0)
-    throw new Error(
+    throw new SeekableError(
       `${file} ${args.join(" ")} exited ${r.code ?? r.signal}: ${r.stderr.trim().split("\n")[0] ?? ""}`,
+      "system",
     );
 }
 
@@ -83,7 +85,10 @@ export async function hashInRoot(root: string, paths: string[]): Promise<string[
     try {
       data = await readInRoot(root, p);
     } catch (e) {
-      throw new Error(`${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new SeekableError(
+        `${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        "system",
+      );
     }
     out.push(sha256(data));
   }
@@ -96,7 +101,10 @@ export async function readAllInRoot(root: string, paths: string[]): Promise<void
     try {
       await readInRoot(root, p);
     } catch (e) {
-      throw new Error(`${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new SeekableError(
+        `${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        "system",
+      );
     }
   }
 }

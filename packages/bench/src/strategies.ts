@@ -17,6 +17,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
+import { SeekableError } from "@seekable/format";
 import { MemoryChunkCache, openImage, ReadStats } from "@seekable/reader";
 import {
   type Credentials,
@@ -128,8 +129,11 @@ export interface StrategyContext {
 }
 
 /** A failure of one strategy: names it and the image. */
-export class StrategyError extends Error {
+export class StrategyError extends SeekableError {
   override readonly name = "StrategyError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, "system", options);
+  }
 }
 
 const sha256 = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -195,8 +199,9 @@ async function runWorkload(root: string, w: RunnableWorkload): Promise<void> {
   }
   const r: ProcessResult = await runInRoot(root, w.command);
   if (r.code !== 0)
-    throw new Error(
+    throw new SeekableError(
       `${JSON.stringify(w.command)} exited ${r.code ?? r.signal}: ${r.stderr.trim().split("\n").slice(-1)[0] ?? ""}`,
+      "system",
     );
 }
 
@@ -249,7 +254,7 @@ async function fullPull(ctx: StrategyContext, dir: string): Promise<Timed> {
 
 /** `seekable mount` (fresh cache dir, optionally --prefetch PROFILE), then the workload. */
 async function coldMount(ctx: StrategyContext, dir: string, profile: boolean): Promise<Timed> {
-  if (!ctx.seekable) throw new Error("no seekable command to mount with");
+  if (!ctx.seekable) throw new SeekableError("no seekable command to mount with", "usage");
   const mnt = join(dir, "mnt");
   const extra = ["--cache-dir", join(dir, "cache")];
   if (profile) extra.push("--prefetch", ctx.workload.profile);
@@ -273,7 +278,7 @@ async function coldMount(ctx: StrategyContext, dir: string, profile: boolean): P
     // The mount's own account of the failure (a failed verification, a refused range).
     await stop().catch(() => undefined);
     const said = m.lastError();
-    throw new Error(`${(e as Error).message}${said ? ` (${said})` : ""}`);
+    throw new SeekableError(`${(e as Error).message}${said ? ` (${said})` : ""}`, "system");
   }
   const end = performance.now();
   return {
@@ -303,7 +308,7 @@ async function coldMount(ctx: StrategyContext, dir: string, profile: boolean): P
 
 /** stargz-store started cold, its layers stacked by overlayfs, then the workload. */
 async function referenceStore(ctx: StrategyContext, dir: string): Promise<Timed> {
-  if (!ctx.referenceStore) throw new Error("no stargz-store binary given");
+  if (!ctx.referenceStore) throw new SeekableError("no stargz-store binary given", "usage");
   const layers = ctx.layers ?? [];
   const r = ctx.ref;
   const name = `${r.registry}/${r.repository}`;
@@ -314,7 +319,10 @@ async function referenceStore(ctx: StrategyContext, dir: string): Promise<Timed>
   ];
   const refName = storeRefName(candidates);
   if (!refName)
-    throw new Error(`every base64 form of ${candidates.join(", ")} holds a '/' (not a file name)`);
+    throw new SeekableError(
+      `every base64 form of ${candidates.join(", ")} holds a '/' (not a file name)`,
+      "input",
+    );
   const store = await startReferenceStore(ctx.referenceStore, dir, refName, layers);
   try {
     await runWorkload(store.root, ctx.workload);

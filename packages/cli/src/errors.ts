@@ -1,15 +1,15 @@
-import { FormatError } from "@seekable/format";
+import { type ErrorKind, isSystemError, SeekableError } from "@seekable/format";
 
 /** A failure of the operation that the user must see as one line (exit 1). */
-export class CliError extends Error {
+export class CliError extends SeekableError {
   override readonly name = "CliError";
   /** `standalone`: the message names its subject itself; no input prefix is added. */
   constructor(
     message: string,
     readonly standalone = false,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { kind?: ErrorKind },
   ) {
-    super(message, options);
+    super(message, options?.kind ?? "input", options);
   }
 }
 
@@ -33,9 +33,35 @@ export function describeError(e: unknown, input?: string): string {
   return msg;
 }
 
-export function isUserError(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  return e instanceof CliError || e instanceof FormatError || typeof code === "string";
+/**
+ * Whether an error was raised on purpose, with a message meant for the user: every package's
+ * SeekableError, and a failed system call (ENOENT, EACCES, ENOSPC: it has a syscall). Anything
+ * else (a TypeError, a Node ERR_* code) is a bug.
+ */
+export function isKnownError(e: unknown): boolean {
+  return e instanceof SeekableError || isSystemError(e);
+}
+
+/**
+ * The exit code of a failed command by what went wrong (the CLI contract: 1 the operation
+ * failed; 2 a usage error, which commander reports itself). The libraries' "usage" kind (a
+ * malformed reference, --creds text) is found while the command runs and exits 1 with it.
+ */
+export function exitCodeOf(_e: unknown): number {
+  return 1;
+}
+
+/**
+ * What the CLI prints for an error that ends a command: one line naming the input and the
+ * cause; for an unknown error (a bug) a hint to run again with --debug on that line; with
+ * --debug, the stack and its causes after it.
+ */
+export function errorReport(e: unknown, input: string | undefined, debug: boolean): string {
+  let text = `seekable: ${describeError(e, input)}`;
+  if (!isKnownError(e) && !debug) text += " (an unexpected error: --debug prints where)";
+  text += "\n";
+  if (debug) text += `${describeStack(e)}\n`;
+  return text;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { CliError } from "./errors.js";
 import { onInterrupt } from "./output.js";
 
 /**
@@ -16,7 +17,10 @@ export function serveUntilInterrupted(
       await Promise.race([
         unmount(),
         new Promise((_, rej) =>
-          setTimeout(() => rej(new Error("unmount did not finish in 20 s")), 20_000).unref(),
+          setTimeout(
+            () => rej(new CliError("unmount did not finish in 20 s", true, { kind: "system" })),
+            20_000,
+          ).unref(),
         ),
       ]);
       await finish();

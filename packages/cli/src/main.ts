@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { describeError, describeStack, isUserError } from "./errors.js";
+import { errorReport, exitCodeOf } from "./errors.js";
 import { installSignalCleanup } from "./output.js";
 import { respawned } from "./respawn.js";
 import { printTiming } from "./timing.js";
@@ -450,11 +450,8 @@ async function main(): Promise<void> {
           ? 0
           : 2;
     } else {
-      process.stderr.write(`seekable: ${describeError(e, currentInput)}\n`);
-      if (program.opts().debug || !isUserError(e)) {
-        if (program.opts().debug) process.stderr.write(`${describeStack(e)}\n`);
-      }
-      process.exitCode = 1;
+      process.stderr.write(errorReport(e, currentInput, program.opts().debug === true));
+      process.exitCode = exitCodeOf(e);
     }
   }
 }

@@ -1,4 +1,5 @@
 import { open } from "node:fs/promises";
+import { CliError } from "./errors.js";
 
 /** A profile to prefetch: its paths and what to call it in messages. */
 export interface Profile {
@@ -18,7 +19,7 @@ function describe(e: unknown): string {
 export async function readProfileFile(file: string): Promise<Profile> {
   const { MAX_PROFILE_BYTES, parseProfile } = await import("@seekable/image");
   const fh = await open(file, "r").catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`);
+    throw new CliError(`${file}: ${e.code === "ENOENT" ? "no such file" : describe(e)}`, true);
   });
   try {
     const buf = Buffer.alloc(MAX_PROFILE_BYTES + 1);
@@ -27,11 +28,11 @@ export async function readProfileFile(file: string): Promise<Profile> {
       const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
-      if (n > MAX_PROFILE_BYTES) throw new Error(`larger than ${MAX_PROFILE_BYTES} bytes`);
+      if (n > MAX_PROFILE_BYTES) throw new CliError(`larger than ${MAX_PROFILE_BYTES} bytes`);
     }
     return { paths: parseProfile(buf.subarray(0, n)), name: file };
   } catch (e) {
-    throw new Error(`${file}: ${describe(e)}`);
+    throw new CliError(`${file}: ${describe(e)}`, true, { cause: e });
   } finally {
     await fh.close();
   }

@@ -139,7 +139,7 @@ function memberPayloadStart(b: Uint8Array): number {
   if (flg & 8) skipString();
   if (flg & 16) skipString();
   if (flg & 2) p += 2;
-  if (p >= b.length) throw new Error("truncated gzip header");
+  if (p >= b.length) throw new FormatError("truncated gzip header");
   return p;
 }
 

@@ -1,4 +1,5 @@
 import { type ChunkRef, inflateChunkAsync } from "./chunk.js";
+import { SeekableError } from "./errors.js";
 import { encodeFooter, FOOTER_SIZE, type Footer, parseFooter } from "./footer.js";
 import { gzipMember } from "./gzip-member.js";
 
@@ -52,6 +53,6 @@ const COMPRESSIONS: Record<CompressionName, Compressor & Decompressor> = {
 /** The implementation called `name` (how a compression worker finds its compressor). */
 export function compressionByName(name: CompressionName): Compressor & Decompressor {
   const c = COMPRESSIONS[name];
-  if (!c) throw new Error(`unknown compression ${JSON.stringify(name)}`);
+  if (!c) throw new SeekableError(`unknown compression ${JSON.stringify(name)}`, "usage");
   return c;
 }

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { FormatError } from "./errors.js";
+import { FormatError, SeekableError } from "./errors.js";
 import { toByteString } from "./go-json.js";
 import { isLandmark, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { endStream, writeChunk } from "./stream-write.js";
@@ -62,13 +62,13 @@ export async function convertLayer(
 }
 
 /** The temporary spool (under TMPDIR) failed: neither the input's fault nor the output's. */
-export class SpoolError extends Error {
+export class SpoolError extends SeekableError {
   override readonly name = "SpoolError";
   constructor(
     readonly dir: string,
     cause: Error,
   ) {
-    super(`temporary directory ${dir}: ${describeSystemError(cause)}`, { cause });
+    super(`temporary directory ${dir}: ${describeSystemError(cause)}`, "system", { cause });
   }
 }
 

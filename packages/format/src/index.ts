@@ -22,7 +22,15 @@ export {
   resumeStart,
   WINDOW_SIZE,
 } from "./deflate-resume.js";
-export { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
+export {
+  type ErrorKind,
+  FormatError,
+  LimitError,
+  NotEStargzError,
+  NotFoundError,
+  SeekableError,
+  VerificationError,
+} from "./errors.js";
 export {
   encodeFooter,
   FOOTER_SIZE,

@@ -1,4 +1,5 @@
 import { open } from "node:fs/promises";
+import { SeekableError } from "./errors.js";
 
 /** A byte range [offset, offset + length) of a blob. */
 export interface ByteRange {
@@ -40,7 +41,7 @@ export class FileRangeSource implements RangeSource {
     const handle = await open(path, "r");
     try {
       const st = await handle.stat();
-      if (!st.isFile()) throw new Error("not a regular file");
+      if (!st.isFile()) throw new SeekableError("not a regular file", "input");
       return new FileRangeSource(handle, st.size);
     } catch (e) {
       await handle.close();
@@ -56,7 +57,8 @@ export class FileRangeSource implements RangeSource {
         let done = 0;
         while (done < r.length) {
           const { bytesRead } = await this.handle.read(buf, done, r.length - done, r.offset + done);
-          if (bytesRead === 0) throw new Error(`file shrank while reading at ${r.offset + done}`);
+          if (bytesRead === 0)
+            throw new SeekableError(`file shrank while reading at ${r.offset + done}`, "input");
           done += bytesRead;
         }
         return buf;

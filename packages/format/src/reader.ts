@@ -2,14 +2,19 @@ import { createHash } from "node:crypto";
 import { createGunzip, gunzipSync } from "node:zlib";
 import { type ChunkRef, TruncatedMemberError, verifyChunk } from "./chunk.js";
 import { type Decompressor, gzipCompression } from "./compression.js";
-import { FormatError, NotEStargzError, NotFoundError, VerificationError } from "./errors.js";
+import {
+  FormatError,
+  LimitError,
+  NotEStargzError,
+  NotFoundError,
+  VerificationError,
+} from "./errors.js";
 import type { Footer } from "./footer.js";
 import { TOC_TAR_NAME } from "./landmark.js";
 import type { RangeSource } from "./range-source.js";
 import { cleanEntryName } from "./tar-header.js";
 import { parseToc, sha256Digest, type Toc, type TocEntry } from "./toc.js";
 import { DEFAULT_MAX_TOC_ENTRIES, type NodeView, TocIndex } from "./toc-index.js";
-import { LimitError } from "./toc-scan.js";
 
 /**
  * Verified chunk contents by chunkDigest. Implementations that keep bytes outside the

@@ -1,5 +1,6 @@
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
+import { SeekableError } from "./errors.js";
 
 const guarded = new WeakSet<Writable>();
 
@@ -14,7 +15,10 @@ function guard(out: Writable): void {
 }
 
 function closedError(out: Writable): Error {
-  return out.errored ?? new Error("the output was closed before everything was written");
+  return (
+    out.errored ??
+    new SeekableError("the output was closed before everything was written", "system")
+  );
 }
 
 /**

@@ -1,4 +1,4 @@
-import { FormatError } from "./errors.js";
+import { FormatError, LimitError } from "./errors.js";
 import { PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName } from "./tar-header.js";
 import { KeyShape, readKey } from "./toc-key.js";
@@ -18,7 +18,6 @@ import {
   K_SIZE,
   K_UID,
   K_USERNAME,
-  LimitError,
   rescanEntry,
   scanToc,
   T_CHUNK,

@@ -1,4 +1,4 @@
-import { FormatError } from "./errors.js";
+import { FormatError, LimitError } from "./errors.js";
 import { KEY_ORDER } from "./toc.js";
 
 /**
@@ -9,12 +9,14 @@ import { KEY_ORDER } from "./toc.js";
  * when the caller asks. It knows JSON and TOC entries, nothing of the tree built from them.
  *
  * Performance contract (this file, toc-key.ts, toc-tables.ts, toc-build.ts): opening a TOC
- * in a fresh process (gunzip, sha256, scan, validation, index, one lookup) costs no more CPU
- * than `JSON.parse` + `parseToc` of the same bytes, and far less memory: no object per entry,
- * every table a typed array sized from the JSON length. `node bench/toc-open.mjs` prints the
- * ratio (25k entries: ~0.5 when this was written); a change that moves it past noise is a
- * regression. The code is written for V8 as a CLI meets it, and these are the reasons
- * behind its shape; they are settled, do not tune further against them:
+ * in a fresh process (gunzip, sha256, scan, validation, index, one lookup) costs about the
+ * CPU of the same open with `JSON.parse` + `parseToc` and a linear find (25k entries: ratio
+ * ~1.0; TOCs of a few thousand entries, scanned mostly by V8's interpreter while JSON.parse
+ * is native: ~2.5, some 25 ms), in a third less memory and half the page faults, and it
+ * leaves a tree ready for lookups where JSON.parse leaves only objects. `node
+ * bench/toc-open.mjs` prints that ratio: a change that moves it past noise is a regression.
+ * The code is written for V8 as a CLI meets it; these are the reasons behind its shape,
+ * settled (do not tune further against them):
  * - Most of one open runs before V8 has optimized anything: the first thousands of entries
  *   are interpreted. Hot functions are kept small (optimized sooner), and the usual path's
  *   loops are written in place (whitespace, plain keys, plain integers and strings, the
@@ -23,7 +25,9 @@ import { KEY_ORDER } from "./toc.js";
  * - An operation first met after a function is optimized (a store only a rare entry makes,
  *   a key first seen late) sends the code back to the interpreter and it is compiled again.
  *   So fields live in small typed arrays indexed by key id (one store path for every key)
- *   and the index writes every field of every entry, zeros included.
+ *   and the index writes every field of every entry, zeros included, evaluates the
+ *   "replaces a directory" check for every entry (on the root for a new key) and finds side
+ *   keys branch-free.
  * - Only small integers in hot loops (the key hash keeps 24 bits): no heap numbers.
  * - Over-sized typed arrays cost zeroed pages and V8's external-memory scavenges: tables are
  *   sized at one node per 192 bytes of JSON and grown by doubling.
@@ -868,9 +872,6 @@ class Scanner {
     return p + 1;
   }
 }
-
-/** Refusal for a resource limit: never deferred, never retried. */
-export class LimitError extends FormatError {}
 
 const SHA256_PREFIX = Buffer.from("sha256:", "latin1");
 

@@ -39,7 +39,7 @@ export class LayerError extends FormatError {
     readonly digest: string,
     cause: FormatError,
   ) {
-    super(`layer ${digest}: ${cause.message}`, { cause });
+    super(`layer ${digest}: ${cause.message}`, { cause }, cause.kind);
   }
 }
 

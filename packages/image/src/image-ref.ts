@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { SeekableError } from "@seekable/format";
 import { parseReference, type Reference } from "@seekable/registry";
 
 /** Where an image comes from or goes to, as the user writes it. */
@@ -41,12 +42,12 @@ function splitTag(s: string, ok: (tag: string) => boolean = () => true) {
   return { path: s, tag: undefined as string | undefined };
 }
 
-export class ImageRefError extends Error {
+export class ImageRefError extends SeekableError {
   override readonly name = "ImageRefError";
   constructor(
     readonly input: string,
     reason: string,
   ) {
-    super(`${input}: ${reason}`);
+    super(`${input}: ${reason}`, "usage");
   }
 }

@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { FormatError } from "@seekable/format";
+import { FormatError, SeekableError } from "@seekable/format";
 import { MediaType } from "@seekable/registry";
 import type { ImageSink, LayerSink } from "./sink.js";
 import { BlobError, type Descriptor, type ImageSource } from "./source.js";
@@ -98,8 +98,9 @@ export class OciSink implements ImageSink {
         await pipeline(createReadStream(tmp, { highWaterMark: 1 << 20 }), h);
         const onDisk = `sha256:${h.digest("hex")}`;
         if (onDisk !== blob.digest)
-          throw new Error(
+          throw new SeekableError(
             `${tmp}: the bytes written (${onDisk}) are not the layer converted (${blob.digest})`,
+            "system",
           );
         await close();
         await rename(tmp, this.blobPath(blob.digest));

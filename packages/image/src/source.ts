@@ -39,7 +39,7 @@ export class BlobError extends FormatError {
     readonly digest: string,
     message: string,
   ) {
-    super(message);
+    super(message, undefined, "verification");
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import { SeekableError } from "@seekable/format";
 
 const ALGORITHMS: Record<string, string> = { sha256: "sha256", sha512: "sha512" };
 
@@ -20,7 +21,8 @@ export class Digester {
   constructor(like = "sha256:") {
     const alg = like.split(":")[0] ?? "";
     const node = ALGORITHMS[alg];
-    if (node === undefined) throw new Error(`unsupported digest algorithm ${JSON.stringify(alg)}`);
+    if (node === undefined)
+      throw new SeekableError(`unsupported digest algorithm ${JSON.stringify(alg)}`, "unsupported");
     this.algorithm = alg;
     this.hash = createHash(node);
   }

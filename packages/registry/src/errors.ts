@@ -1,5 +1,9 @@
+import type { ErrorKind } from "@seekable/format";
+import { SeekableError } from "@seekable/format";
+
 /** What went wrong, coarse enough for a CLI to choose an exit code or a fallback. */
-export type RegistryErrorKind =
+export type RegistryErrorKind = Extract<
+  ErrorKind,
   | "not-found"
   | "unauthorized"
   | "denied"
@@ -10,7 +14,8 @@ export type RegistryErrorKind =
   | "network"
   | "protocol"
   | "http"
-  | "usage";
+  | "usage"
+>;
 
 export interface RegistryErrorOptions {
   kind: RegistryErrorKind;
@@ -28,11 +33,11 @@ export interface RegistryErrorOptions {
  * Every failure of this package. The message is one line: "<subject>: <cause>", where the
  * subject names the reference or URL, so the CLI can print it as is.
  */
-export class RegistryError extends Error {
+export class RegistryError extends SeekableError {
   override readonly name = "RegistryError";
   readonly subject: string;
   readonly reason: string;
-  readonly kind: RegistryErrorKind;
+  declare readonly kind: RegistryErrorKind;
   readonly status: number | undefined;
   readonly code: string | undefined;
   readonly retryable: boolean;
@@ -41,11 +46,11 @@ export class RegistryError extends Error {
   constructor(subject: string, reason: string, options: RegistryErrorOptions) {
     super(
       `${subject}: ${oneLine(reason)}`,
+      options.kind,
       options.cause === undefined ? {} : { cause: options.cause },
     );
     this.subject = subject;
     this.reason = oneLine(reason);
-    this.kind = options.kind;
     this.status = options.status;
     this.code = options.code;
     this.retryable = options.retryable ?? false;

@@ -1,3 +1,4 @@
+import { SeekableError } from "@seekable/format";
 import { type ContentRange, parseContentRange } from "./content-range.js";
 
 export interface BytePart extends ContentRange {
@@ -5,12 +6,13 @@ export interface BytePart extends ContentRange {
 }
 
 /** Why a multipart body could not be parsed; `truncated` bodies are worth fetching again. */
-export class MultipartError extends Error {
+export class MultipartError extends SeekableError {
+  override readonly name = "MultipartError";
   constructor(
     message: string,
     readonly truncated: boolean,
   ) {
-    super(message);
+    super(message, "protocol");
   }
 }
 
