@@ -1,83 +1,27 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { errorReport, exitCodeOf } from "./errors.js";
+import {
+  BLOB_HELP,
+  intArg,
+  layerStoreOptions,
+  numberList,
+  readingOptions,
+  registryOptions,
+  secondsArg,
+} from "./options.js";
 import { installSignalCleanup } from "./output.js";
 import { respawned } from "./respawn.js";
 import { printTiming } from "./timing.js";
 
 performance.mark("cli: main module loaded");
 
-/** The options every reading command takes (BLOB sources, caches, statistics). */
-function readingOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      "--toc-digest <digest>",
-      "expected TOC digest (sha256:...); images use the layer annotation",
-    )
-    .option(
-      "--layer <n|digest>",
-      "with docker://: one layer (0 is the bottom) instead of the merged image",
-    )
-    .option("--platform <os/arch>", "with docker://: the platform to pick from an index")
-    .option(
-      "--creds <user:pass>",
-      "registry credentials (default: ~/.docker/config.json, then anonymous)",
-    )
-    .option(
-      "--plain-http",
-      "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-    )
-    .option(
-      "--stats",
-      'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
-    )
-    .option(
-      "--cache-dir <dir>",
-      "chunk cache directory (default $XDG_CACHE_HOME/seekable for remote blobs)",
-    )
-    .option("--no-cache", "do not use the on-disk chunk cache")
-    .option(
-      "--index <auto|none>",
-      "with docker://: read plain gzip layers through the index `seekable index` stored beside the image (auto), or whole (none)",
-    )
-    .option("--index-digest <digest>", "with docker://: the gzip index artifact to use (pinned)");
-}
-
-/** The options of the layer store's hosts (`store`, `snapshotter`): registry, cache, statistics. */
-function layerStoreOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      "--creds <user:pass>",
-      "registry credentials (default: ~/.docker/config.json, then anonymous)",
-    )
-    .option(
-      "--plain-http",
-      "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-    )
-    .option(
-      "--stats",
-      'print {"requests","bytesFetched","bytesServedFromCache",...} on stderr at exit',
-    )
-    .option("--cache-dir <dir>", "chunk cache directory (default $XDG_CACHE_HOME/seekable)")
-    .option("--no-cache", "do not use the on-disk chunk cache");
-}
-
 /** The input the running command works on: error lines name it. */
 let currentInput: string | undefined;
 function subject(input: string): string {
   currentInput = input === "-" ? "stdin" : input;
   return input;
-}
-
-function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    }
-    return n;
-  };
 }
 
 /** The version of the installed @seekable/cli package. */
@@ -93,8 +37,7 @@ const program = new Command("seekable")
   .exitOverride()
   .configureOutput({ outputError: (s, write) => write(s.replace(/^error: /, "seekable: ")) });
 
-program
-  .command("convert")
+registryOptions(program.command("convert"))
   .description(
     "convert a tar or tar.gz layer (file or - for stdin) to eStargz (file or - for stdout), or a whole image",
   )
@@ -135,11 +78,6 @@ program
     2,
   )
   .option("--force", "images: convert layers that are already eStargz too")
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option("--plain-http", "use http:// for registries (default only for localhost and 127.0.0.0/8)")
   .option("--json", "machine-readable report on stdout")
   .action(async (input: string, output: string, o) =>
     (await import("./commands/convert.js")).convertCommand(subject(input), output, o),
@@ -147,10 +85,7 @@ program
 
 readingOptions(program.command("verify"))
   .description("check footer, TOC, every chunk digest and every file digest")
-  .argument(
-    "<blob>",
-    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
-  )
+  .argument("<blob>", BLOB_HELP)
   .option("--json", "machine-readable output")
   .action(async (blob: string, o) =>
     (await import("./commands/read.js")).verifyCommand(subject(blob), o),
@@ -158,10 +93,7 @@ readingOptions(program.command("verify"))
 
 readingOptions(program.command("ls"))
   .description("list entries (name, type, size, mode, owner, mtime, link)")
-  .argument(
-    "<blob>",
-    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
-  )
+  .argument("<blob>", BLOB_HELP)
   .argument("[path]", "a directory to list or a file to show")
   .option("--json", "machine-readable output")
   .action(async (blob: string, path: string | undefined, o) => {
@@ -173,10 +105,7 @@ readingOptions(program.command("ls"))
 
 readingOptions(program.command("cat"))
   .description("write files' contents to stdout, fetching only their chunks")
-  .argument(
-    "<blob>",
-    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
-  )
+  .argument("<blob>", BLOB_HELP)
   .argument("<path...>", "files to print, in order")
   .action(async (blob: string, paths: string[], o) =>
     (await import("./commands/read.js")).catCommand(subject(blob), paths, o),
@@ -184,10 +113,7 @@ readingOptions(program.command("cat"))
 
 readingOptions(program.command("toc"))
   .description("print the TOC JSON exactly as stored")
-  .argument(
-    "<blob>",
-    "a local eStargz/stargz file, http(s)://HOST/v2/NAME/blobs/DIGEST, or docker://REF",
-  )
+  .argument("<blob>", BLOB_HELP)
   .action(async (blob: string, o) =>
     (await import("./commands/read.js")).tocCommand(subject(blob), o),
   );
@@ -228,9 +154,11 @@ layerStoreOptions(
     "--prefetch <file|auto>",
     "when an image's layers are first resolved, fetch a profile's files, one batched request per layer: a file as `mount --record` writes it (the same for every image), or auto (the newest profile pushed beside each image with `seekable profile push`); none or an unusable one is a warning",
   )
-  .option(
-    "--release-after <seconds>",
-    "free a layer's memory once no `use` counts it, none of its files is open and nothing read it for this long; a later access resolves it again (default 120)",
+  .addOption(
+    new Option(
+      "--release-after <seconds>",
+      "free a layer's memory once no `use` counts it, none of its files is open and nothing read it for this long; a later access resolves it again (default 120)",
+    ).argParser(secondsArg("--release-after")),
   )
   .option(
     "--index <auto|none>",
@@ -263,8 +191,7 @@ layerStoreOptions(
   .option("--json", 'print {"address","root"} when serving')
   .action(async (o) => (await import("./commands/snapshotter.js")).snapshotterCommand(o));
 
-program
-  .command("pull")
+registryOptions(program.command("pull"))
   .description(
     "pull an image into containerd lazily, through its own APIs (like ctr-remote image rpull): eStargz layers committed by the snapshotter, others unpacked",
   )
@@ -273,14 +200,6 @@ program
   .option("--namespace <ns>", "containerd namespace", "default")
   .option("--snapshotter <name>", "the proxy snapshotter's name in containerd's config", "seekable")
   .option("--platform <os/arch>", "the platform to pick from an index")
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
   .option("--json", "print the image name, manifest digest and each layer's chain ID and kind")
   .action(async (image: string, o) =>
     (await import("./commands/pull.js")).pullCommand(subject(image), o),
@@ -289,8 +208,7 @@ program
 const profileCommand = program
   .command("profile")
   .description("start-up profiles (the files a program opens) stored beside images");
-profileCommand
-  .command("push")
+registryOptions(profileCommand.command("push"))
   .description(
     "store a profile as an OCI artifact whose subject is the image manifest (referrers API, or the sha256-<hex> tag fallback)",
   )
@@ -300,21 +218,12 @@ profileCommand
     "the profile: paths one a line, first-access order (as mount --record writes)",
   )
   .option("--platform <os/arch>", "with an index: the platform's manifest is the subject")
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
   .option("--json", 'print {"digest","subject","via",...} (digest: the artifact manifest)')
   .action(async (ref: string, file: string, o) =>
     (await import("./commands/profile.js")).profilePushCommand(subject(ref), file, o),
   );
 
-program
-  .command("index")
+registryOptions(program.command("index"))
   .description(
     "index an image's gzip layers (file offsets, inflate checkpoints) and push the index beside it as an OCI referrer: the image and its digests stay as they are",
   )
@@ -331,14 +240,6 @@ program
     intArg("--min-layer-size", 0),
   )
   .option("--platform <os/arch>", "with an index: the platform's manifest")
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
   .option("--json", 'print {"digest","subject","indexed","skipped",...}')
   .action(async (ref: string, o) =>
     (await import("./commands/index-image.js")).indexCommand(subject(ref), o),
@@ -355,22 +256,7 @@ program
     (await import("./commands/serve.js")).serveCommand(subject(layout), o),
   );
 
-/** Repeatable options that also take comma lists ("--rtt 20,50 --rtt 100"). */
-function numberList(name: string) {
-  return (v: string, prev: number[] = []): number[] => {
-    const out = [...prev];
-    for (const part of v.split(",")) {
-      const n = Number(part.trim());
-      if (part.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1e6)
-        throw new InvalidArgumentError(`${name} takes non-negative numbers (comma lists allowed)`);
-      out.push(n);
-    }
-    return out;
-  };
-}
-
-program
-  .command("bench")
+registryOptions(program.command("bench"))
   .description(
     "cold-start benchmark: a program started from a cold `seekable mount` (with and without a recorded profile) against a full pull, through a shaped link",
   )
@@ -415,14 +301,6 @@ program
   )
   .option("--chart <file>", "write an SVG bar chart of the times")
   .option("--platform <os/arch>", "the platform to pick from an index")
-  .option(
-    "--creds <user:pass>",
-    "registry credentials (default: ~/.docker/config.json, then anonymous)",
-  )
-  .option(
-    "--plain-http",
-    "use http:// for the registry (default only for localhost and 127.0.0.0/8)",
-  )
   .option(
     "--as-is",
     "bench the image as it is: plain gzip layers are not converted to eStargz first (read through the index `seekable index` stored, or whole)",

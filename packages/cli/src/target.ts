@@ -83,23 +83,10 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
     throw new CliError(`--toc-digest ${flags.tocDigest}: not a sha256 digest`, true);
   }
   const stats = new ReadStats();
-  const remote = /^(https?|docker):\/\//.test(blob);
-  // Local blobs are read in place: a disk cache would only copy them, unless asked for.
-  const diskDir =
-    flags.cache === false
-      ? undefined
-      : (flags.cacheDir ?? (remote ? defaultCacheDir() : undefined));
-  const cache = new TieredChunkCache(
-    new MemoryChunkCache(),
-    diskDir ? new DiskChunkCache(diskDir) : undefined,
-    stats,
-  );
+  const cache = chunkCache(flags, stats, /^(https?|docker):\/\//.test(blob));
   let client: RegistryClient | undefined;
   const getClient = (): RegistryClient => {
-    client ??= new RegistryClient({
-      credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-      plainHttp: flags.plainHttp ? true : undefined,
-    });
+    client ??= registryClient(flags);
     return client;
   };
   const report = (): void => {
@@ -149,6 +136,35 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
       await client?.close();
     },
   };
+}
+
+/** The registry client that --creds and --plain-http ask for (options.ts registryOptions). */
+export function registryClient(flags: Pick<ReadingFlags, "creds" | "plainHttp">): RegistryClient {
+  return new RegistryClient({
+    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
+    plainHttp: flags.plainHttp ? true : undefined,
+  });
+}
+
+/**
+ * The chunk cache that --cache-dir and --no-cache ask for (options.ts cacheOptions): memory,
+ * then the disk. A local blob (`remote` false) is read in place: a disk cache would only copy
+ * it, unless --cache-dir asks for one.
+ */
+export function chunkCache(
+  flags: Pick<ReadingFlags, "cacheDir" | "cache">,
+  stats: ReadStats,
+  remote = true,
+): TieredChunkCache {
+  const diskDir =
+    flags.cache === false
+      ? undefined
+      : (flags.cacheDir ?? (remote ? defaultCacheDir() : undefined));
+  return new TieredChunkCache(
+    new MemoryChunkCache(),
+    diskDir ? new DiskChunkCache(diskDir) : undefined,
+    stats,
+  );
 }
 
 /** --creds USER:PASSWORD; the library's error does not know the flag's name. */

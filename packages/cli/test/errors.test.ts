@@ -469,12 +469,18 @@ describe("usage errors exit 2", () => {
       ["cat", blobPath],
       ["verify"],
       ["frobnicate"],
+      // Parsed by commander (was by hand, exit 1): refused before anything is mounted.
+      ["store", root, "--release-after", "0"],
+      ["store", root, "--release-after", "soon"],
     ];
     const rs = await Promise.all(cases.map((a) => run(a)));
     rs.forEach((r, i) => {
       expectUsage(r);
       expect(r.stdout.length, cases[i].join(" ")).toBe(0);
     });
+    expect(rs.at(-1)?.stderr).toMatch(
+      /^seekable: option '--release-after <seconds>' argument 'soon' is invalid\. --release-after must be a positive number of seconds\n$/,
+    );
     expect(readdirSync(root).filter((f) => /^o\d$/.test(f) || f.includes(".seekable-"))).toEqual(
       [],
     );

@@ -29,11 +29,11 @@ import {
   RegistrySource,
   SinkError,
 } from "@seekable/image";
-import { formatRepository, parsePlatform, RegistryClient, RegistryError } from "@seekable/registry";
+import { formatRepository, parsePlatform, RegistryError } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { AtomicFileSink, onInterrupt, StreamSink } from "../output.js";
 import { printRecord } from "../present.js";
-import { credsFlag } from "../target.js";
+import { registryClient } from "../target.js";
 
 export interface ConvertFlags {
   platform?: string;
@@ -203,10 +203,7 @@ async function convertImageCommand(
   const prioritized = flags.prioritizedFiles
     ? await readPriorityList(flags.prioritizedFiles)
     : undefined;
-  const client = new RegistryClient({
-    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-    plainHttp: flags.plainHttp ? true : undefined,
-  });
+  const client = registryClient(flags);
   let source: ImageSource | undefined;
   let sink: ImageSink | undefined;
   try {

@@ -1,8 +1,8 @@
 import { FormatError } from "@seekable/format";
 import { DEFAULT_MIN_LAYER_SIZE, GZIP_INDEX_ARTIFACT_TYPE, indexImage } from "@seekable/image";
-import { parsePlatform, parseReference, RegistryClient, referrersTag } from "@seekable/registry";
+import { parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { credsFlag } from "../target.js";
+import { registryClient } from "../target.js";
 
 export interface IndexFlags {
   spanSize: number;
@@ -24,10 +24,7 @@ export async function indexCommand(ref: string, flags: IndexFlags): Promise<void
       true,
     );
   const reference = parseReference(ref.slice("docker://".length));
-  const client = new RegistryClient({
-    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-    plainHttp: flags.plainHttp ? true : undefined,
-  });
+  const client = registryClient(flags);
   try {
     const epoch = process.env.SOURCE_DATE_EPOCH;
     const r = await indexImage(client, reference, {

@@ -5,9 +5,9 @@ import {
   parseProfile,
   pushProfile,
 } from "@seekable/image";
-import { parsePlatform, parseReference, RegistryClient, referrersTag } from "@seekable/registry";
+import { parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
-import { credsFlag } from "../target.js";
+import { registryClient } from "../target.js";
 
 export interface ProfilePushFlags {
   platform?: string;
@@ -49,10 +49,7 @@ export async function profilePushCommand(
     throw new CliError(`${file}: ${(e as Error).message}`, true);
   }
   if (paths.length === 0) throw new CliError(`${file}: no paths in the profile`, true);
-  const client = new RegistryClient({
-    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-    plainHttp: flags.plainHttp ? true : undefined,
-  });
+  const client = registryClient(flags);
   try {
     const pushed = await pushProfile(client, reference, paths, {
       platform: flags.platform ? parsePlatform(flags.platform) : undefined,

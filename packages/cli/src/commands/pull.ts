@@ -1,8 +1,8 @@
-import { type Platform, parsePlatform, parseReference, RegistryClient } from "@seekable/registry";
+import { type Platform, parsePlatform, parseReference } from "@seekable/registry";
 // Not the package root: that loads the server side (FUSE, SQLite) a pull does not need.
 import { pullImage } from "@seekable/snapshotter/pull";
 import { CliError } from "../errors.js";
-import { credsFlag } from "../target.js";
+import { registryClient } from "../target.js";
 
 export interface PullFlags {
   containerd: string;
@@ -28,10 +28,7 @@ export async function pullCommand(image: string, flags: PullFlags): Promise<void
   const ref = parseReference(image.slice("docker://".length));
   let platform: Platform | undefined;
   if (flags.platform) platform = parsePlatform(flags.platform);
-  const client = new RegistryClient({
-    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-    plainHttp: flags.plainHttp ? true : undefined,
-  });
+  const client = registryClient(flags);
   const log = (line: string) => process.stderr.write(`seekable: pull: ${line}\n`);
   try {
     const r = await pullImage(ref, {

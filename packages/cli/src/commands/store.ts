@@ -1,30 +1,24 @@
 import { mountStore } from "@seekable/mount";
-import {
-  DiskChunkCache,
-  defaultCacheDir,
-  MemoryChunkCache,
-  ReadStats,
-  TieredChunkCache,
-} from "@seekable/reader";
+import { ReadStats, type TieredChunkCache } from "@seekable/reader";
 import {
   type Descriptor,
   formatReference,
   type Reference,
-  RegistryClient,
+  type RegistryClient,
   referrersTag,
 } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
 import { gzipIndexLookup } from "../gzip-indexes.js";
 import { type Profile, readProfileFile } from "../profile-file.js";
-import { credsFlag, type ReadingFlags } from "../target.js";
+import { chunkCache, type ReadingFlags, registryClient } from "../target.js";
 
 export interface StoreFlags
   extends Pick<ReadingFlags, "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json"> {
   /** A profile file (one path a line, as `mount --record` writes), or "auto". */
   prefetch?: string;
-  /** Seconds an unused layer stays resolved after its last request (default 120). */
-  releaseAfter?: string;
+  /** Milliseconds an unused layer stays resolved after its last request (the flag takes seconds). */
+  releaseAfter?: number;
   /** auto (default): plain gzip layers with an index stored beside the image are lazy. */
   index?: string;
 }
@@ -79,31 +73,16 @@ export interface StoreSetup {
 }
 
 export function storeSetup(flags: StoreFlags, log: (line: string) => void): StoreSetup {
-  let releaseAfterMs: number | undefined;
-  if (flags.releaseAfter !== undefined) {
-    const s = Number(flags.releaseAfter);
-    if (!(s > 0) || !Number.isFinite(s))
-      throw new CliError(`--release-after ${flags.releaseAfter}: not a positive number`, true);
-    releaseAfterMs = s * 1000;
-  }
   const stats = new ReadStats();
-  const diskDir = flags.cache === false ? undefined : (flags.cacheDir ?? defaultCacheDir());
-  const cache = new TieredChunkCache(
-    new MemoryChunkCache(),
-    diskDir ? new DiskChunkCache(diskDir) : undefined,
-    stats,
-  );
-  const client = new RegistryClient({
-    credentials: flags.creds ? credsFlag(flags.creds) : undefined,
-    plainHttp: flags.plainHttp ? true : undefined,
-  });
+  const cache = chunkCache(flags, stats);
+  const client = registryClient(flags);
   const profile = flags.prefetch ? profileLookup(flags.prefetch, client, log) : undefined;
   return {
     client,
     cache,
     stats,
     profile,
-    releaseAfterMs,
+    releaseAfterMs: flags.releaseAfter,
     async finish() {
       if (flags.stats) {
         const s = stats.toJSON();
