@@ -1,7 +1,7 @@
 import { FormatError, LimitError } from "./errors.js";
 import { PREFETCH_LANDMARK, TOC_TAR_NAME } from "./landmark.js";
 import { cleanEntryName } from "./tar-header.js";
-import { KeyShape, readKey } from "./toc-key.js";
+import { KeyReader } from "./toc-key.js";
 import {
   countEntries,
   decodeString,
@@ -68,17 +68,10 @@ class TocBuilder extends TocTables implements EntrySink {
   private readonly unames = new Map<number, number>();
   private readonly gnames = new Map<number, number>();
   private landmarkSeen = false;
-  private readonly key = new KeyShape();
+  /** Reads each entry's name as the scanner meets it (EntrySink.names), other keys too. */
+  readonly names = new KeyReader();
   /** Ancestors' key ends and hashes, for parents. */
   private readonly prefixes: number[] = [];
-
-  /** The key's end of the last name read (readName), -1 when it needs cleaning. */
-  private nameKeyEnd = -1;
-
-  readName(bytes: Buffer, s: number): number {
-    this.nameKeyEnd = readKey(bytes, s, bytes.length, this.key, true);
-    return this.key.stop;
-  }
 
   entry(e: EntryScratch, index: number): void {
     if (index === this.entryStart.length) this.entryStart = grow(this.entryStart, index * 2);
@@ -103,17 +96,17 @@ class TocBuilder extends TocTables implements EntrySink {
     }
     // The key: the name's own bytes when plain ASCII and already clean, else cleaned into
     // the side buffer.
-    const key = this.key;
+    const key = this.names;
     let buf = b;
     let s = e.strS[K_NAME];
-    let end = e.strF[K_NAME] === 0 ? this.nameKeyEnd : -1;
+    let end = e.strF[K_NAME] === 0 ? key.end : -1;
     if (end < 0) {
       const clean = cleanEntryName(decodeString(b, e.nameS, e.nameE, e.nameF));
       if (clean === TOC_TAR_NAME) return;
       s = this.sideKey(clean);
       end = this.sideLen;
       buf = this.side;
-      readKey(buf, s, end, key);
+      key.read(buf, s, end);
     } else if (end - s === TOC_TAR_BYTES.length && b.compare(TOC_TAR_BYTES, 0, 17, s, end) === 0)
       return;
     const type = e.type;
@@ -204,8 +197,8 @@ class TocBuilder extends TocTables implements EntrySink {
   private parents(buf: Buffer, s: number, slash: number): number {
     const pre = this.prefixes; // pairs: end, hash
     pre.length = 0;
-    const whole = new KeyShape();
-    readKey(buf, s, slash, whole, false, pre);
+    const whole = new KeyReader();
+    whole.read(buf, s, slash, pre);
     pre.push(slash, whole.hash);
     let i = pre.length - 2;
     let parent = 0;
@@ -225,7 +218,7 @@ class TocBuilder extends TocTables implements EntrySink {
 
   private tooLong(buf: Buffer, s: number, e: number): never {
     throw new LimitError(
-      `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.key.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
+      `TOC entry ${JSON.stringify(`${this.keyString(buf, s, Math.min(e, s + 40))}…`)} is ${this.names.slashes + 1} levels and ${e - s} bytes long, more than the limit of ${MAX_PATH_DEPTH} levels or ${MAX_PATH_BYTES} bytes`,
     );
   }
 

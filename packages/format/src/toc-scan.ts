@@ -289,21 +289,27 @@ export class EntryScratch {
 /** Receives each entry as it is scanned (index counts every entry, chunks included). */
 export interface EntrySink {
   entry(e: EntryScratch, index: number): void;
-  /**
-   * Reads an entry's name string, whose contents start at `s`, as far as it is plain ASCII
-   * (STR_CLASS 0), and returns where it stopped: the closing quote, or a byte the scanner
-   * then reads the whole string again for. The sink learns what it needs of the name (the
-   * index: its tree key) in the scanner's one pass over it; `plainEnd` is the plain read.
-   */
-  readName(bytes: Buffer, s: number): number;
+  /** Reads the entries' names in the scanner's pass (the index learns its keys there). */
+  readonly names: NameReader;
 }
 
-/** Where the plain ASCII run of a string's contents from `s` stops (see EntrySink.readName). */
-export function plainEnd(bytes: Buffer, s: number): number {
-  let q = s;
-  while (STR_CLASS[bytes[q]] === 0) q++;
-  return q;
+/**
+ * Reads a name string, whose contents start at `s`, as far as it is plain ASCII (STR_CLASS
+ * 0), and returns where it stopped: the closing quote, or a byte the scanner then reads the
+ * whole string again for.
+ */
+export interface NameReader {
+  read(bytes: Buffer, s: number): number;
 }
+
+/** The plain read: what a sink that wants nothing of the names gives. */
+export const PLAIN_NAMES: NameReader = {
+  read(bytes: Buffer, s: number): number {
+    let q = s;
+    while (STR_CLASS[bytes[q]] === 0) q++;
+    return q;
+  },
+};
 
 export interface ScanLimits {
   /** Entries beyond this many are refused before anything is built for them. */
@@ -381,8 +387,8 @@ class Scanner {
   private num = 0;
   /** Stack for skipping nested values. */
   private stack = new Uint8Array(64);
-  /** The sink of the entries array being scanned (none for a rescan). */
-  private sink: EntrySink | undefined = undefined;
+  /** The name reader of the entries array being scanned. */
+  private names: NameReader = PLAIN_NAMES;
 
   constructor(
     bytes: Buffer,
@@ -661,7 +667,7 @@ class Scanner {
   /** The entries array at p; returns its end. */
   private entries(p: number, sink: EntrySink): number {
     const b = this.b;
-    this.sink = sink;
+    this.names = sink.names;
     this.failedArrayStart = p;
     const e = new EntryScratch();
     const max = this.limits.maxEntries;
@@ -805,7 +811,7 @@ class Scanner {
         // Plain ASCII runs to the quote (str, inlined; a name through the sink); anything
         // else goes to str().
         let q = s;
-        if (id === K_NAME && this.sink !== undefined) q = this.sink.readName(b, s);
+        if (id === K_NAME) q = this.names.read(b, s);
         else while (STR_CLASS[b[q]] === 0) q++;
         if (b[q] !== 0x22) {
           q = this.str(p);

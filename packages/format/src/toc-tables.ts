@@ -1,4 +1,4 @@
-import { KEY_HASH_SEED, KeyShape, readKey } from "./toc-key.js";
+import { KEY_HASH_SEED, KeyReader } from "./toc-key.js";
 import { T_DIR } from "./toc-scan.js";
 
 /**
@@ -56,7 +56,7 @@ export class TocTables {
   sideLen = 0;
   /** Regular-file slots before the `.prefetch.landmark` entry, if there is one. */
   prioritized: number[] = [];
-  private readonly lookupShape = new KeyShape();
+  private readonly lookupKey = new KeyReader();
 
   constructor(readonly bytes: Buffer) {
     // Sized from the JSON length, grown if short: a real entry takes 100-350 bytes of JSON.
@@ -123,10 +123,19 @@ export class TocTables {
     this.nHash[k] = h;
     this.nType[k] = type;
     this.nEntry[k] = -1;
+    // The one insert: of the new slot, or of every slot into a table grown at half full.
+    let from = k;
     if (this.count * 2 > this.table.length) {
       this.table = new Int32Array(this.table.length * 2);
-      for (let j = 0; j < this.count; j++) this.insert(j);
-    } else this.insert(k);
+      from = 0;
+    }
+    const t = this.table;
+    const mask = t.length - 1;
+    for (let j = from; j <= k; j++) {
+      let i = this.nHash[j] & mask;
+      while (t[i] !== 0) i = (i + 1) & mask;
+      t[i] = j + 1;
+    }
     if (parent >= 0) {
       const last = this.nLast[parent];
       if (last === 0) this.nFirst[parent] = k + 1;
@@ -134,14 +143,6 @@ export class TocTables {
       this.nLast[parent] = k + 1;
     }
     return k;
-  }
-
-  private insert(k: number): void {
-    const t = this.table;
-    const mask = t.length - 1;
-    let i = this.nHash[k] & mask;
-    while (t[i] !== 0) i = (i + 1) & mask;
-    t[i] = k + 1;
   }
 
   /** Whether slot k's key is the bytes of `want`. */
@@ -157,8 +158,8 @@ export class TocTables {
   slotOf(clean: string): number {
     if (clean === "") return 0;
     const enc = Buffer.from(clean, "utf8");
-    readKey(enc, 0, enc.length, this.lookupShape);
-    return this.find(enc, 0, enc.length, this.lookupShape.hash);
+    this.lookupKey.read(enc, 0, enc.length);
+    return this.find(enc, 0, enc.length, this.lookupKey.hash);
   }
 
   pathOf(k: number): string {

@@ -2,13 +2,19 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FormatError } from "../src/errors.js";
 import { parseToc, type TocEntry } from "../src/toc.js";
-import { decodeString, type EntryScratch, plainEnd, scanToc, TYPE_NAMES } from "../src/toc-scan.js";
+import {
+  decodeString,
+  type EntryScratch,
+  PLAIN_NAMES,
+  scanToc,
+  TYPE_NAMES,
+} from "../src/toc-scan.js";
 
 /** What the scanner saw of each entry, in parseToc's shape (absent = zero value). */
 function scanned(bytes: Buffer): Record<string, unknown>[] | "error" {
   const out: Record<string, unknown>[] = [];
   const sink = {
-    readName: plainEnd,
+    names: PLAIN_NAMES,
     entry(e: EntryScratch) {
       const s = (S: number, E: number, F: number) => (S >= 0 ? decodeString(bytes, S, E, F) : "");
       out.push({
