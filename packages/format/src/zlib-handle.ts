@@ -9,7 +9,7 @@
  * the constructor checks it is there and says so plainly if a Node release removes it.
  */
 import zlib from "node:zlib";
-import { FormatError } from "./errors.js";
+import { FormatError, SeekableError } from "./errors.js";
 
 interface NativeHandle {
   writeSync(
@@ -44,7 +44,10 @@ export class RawInflater {
       dictionary && dictionary.length > 0 ? { dictionary: Buffer.from(dictionary) } : {},
     ) as unknown as { _handle?: NativeHandle; _writeState?: Uint32Array };
     if (!z._handle || !z._writeState || typeof z._handle.writeSync !== "function")
-      throw new Error("this Node's zlib has no native handle to inflate block by block");
+      throw new SeekableError(
+        "this Node's zlib has no native handle to inflate block by block",
+        "unsupported",
+      );
     this.handle = z._handle;
     this.state = z._writeState;
     // Errors are kept and thrown by write(), not emitted on the stream (which would close it).
