@@ -1,13 +1,12 @@
 import {
-  DiskChunkCache,
   defaultCacheDir,
   type LayerLocation,
   LayerNotFoundError,
-  MemoryChunkCache,
   type OpenedTarget,
   openLocation,
   ReadStats,
-  TieredChunkCache,
+  sessionCache,
+  type TieredChunkCache,
 } from "@seekable/reader";
 import {
   type Credentials,
@@ -130,8 +129,8 @@ export async function openSession(blob: string, flags: ReadingFlags): Promise<Se
     finish: async () => {
       report();
       // The chunks fetched are kept for the next run: wait for the writes behind (bounded:
-      // 64 MiB at most are pending, written locally).
-      await cache.flush();
+      // 64 MiB at most are pending, written locally); a --no-cache run's own are removed.
+      await cache.close();
       await target.close();
       await client?.close();
     },
@@ -148,23 +147,18 @@ export function registryClient(flags: Pick<ReadingFlags, "creds" | "plainHttp">)
 
 /**
  * The chunk cache that --cache-dir and --no-cache ask for (options.ts cacheOptions): memory,
- * then the disk. A local blob (`remote` false) is read in place: a disk cache would only copy
- * it, unless --cache-dir asks for one.
+ * then the disk. --no-cache keeps nothing for the next run, but a remote read still fetches
+ * each chunk once: its chunks go to a directory of the run's own, removed at close. A local
+ * blob (`remote` false) is read in place: a disk cache would only copy it, unless --cache-dir
+ * asks for one.
  */
 export function chunkCache(
   flags: Pick<ReadingFlags, "cacheDir" | "cache">,
   stats: ReadStats,
   remote = true,
 ): TieredChunkCache {
-  const diskDir =
-    flags.cache === false
-      ? undefined
-      : (flags.cacheDir ?? (remote ? defaultCacheDir() : undefined));
-  return new TieredChunkCache(
-    new MemoryChunkCache(),
-    diskDir ? new DiskChunkCache(diskDir) : undefined,
-    stats,
-  );
+  if (flags.cache === false) return sessionCache(remote ? "private" : undefined, stats);
+  return sessionCache(flags.cacheDir ?? (remote ? defaultCacheDir() : undefined), stats);
 }
 
 /** --creds USER:PASSWORD; the library's error does not know the flag's name. */

@@ -90,7 +90,7 @@ export function storeSetup(flags: StoreFlags, log: (line: string) => void): Stor
         s.bytesFetched += client.stats.bytesFetched;
         process.stderr.write(`${JSON.stringify(s)}\n`);
       }
-      await cache.flush(); // the chunks fetched stay for the next start
+      await cache.close(); // the chunks fetched stay for the next start (--no-cache: removed)
       await client.close();
     },
   };
