@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { constants } from "node:os";
+import { SeekableError } from "@seekable/format";
 import type FuseNative from "fuse-native";
 
 /**
@@ -19,13 +20,15 @@ export const Errno = {
 } as const;
 
 /** FUSE cannot be used on this machine: what to install, in one line. */
-export class FuseUnavailableError extends Error {
+export class FuseUnavailableError extends SeekableError {
+  override readonly name = "FuseUnavailableError";
+
   constructor(cause: unknown) {
     const why = ((cause as Error)?.message ?? String(cause)).split("\n")[0];
     super(
       `FUSE is not available: fuse-native could not load libfuse (${why}); install it with apt-get install -y libfuse2 fuse3`,
+      "system",
     );
-    this.name = "FuseUnavailableError";
   }
 }
 

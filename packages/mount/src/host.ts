@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
+import { SeekableError } from "@seekable/format";
 import type { FuseOptions, Operations } from "fuse-native";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
@@ -57,7 +58,7 @@ export async function hostFuse(dirArg: string, ops: Operations, opts: HostOption
   const dir = resolve(dirArg);
   if (await clearStaleMount(dir)) opts.log(`${dir}: cleared a stale mount left by a dead process`);
   const st = await stat(dir);
-  if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
+  if (!st.isDirectory()) throw new SeekableError(`${dir}: not a directory`, "usage");
   const fuse = new LayerFuse(
     dir,
     ops,

@@ -1,4 +1,4 @@
-import { type ChunkRef, cleanEntryName, type LayerReader } from "@seekable/format";
+import { type ChunkRef, cleanEntryName, type LayerReader, SeekableError } from "@seekable/format";
 import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
 import { mergeSpans, type Span } from "@seekable/registry";
 import { resolved } from "./attr.js";
@@ -106,8 +106,11 @@ export interface ProfilePrefetchResult {
 }
 
 /** The profile does not describe this image (paths that are not in it). */
-export class ProfileMismatchError extends Error {
+export class ProfileMismatchError extends SeekableError {
   override readonly name = "ProfileMismatchError";
+  constructor(message: string) {
+    super(message, "input");
+  }
 }
 
 /** How one prefetch treats the image it is given. */

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { readdir, stat } from "node:fs/promises";
 import { promisify } from "node:util";
+import { SeekableError } from "@seekable/format";
 
 const exec = promisify(execFile);
 
@@ -48,8 +49,9 @@ async function detachStale(dir: string): Promise<void> {
       last = e;
     }
   }
-  throw new Error(
+  throw new SeekableError(
     `${dir}: a stale FUSE mount is left there and could not be cleared (${(last as Error).message.trim()}): run fusermount -u -z ${dir}`,
+    "system",
   );
 }
 

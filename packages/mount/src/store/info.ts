@@ -1,3 +1,4 @@
+import { SeekableError } from "@seekable/format";
 import type { Descriptor } from "@seekable/registry";
 
 /** The annotation the reference reads `diff-size` from. */
@@ -13,12 +14,17 @@ export function layerInfo(
   uncompressedSize?: number,
 ): string {
   if (layers.length !== diffIds.length) {
-    throw new Error(
+    throw new SeekableError(
       `len(manifest.Layers) != len(config.Rootfs): ${layers.length} != ${diffIds.length}`,
+      "input",
     );
   }
   const i = layers.findIndex((l) => l.digest === digest);
-  if (i < 0) throw new Error(`layer ${JSON.stringify(digest)} not found in the manifest`);
+  if (i < 0)
+    throw new SeekableError(
+      `layer ${JSON.stringify(digest)} not found in the manifest`,
+      "not-found",
+    );
   const l = layers[i];
   // A gzip layer read through its index: the size the index gives.
   const size =

@@ -1,4 +1,10 @@
-import type { ChunkCache, GzipIndex, LayerReader, Node } from "@seekable/format";
+import {
+  type ChunkCache,
+  type GzipIndex,
+  type LayerReader,
+  type Node,
+  SeekableError,
+} from "@seekable/format";
 import {
   ImageFS,
   IndexedLayer,
@@ -244,7 +250,8 @@ export class LayerStore {
     const loaded = (async () => {
       const { manifest } = await getImageManifest(client, img.ref);
       const config = manifest.json.config;
-      if (!config) throw new Error(`${formatReference(img.ref)}: the manifest has no config`);
+      if (!config)
+        throw new SeekableError(`${formatReference(img.ref)}: the manifest has no config`, "input");
       const repo = { registry: img.ref.registry, repository: img.ref.repository };
       const bytes = await fetchBlob(client, repo, config.digest, { size: config.size });
       const json = JSON.parse(Buffer.from(bytes).toString("utf8")) as {
@@ -279,7 +286,11 @@ export class LayerStore {
   async layer(img: ImageEntry, digest: string): Promise<LayerEntry> {
     const loaded = await this.load(img);
     const desc = loaded.layers.find((l) => l.digest === digest);
-    if (!desc) throw new Error(`unknown digest ${digest} for ref ${formatReference(img.ref)}`);
+    if (!desc)
+      throw new SeekableError(
+        `unknown digest ${digest} for ref ${formatReference(img.ref)}`,
+        "not-found",
+      );
     let created = false;
     const p = this.resolve(img.ref, desc, loaded.indexes?.get(desc.digest), () => {
       created = true;
@@ -351,7 +362,10 @@ export class LayerStore {
     // unless a gzip index stored beside the image serves it.
     if (!toc && !index) {
       return Promise.reject(
-        new Error(`layer ${desc.digest}: not eStargz (no TOC digest annotation) and no index`),
+        new SeekableError(
+          `layer ${desc.digest}: not eStargz (no TOC digest annotation) and no index`,
+          "input",
+        ),
       );
     }
     const key = `${desc.digest}/${toc ?? "index"}`;
