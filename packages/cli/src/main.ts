@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from "commander";
 import { errorReport, exitCodeOf } from "./errors.js";
 import {
   BLOB_HELP,
+  hostOptions,
   intArg,
   layerStoreOptions,
   numberList,
@@ -118,7 +119,7 @@ readingOptions(program.command("toc"))
     (await import("./commands/read.js")).tocCommand(subject(blob), o),
   );
 
-readingOptions(program.command("mount"))
+hostOptions(readingOptions(program.command("mount")))
   .description("mount an image or layer read-only with FUSE (foreground; Ctrl-C unmounts)")
   .argument("<ref>", "docker://REF (the merged image, or --layer N), a blob URL or a local file")
   .argument("<dir>", "an existing directory to mount on")

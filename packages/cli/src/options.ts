@@ -41,7 +41,30 @@ export function statsOption(cmd: Command): Command {
 
 /** The options of the layer store's hosts (`store`, `snapshotter`): registry, statistics, cache. */
 export function layerStoreOptions(cmd: Command): Command {
-  return cacheOptions(statsOption(registryOptions(cmd)));
+  return hostOptions(cacheOptions(statsOption(registryOptions(cmd))));
+}
+
+/** What hostOptions sets (commander: --no-guess sets `guess` false). */
+export interface HostFlags {
+  guess?: boolean;
+  readAhead?: number;
+}
+
+/**
+ * --no-guess and --read-ahead: how a FUSE host (mount, store, snapshotter) reads ahead of a
+ * start. Values land in `guess` and `readAhead`.
+ */
+export function hostOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--no-guess",
+      "do not fetch what a start reads next (the libraries the dynamic loader opens, the modules Python and Node.js programs import)",
+    )
+    .option(
+      "--read-ahead <bytes>",
+      "bytes fetched ahead of a file read sequentially (default 8388608; 0: none)",
+      intArg("--read-ahead", 0),
+    );
 }
 
 /** The options every reading command takes (BLOB sources, registries, caches, statistics). */

@@ -3,12 +3,13 @@
 // and statistics options wherever chunks of remote blobs are read.
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { run } from "../../../test/helpers/run.js";
+import { run } from "@seekable/test-kit/run.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 
 const REGISTRY = ["--creds <user:pass>", "--plain-http"];
 const READING = ["--cache-dir <dir>", "--no-cache", "--stats"];
+const HOST = ["--no-guess", "--read-ahead <bytes>"];
 
 const commands: [string[], string[]][] = [
   [["convert"], REGISTRY],
@@ -16,9 +17,9 @@ const commands: [string[], string[]][] = [
   [["ls"], [...REGISTRY, ...READING, "--platform <os/arch>"]],
   [["cat"], [...REGISTRY, ...READING]],
   [["toc"], [...REGISTRY, ...READING]],
-  [["mount"], [...REGISTRY, ...READING]],
-  [["store"], [...REGISTRY, ...READING, "--release-after <seconds>"]],
-  [["snapshotter"], [...REGISTRY, ...READING]],
+  [["mount"], [...REGISTRY, ...READING, ...HOST]],
+  [["store"], [...REGISTRY, ...READING, ...HOST, "--release-after <seconds>"]],
+  [["snapshotter"], [...REGISTRY, ...READING, ...HOST]],
   [["pull"], REGISTRY],
   [["index"], REGISTRY],
   [["profile", "push"], REGISTRY],

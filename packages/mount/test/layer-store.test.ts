@@ -91,8 +91,7 @@ describe("LayerStore lifecycle (real registry)", () => {
       log: (l) => logs.push(l),
       releaseAfterMs: 1000,
       now: () => t,
-      loaderPrefetch: false,
-      importPrefetch: false,
+      guess: false,
     });
     const img = store.image(Buffer.from(ref).toString("base64")) as ImageEntry;
     expect(img).toBeDefined();

@@ -1,14 +1,16 @@
 // Loaded when used: @seekable/image only for --prefetch, @seekable/mount (fuse-native) while
 // the image opens. The start of a mount loads no more than it needs.
+
 import type { ProfilePrefetchResult } from "@seekable/mount";
 import { getImageManifest, parsePlatform, parseReference, referrersTag } from "@seekable/registry";
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
+import type { HostFlags } from "../options.js";
 import { type Profile, readProfileFile } from "../profile-file.js";
 import { openSession, type ReadingFlags, type Session } from "../target.js";
 import { printTiming } from "../timing.js";
 
-export interface MountFlags extends ReadingFlags {
+export interface MountFlags extends ReadingFlags, HostFlags {
   record?: string;
   backgroundFetch?: boolean;
   /** A profile file (one path a line, as --record writes), or "auto". */
@@ -116,6 +118,8 @@ export async function mountCommand(ref: string, dir: string, flags: MountFlags):
     mounted = await mountTarget(session.target, dir, {
       record: flags.record,
       backgroundFetch: flags.backgroundFetch,
+      guess: flags.guess,
+      readAhead: flags.readAhead,
       prefetch: paths,
       log,
     });

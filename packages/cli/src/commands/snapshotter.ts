@@ -36,6 +36,8 @@ export async function snapshotterCommand(flags: SnapshotterFlags): Promise<void>
       log,
       profile: setup.profile,
       releaseAfterMs: setup.releaseAfterMs,
+      guess: setup.guess,
+      readAhead: setup.readAhead,
     });
   } catch (e) {
     await setup.client.close();

@@ -10,11 +10,13 @@ import {
 import { CliError } from "../errors.js";
 import { serveUntilInterrupted } from "../foreground.js";
 import { gzipIndexLookup } from "../gzip-indexes.js";
+import type { HostFlags } from "../options.js";
 import { type Profile, readProfileFile } from "../profile-file.js";
 import { chunkCache, type ReadingFlags, registryClient } from "../target.js";
 
 export interface StoreFlags
-  extends Pick<ReadingFlags, "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json"> {
+  extends Pick<ReadingFlags, "creds" | "plainHttp" | "stats" | "cacheDir" | "cache" | "json">,
+    HostFlags {
   /** A profile file (one path a line, as `mount --record` writes), or "auto". */
   prefetch?: string;
   /** Milliseconds an unused layer stays resolved after its last request (the flag takes seconds). */
@@ -68,6 +70,9 @@ export interface StoreSetup {
   stats: ReadStats;
   profile?: ReturnType<typeof profileLookup>;
   releaseAfterMs?: number;
+  /** --no-guess, --read-ahead. */
+  guess?: boolean;
+  readAhead?: number;
   /** The --stats line, then the cache flushed and the client closed (at exit). */
   finish(): Promise<void>;
 }
@@ -83,6 +88,8 @@ export function storeSetup(flags: StoreFlags, log: (line: string) => void): Stor
     stats,
     profile,
     releaseAfterMs: flags.releaseAfter,
+    guess: flags.guess,
+    readAhead: flags.readAhead,
     async finish() {
       if (flags.stats) {
         const s = stats.toJSON();
@@ -102,7 +109,10 @@ export function storeSetup(flags: StoreFlags, log: (line: string) => void): Stor
  */
 export async function storeCommand(dir: string, flags: StoreFlags): Promise<void> {
   const log = (line: string) => process.stderr.write(`seekable: store: ${line}\n`);
-  const { client, cache, profile, releaseAfterMs, finish } = storeSetup(flags, log);
+  const { client, cache, profile, releaseAfterMs, guess, readAhead, finish } = storeSetup(
+    flags,
+    log,
+  );
   const lookup = gzipIndexLookup(() => client, { index: flags.index }, log);
   const gzipIndexes = lookup
     ? (digest: string, layers: Descriptor[], ref: Reference) => lookup(ref, digest, layers)
@@ -116,6 +126,8 @@ export async function storeCommand(dir: string, flags: StoreFlags): Promise<void
       profile,
       releaseAfterMs,
       gzipIndexes,
+      guess,
+      readAhead,
     });
   } catch (e) {
     await client.close();

@@ -7,10 +7,11 @@ import { LoaderPrefetch } from "./loader-prefetch.js";
 import { PythonImports } from "./python-imports.js";
 
 export interface GuessOptions {
-  /** Fetch what the dynamic loader will read next when a program is read (default true). */
-  loaderPrefetch?: boolean;
-  /** Fetch the modules a Python or JavaScript module imports when it is read (default true). */
-  importPrefetch?: boolean;
+  /**
+   * Fetch what a start reads next (default true): the libraries the dynamic loader opens when
+   * a program is read, the modules a Python or JavaScript module imports (`--no-guess`).
+   */
+  guess?: boolean;
 }
 
 /**
@@ -23,11 +24,11 @@ export function guessers(
   opts: GuessOptions,
   guessing: Guessing,
 ): FirstReadListener | undefined {
-  const imports = opts.importPrefetch !== false;
+  if (opts.guess === false) return undefined;
   const files = new ContentFiles(contentOf);
   return fanOut(
-    opts.loaderPrefetch === false ? undefined : new LoaderPrefetch(fs, files, guessing),
-    imports ? new PythonImports(fs, files, guessing) : undefined,
-    imports ? new JsRequires(fs, files, guessing) : undefined,
+    new LoaderPrefetch(fs, files, guessing),
+    new PythonImports(fs, files, guessing),
+    new JsRequires(fs, files, guessing),
   );
 }

@@ -306,8 +306,7 @@ export class LayerStore {
       img.prefetched = loaded.digest;
       void this.prefetchImage(img, loaded);
     }
-    const guessing = this.opts.loaderPrefetch !== false || this.opts.importPrefetch !== false;
-    if (guessing && img.loader?.digest !== loaded.digest) {
+    if (this.opts.guess !== false && img.loader?.digest !== loaded.digest) {
       void this.startLoader(img, loaded);
     }
     const entry = await p;
