@@ -2,8 +2,8 @@
 // command the CLI contract names: registry options wherever a registry is talked to, cache
 // and statistics options wherever chunks of remote blobs are read.
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
 import { run } from "@seekable/test-kit/run.js";
+import { describe, expect, it } from "vitest";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 

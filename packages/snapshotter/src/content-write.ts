@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { ContainerdService } from "./containerd.js";
-import { ALREADY_EXISTS, grpcCode, LAYER_TIMEOUT, NOT_FOUND } from "./grpc-code.js";
+import { ALREADY_EXISTS, grpcCode, NOT_FOUND } from "./grpc-code.js";
 
 /** Bytes per Write message: well under gRPC's 4 MiB message limit. */
 const MESSAGE = 1 << 20;

@@ -108,9 +108,9 @@ describe("Snapshots", () => {
     await expect(snaps.prepare("ns2/1/x", "", remoteLabels(D("c"), D("1")))).rejects.toMatchObject({
       kind: "already-exists",
     });
-    expect(
-      snaps.list(['labels."containerd.io/snapshot.ref"==' + D("c") + ',parent==""']),
-    ).toHaveLength(1);
+    expect(snaps.list([`labels."containerd.io/snapshot.ref"==${D("c")},parent==""`])).toHaveLength(
+      1,
+    );
   });
 
   it("a remote layer the store cannot serve is an ordinary snapshot containerd unpacks into (one line says why)", async () => {
