@@ -85,6 +85,7 @@ export {
   type Node,
   newNode,
   type OpenOptions,
+  regularNode,
 } from "./reader.js";
 export { endStream, writeChunk } from "./stream-write.js";
 export {

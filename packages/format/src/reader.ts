@@ -82,6 +82,18 @@ export interface LayerChunks {
   chunk(i: number): { node: Node; ref: ChunkRef };
 }
 
+/**
+ * The regular file `path` names in a layer (a hardlink's target), or one line saying why not:
+ * what every layer kind (eStargz, whole, indexed) answers a read of a path with.
+ */
+export function regularNode(path: string, n: Node | undefined): Node {
+  if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
+  const r = n.target ?? n;
+  if (r.type !== "reg")
+    throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
+  return r;
+}
+
 /** Standard base64 with padding: what Go's encoding/json writes for a []byte. */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -261,12 +273,7 @@ export class LayerReader {
   }
 
   private regular(path: string): Node {
-    const n = this.lookup(path);
-    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
-    const r = this.resolve(n);
-    if (r.type !== "reg")
-      throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
-    return r;
+    return regularNode(path, this.lookup(path));
   }
 
   /**

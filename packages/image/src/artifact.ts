@@ -9,16 +9,36 @@ import {
   addReferrer,
   type Descriptor,
   digestOf,
+  getImageManifest,
   getManifest,
   listReferrers,
   type ManifestResult,
   MediaType,
+  type Platform,
   pushBlob,
   putManifest,
+  type Reference,
   type ReferrersVia,
   type RegistryClient,
   type Repository,
 } from "@seekable/registry";
+
+/**
+ * The image manifest an artifact will be about (its `subject`: the platform's manifest of an
+ * index), with the repository the artifact is pushed to.
+ */
+export async function artifactSubject(
+  client: RegistryClient,
+  ref: Reference,
+  options: { platform?: Platform; signal?: AbortSignal },
+): Promise<{ manifest: ManifestResult; subject: Descriptor; repo: Repository }> {
+  const { manifest } = await getImageManifest(client, ref, options);
+  return {
+    manifest,
+    subject: { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size },
+    repo: { registry: ref.registry, repository: ref.repository },
+  };
+}
 
 export const CREATED_ANNOTATION = "org.opencontainers.image.created";
 /** An artifact manifest larger than this is not fetched. */

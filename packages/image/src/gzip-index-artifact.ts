@@ -25,7 +25,6 @@ import {
   digestOf,
   fetchBlob,
   getBlob,
-  getImageManifest,
   isRegistryError,
   MediaType,
   type Platform,
@@ -34,7 +33,7 @@ import {
   type RegistryClient,
   type Repository,
 } from "@seekable/registry";
-import { findArtifact, pushArtifact } from "./artifact.js";
+import { artifactSubject, findArtifact, pushArtifact } from "./artifact.js";
 import { isEstargzLayer } from "./manifest-rewrite.js";
 
 export const GZIP_INDEX_ARTIFACT_TYPE = "application/vnd.seekable.gzip-index.v1";
@@ -89,13 +88,10 @@ export async function indexImage(
 ): Promise<IndexImageResult> {
   const { signal } = options;
   const minLayerSize = options.minLayerSize ?? DEFAULT_MIN_LAYER_SIZE;
-  const { manifest } = await getImageManifest(client, ref, { platform: options.platform, signal });
-  const subject: Descriptor = {
-    mediaType: manifest.mediaType,
-    digest: manifest.digest,
-    size: manifest.size,
-  };
-  const repo: Repository = { registry: ref.registry, repository: ref.repository };
+  const { manifest, subject, repo } = await artifactSubject(client, ref, {
+    platform: options.platform,
+    signal,
+  });
   const layers = (manifest.json.layers ?? []) as Descriptor[];
   const skipped: IndexImageResult["skipped"] = [];
   const todo: Descriptor[] = [];

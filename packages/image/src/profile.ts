@@ -3,14 +3,19 @@ import {
   type Descriptor,
   digestOf,
   fetchBlob,
-  getImageManifest,
   type Platform,
   type Reference,
   type ReferrersVia,
   type RegistryClient,
   type Repository,
 } from "@seekable/registry";
-import { artifactManifest, CREATED_ANNOTATION, findArtifact, pushArtifact } from "./artifact.js";
+import {
+  artifactManifest,
+  artifactSubject,
+  CREATED_ANNOTATION,
+  findArtifact,
+  pushArtifact,
+} from "./artifact.js";
 
 export { CREATED_ANNOTATION, newestReferrer } from "./artifact.js";
 
@@ -126,13 +131,10 @@ export async function pushProfile(
   options: { platform?: Platform; created?: Date; signal?: AbortSignal } = {},
 ): Promise<PushedProfile> {
   const { signal } = options;
-  const { manifest } = await getImageManifest(client, ref, { platform: options.platform, signal });
-  const subject: Descriptor = {
-    mediaType: manifest.mediaType,
-    digest: manifest.digest,
-    size: manifest.size,
-  };
-  const repo: Repository = { registry: ref.registry, repository: ref.repository };
+  const { manifest, subject, repo } = await artifactSubject(client, ref, {
+    platform: options.platform,
+    signal,
+  });
   const body = encodeProfile(paths);
   const created = (options.created ?? new Date()).toISOString();
   const descriptor: Descriptor = {

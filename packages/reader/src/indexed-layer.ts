@@ -13,8 +13,8 @@ import {
   type GzipIndex,
   inflateSpan,
   type Node,
-  NotFoundError,
   type RangeSource,
+  regularNode,
   type Span,
   sha256Digest,
   spanFor,
@@ -58,12 +58,7 @@ export class IndexedLayer implements LayerView {
   }
 
   private regular(path: string): Node {
-    const n = this.lookup(path);
-    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
-    const r = n.target ?? n;
-    if (r.type !== "reg")
-      throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
-    return r;
+    return regularNode(path, this.lookup(path));
   }
 
   async read(path: string, offset = 0, length?: number, signal?: AbortSignal): Promise<Uint8Array> {

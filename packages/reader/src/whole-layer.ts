@@ -11,9 +11,9 @@ import {
   FormatError,
   fromByteString,
   type Node,
-  NotFoundError,
   newNode,
   readTarEntries,
+  regularNode,
   TOC_TYPE_OF_TAR,
   VerificationError,
   writeChunk,
@@ -157,12 +157,7 @@ export class WholeLayer implements LayerView {
   }
 
   private regular(path: string): Node {
-    const n = this.lookup(path);
-    if (!n) throw new NotFoundError(`${JSON.stringify(path)}: no such file in layer`);
-    const r = n.target ?? n;
-    if (r.type !== "reg")
-      throw new FormatError(`${JSON.stringify(path)}: not a regular file (${r.type})`);
-    return r;
+    return regularNode(path, this.lookup(path));
   }
 
   private ensure(path: string, type: Node["type"]): Node {
