@@ -1,5 +1,5 @@
 import type { LayerReader, Node } from "@seekable/format";
-import type { LayerView, MergedNode, OpenedLayer } from "@seekable/reader";
+import { IndexedLayer, type LayerView, type MergedNode, type OpenedLayer } from "@seekable/reader";
 import { resolved } from "./attr.js";
 import { type ChunkItem, type ChunkPool, chunkKey } from "./chunks.js";
 
@@ -17,6 +17,8 @@ interface Source {
  */
 export class Content {
   private readonly layers = new Map<LayerView, { index: number; reader?: LayerReader }>();
+  /** Layers read through a gzip index, by the view the merged image names. */
+  private readonly indexedLayers = new Map<LayerView, IndexedLayer>();
 
   constructor(
     layers: OpenedLayer[],
@@ -24,6 +26,13 @@ export class Content {
   ) {
     layers.forEach((l, index) => {
       this.layers.set(l.view, { index, reader: l.reader });
+      // The layer store wraps each view (overlay whiteouts); the indexed layer is inside.
+      const inner =
+        l.view instanceof IndexedLayer ? l.view : (l.view as { reader?: unknown }).reader;
+      if (inner instanceof IndexedLayer) {
+        this.indexedLayers.set(l.view, inner);
+        this.indexedLayers.set(inner, inner);
+      }
       if (l.reader) {
         // A merged view of the bare readers (the layer store's loader prefetch) finds it too.
         this.layers.set(l.reader, { index, reader: l.reader });
@@ -35,6 +44,23 @@ export class Content {
   private source(m: MergedNode): Source {
     const l = this.layers.get(m.layer);
     return { layer: l?.index ?? -1, reader: l?.reader, node: resolved(m.node) };
+  }
+
+  /** The indexed gzip layer a file's bytes come from, if they do. */
+  indexed(m: MergedNode): IndexedLayer | undefined {
+    return this.indexedLayers.get(m.layer);
+  }
+
+  /** Fetches [from, to) of a file ahead of reads (read-ahead); errors are left to the reads. */
+  ahead(m: MergedNode, from: number, to: number): void {
+    const items = this.items(m, from, to)?.filter((it) => !this.pool.has(it.key));
+    if (items) {
+      if (items.length > 0) this.pool.get(items, false).catch(() => {});
+      return;
+    }
+    const ix = this.indexed(m);
+    if (ix && !ix.readAtHand(m.node.path, from, to - from))
+      ix.read(m.node.path, from, to - from).catch(() => {});
   }
 
   /** The chunk items covering [start, end) of the file, or undefined when not chunked. */
@@ -61,6 +87,12 @@ export class Content {
    * outside it.
    */
   async bytes(m: MergedNode, offset: number, length: number): Promise<Uint8Array | undefined> {
+    const ix = this.indexed(m);
+    const size = resolved(m.node).size;
+    if (ix)
+      return length > 0 && offset + length <= size
+        ? ix.read(m.node.path, offset, length)
+        : undefined;
     const items = length > 0 ? this.items(m, offset, offset + length) : undefined;
     if (!items || items.length === 0) return undefined;
     const datas = await this.pool.get(items, false);
@@ -70,6 +102,11 @@ export class Content {
 
   /** The same from chunks in memory only, or undefined. */
   bytesAtHand(m: MergedNode, offset: number, length: number): Uint8Array | undefined {
+    const ix = this.indexed(m);
+    if (ix)
+      return length > 0 && offset + length <= resolved(m.node).size
+        ? ix.readAtHand(m.node.path, offset, length)
+        : undefined;
     const items = length > 0 ? this.items(m, offset, offset + length) : undefined;
     const datas = items && items.length > 0 ? this.pool.peek(items) : undefined;
     if (!items || !datas) return undefined;
@@ -87,6 +124,12 @@ export class Content {
     if (offset >= end) return 0;
     const items = this.items(m, offset, end);
     if (!items) {
+      // An indexed file whose chunks are in memory is answered at once, like a pool hit.
+      const hand = this.indexed(m)?.readAtHand(m.node.path, offset, end - offset);
+      if (hand) {
+        buf.set(hand, 0);
+        return hand.length;
+      }
       return m.layer.read(m.node.path, offset, end - offset).then((data) => {
         buf.set(data, 0);
         return data.length;

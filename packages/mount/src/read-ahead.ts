@@ -29,11 +29,7 @@ export class ReadAhead {
     const to = Math.min(this.size, end + this.window);
     this.frontier = to;
     if (from >= to) return;
-    const items = this.content
-      .items(this.m, from, to)
-      ?.filter((it) => !this.content.pool.has(it.key));
-    if (!items || items.length === 0) return;
     // Errors are left to the on-demand read that needs the bytes (it fetches again).
-    this.content.pool.get(items, false).catch(() => {});
+    this.content.ahead(this.m, from, to);
   }
 }

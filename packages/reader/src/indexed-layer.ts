@@ -22,6 +22,7 @@ import {
   VerificationError,
   verifyChunk,
 } from "@seekable/format";
+import { ByteLru } from "./chunk-cache.js";
 import type { LayerView } from "./layer-view.js";
 
 interface Chunk {
@@ -32,10 +33,28 @@ interface Chunk {
 /** Compressed bytes per source.read call when many chunks are wanted (bounded memory). */
 const BATCH_BYTES = 16 << 20;
 
+/** Verified chunks kept in memory per layer (reads and guesses served without the disk). */
+const RECENT_BYTES = 32 << 20;
+
+/** An inflation in progress: its checkpoint's text from `from` up to `out`. */
+interface Inflight {
+  from: number;
+  out: number;
+  plain: Promise<Uint8Array>;
+}
+
 export class IndexedLayer implements LayerView {
   private readonly toc: TocIndex;
   /** Every chunk with data, by uncompressed offset (made on first use). */
   private byOffset: Chunk[] | undefined;
+  /** Verified chunks by digest, most recent last. */
+  private readonly recent = new ByteLru<string, Uint8Array>(RECENT_BYTES);
+  /**
+   * Spans being fetched and inflated, by checkpoint: a read that needs bytes one of them
+   * will hold waits for it instead of fetching the same span again (concurrent FUSE reads
+   * and guesses of files in one span are the common case).
+   */
+  private readonly inflight = new Map<number, Inflight>();
 
   constructor(
     readonly index: GzipIndex,
@@ -89,8 +108,26 @@ export class IndexedLayer implements LayerView {
     }
   }
 
+  /** [offset, offset+length) of a file from verified chunks in memory, or undefined. */
+  readAtHand(path: string, offset: number, length: number): Uint8Array | undefined {
+    const n = this.lookup(path);
+    const node = n?.target ?? n;
+    if (node?.type !== "reg") return undefined;
+    const end = Math.min(node.size, offset + length);
+    if (offset >= end) return undefined;
+    const out = Buffer.allocUnsafe(end - offset);
+    for (const c of node.chunks) {
+      if (c.chunkOffset >= end || c.chunkOffset + c.chunkSize <= offset) continue;
+      const data = c.chunkDigest ? this.recent.peek(c.chunkDigest) : undefined;
+      if (!data) return undefined;
+      const from = Math.max(offset, c.chunkOffset);
+      const to = Math.min(end, c.chunkOffset + c.chunkSize);
+      out.set(data.subarray(from - c.chunkOffset, to - c.chunkOffset), from - offset);
+    }
+    return out;
+  }
+
   async prefetch(paths: string[], signal?: AbortSignal): Promise<void> {
-    if (!this.cache) return;
     const want: Chunk[] = [];
     for (const p of paths) {
       const n = this.lookup(p);
@@ -107,9 +144,10 @@ export class IndexedLayer implements LayerView {
    */
   private async chunks(items: Chunk[], signal?: AbortSignal): Promise<Uint8Array[]> {
     const out: (Uint8Array | undefined)[] = await Promise.all(
-      items.map(({ ref }) =>
-        this.cache && ref.chunkDigest ? this.cache.get(ref.chunkDigest) : undefined,
-      ),
+      items.map(({ ref }) => {
+        if (!ref.chunkDigest) return undefined;
+        return this.recent.get(ref.chunkDigest) ?? this.cache?.get(ref.chunkDigest);
+      }),
     );
     const groups = new Map<number, { span: Span; end: number; members: number[] }>();
     items.forEach(({ ref }, k) => {
@@ -125,7 +163,70 @@ export class IndexedLayer implements LayerView {
         if (span.end > g.span.end) g.span = { ...g.span, end: span.end, out: span.out };
       }
     });
+    const joins: Promise<void>[] = [];
+    for (const [cp, g] of groups) {
+      const f = this.inflight.get(cp);
+      if (!f || f.out < g.end) continue;
+      groups.delete(cp);
+      joins.push(
+        f.plain.then((plain) => {
+          for (const k of g.members) out[k] = this.take(items[k], plain, f.from);
+        }),
+      );
+    }
     const list = [...groups.values()].sort((a, b) => a.span.start - b.span.start);
+    // Registered before the fetch starts, so reads arriving meanwhile join it.
+    const pending = list.map((g) => {
+      let done!: (plain: Uint8Array) => void;
+      let fail!: (e: unknown) => void;
+      const plain = new Promise<Uint8Array>((res, rej) => {
+        done = res;
+        fail = rej;
+      });
+      plain.catch(() => {});
+      const from = this.index.checkpoints[g.span.checkpoint].out;
+      const f: Inflight = { from, out: g.span.out, plain };
+      this.inflight.set(g.span.checkpoint, f);
+      void plain.then(
+        () => this.inflight.get(g.span.checkpoint) === f && this.inflight.delete(g.span.checkpoint),
+        () => this.inflight.get(g.span.checkpoint) === f && this.inflight.delete(g.span.checkpoint),
+      );
+      return { done, fail, plain };
+    });
+    try {
+      await this.fetchGroups(items, list, pending, out, signal);
+    } catch (e) {
+      for (const p of pending) p.fail(e);
+      throw e;
+    }
+    await Promise.all(joins);
+    if (this.cache)
+      for (let k = 0; k < items.length; k++) {
+        const d = items[k].ref.chunkDigest;
+        if (d) await this.cache.put(d, out[k] as Uint8Array);
+      }
+    return out as Uint8Array[];
+  }
+
+  /** A chunk's verified bytes out of inflated text starting at `from`. */
+  private take({ path, ref }: Chunk, plain: Uint8Array, from: number): Uint8Array {
+    const data = plain.subarray(ref.offset - from, ref.offset - from + ref.chunkSize);
+    if (data.length < ref.chunkSize)
+      throw new VerificationError(`layer ${this.index.layer.digest}: a span inflated short`);
+    check(data, ref, path);
+    const copy = Buffer.from(data);
+    if (ref.chunkDigest) this.recent.add(ref.chunkDigest, copy);
+    return copy;
+  }
+
+  /** Fetches and inflates `list`'s spans in batches; settles each `pending` as it goes. */
+  private async fetchGroups(
+    items: Chunk[],
+    list: { span: Span; end: number; members: number[] }[],
+    pending: { done: (plain: Uint8Array) => void }[],
+    out: (Uint8Array | undefined)[],
+    signal?: AbortSignal,
+  ): Promise<void> {
     for (let i = 0; i < list.length; ) {
       let j = i;
       let bytes = 0;
@@ -149,27 +250,19 @@ export class IndexedLayer implements LayerView {
         const plain = inflateSpan(this.index, g.span, bufs[b], from, g.span.out - from);
         if (plain.length < g.end - from)
           throw new VerificationError(`layer ${this.index.layer.digest}: a span inflated short`);
-        for (const k of g.members) {
-          const { path, ref } = items[k];
-          const data = plain.subarray(ref.offset - from, ref.offset - from + ref.chunkSize);
-          check(data, ref, path);
-          out[k] = Buffer.from(data);
-        }
+        pending[i + b].done(plain);
+        for (const k of g.members) out[k] = this.take(items[k], plain, from);
         await this.cachePassed(from, plain);
       }
       i = j;
     }
-    if (this.cache)
-      for (let k = 0; k < items.length; k++) {
-        const d = items[k].ref.chunkDigest;
-        if (d) await this.cache.put(d, out[k] as Uint8Array);
-      }
-    return out as Uint8Array[];
   }
 
-  /** Caches the other chunks wholly inside an inflated range, those whose digest holds. */
+  /**
+   * Keeps the other chunks wholly inside an inflated range, those whose digest holds: in
+   * memory, and in the cache when there is one.
+   */
   private async cachePassed(from: number, plain: Uint8Array): Promise<void> {
-    if (!this.cache) return;
     const all = this.chunkList();
     let lo = 0;
     let hi = all.length;
@@ -183,8 +276,10 @@ export class IndexedLayer implements LayerView {
       if (ref.offset + ref.chunkSize > from + plain.length) break;
       if (!ref.chunkDigest) continue;
       const data = plain.subarray(ref.offset - from, ref.offset - from + ref.chunkSize);
-      if (sha256Digest(data) === ref.chunkDigest)
-        await this.cache.put(ref.chunkDigest, Buffer.from(data));
+      if (this.recent.has(ref.chunkDigest) || sha256Digest(data) !== ref.chunkDigest) continue;
+      const copy = Buffer.from(data);
+      this.recent.add(ref.chunkDigest, copy);
+      if (this.cache) await this.cache.put(ref.chunkDigest, copy);
     }
   }
 

@@ -1,4 +1,4 @@
-import type { MergedNode } from "@seekable/reader";
+import type { IndexedLayer, MergedNode } from "@seekable/reader";
 import { resolved } from "../attr.js";
 import type { ChunkItem } from "../chunks.js";
 import type { Content } from "../content.js";
@@ -44,12 +44,22 @@ export class ContentFiles implements GuessFiles {
 
   async fetch(files: MergedNode[], kind: GuessKind, guessing: Guessing): Promise<void> {
     const byContent = new Map<Content, ChunkItem[]>();
+    const byIndexed = new Map<IndexedLayer, { file: string; bytes: number }[]>();
     const seen = new Set<object>();
     for (const f of files) {
       const n = resolved(f.node);
       const content = this.contentOf(f);
       if (!content || seen.has(n)) continue;
       seen.add(n);
+      const ix = content.indexed(f);
+      if (ix) {
+        // Whole files, all spans of the layer in one batched read (ix.prefetch).
+        if (n.size > WHOLE_LIMIT || ix.readAtHand(f.node.path, 0, n.size)) continue;
+        const list = byIndexed.get(ix) ?? [];
+        list.push({ file: f.node.path, bytes: n.size });
+        byIndexed.set(ix, list);
+        continue;
+      }
       let packed = 0;
       for (const c of n.chunks) packed += c.nextOffset - c.offset;
       const end = packed <= WHOLE_LIMIT ? n.size : Math.min(n.size, 1);
@@ -59,8 +69,11 @@ export class ContentFiles implements GuessFiles {
       for (const it of its) list.push(it);
       byContent.set(content, list);
     }
-    await Promise.all(
-      [...byContent].map(([content, items]) => guessing.fetch(content.pool, items, kind)),
-    );
+    await Promise.all([
+      ...[...byContent].map(([content, items]) => guessing.fetch(content.pool, items, kind)),
+      ...[...byIndexed].map(([ix, list]) =>
+        guessing.fetchFiles(list, (paths) => ix.prefetch(paths)),
+      ),
+    ]);
   }
 }

@@ -56,6 +56,34 @@ export class Guessing {
   }
 
   /**
+   * Fetches guessed files that are not read through a pool (indexed gzip layers: `run` is
+   * given the files that fit, and fetches their spans in one batched read per layer), within
+   * the same bounds; resolves when the fetch has settled, never rejects.
+   */
+  async fetchFiles<T>(
+    files: { file: T; bytes: number }[],
+    run: (taken: T[]) => Promise<void>,
+  ): Promise<void> {
+    let bytes = 0;
+    const cap = Math.min(GUESS_LIMITS.bytes, GUESS_LIMITS.bytesInFlight - this.inflight);
+    const taken: T[] = [];
+    for (const f of files) {
+      if (bytes + f.bytes > cap) continue;
+      bytes += f.bytes;
+      taken.push(f.file);
+    }
+    if (taken.length === 0) return;
+    this.inflight += bytes;
+    try {
+      await run(taken);
+    } catch {
+      // As for chunks: the read that wants the file fetches it again.
+    } finally {
+      this.inflight -= bytes;
+    }
+  }
+
+  /**
    * Fetches the chunks of one examination's guesses (deduplicated, those at hand left out)
    * within the bounds above; resolves when the fetch has settled, never rejects.
    */
