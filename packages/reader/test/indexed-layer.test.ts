@@ -105,6 +105,64 @@ describe("IndexedLayer", () => {
     expect(src.reads).toBe(1);
   });
 
+  it("without a cache, a span's other files are kept in memory: reading them costs no read", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    await l.prefetch([...files.keys()]);
+    expect(src.reads).toBe(1);
+    for (const [name, body] of files) {
+      expect(sha(l.readAtHand(name, 0, body.length) as Uint8Array), name).toBe(sha(body));
+      expect(sha(await l.read(name)), name).toBe(sha(body));
+    }
+    expect(src.reads).toBe(1);
+    const f = files.get("lib/f7.txt") as Buffer;
+    expect(Buffer.from(l.readAtHand("lib/f7.txt", 10, 100) as Uint8Array)).toEqual(
+      f.subarray(10, 110),
+    );
+  });
+
+  it("readAtHand is undefined until a file's chunks are in memory", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    expect(l.readAtHand("lib/f3.txt", 0, 10)).toBeUndefined();
+    expect(l.readAtHand("lib", 0, 10)).toBeUndefined();
+    expect(src.reads).toBe(0);
+  });
+
+  it("concurrent reads of files in one span share one fetch of it", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    // Files of the first span: the last one read first, so its fetch covers the others.
+    const first = [...files.keys()].filter((n) => {
+      const c = l.lookup(n)?.chunks[0];
+      return c && spanFor(ix, c.offset, c.chunkSize).checkpoint === 0;
+    });
+    expect(first.length).toBeGreaterThanOrEqual(3);
+    const got = await Promise.all(first.reverse().map((n) => l.read(n)));
+    first.forEach((n, k) => {
+      expect(sha(got[k]), n).toBe(sha(files.get(n) as Buffer));
+    });
+    expect(src.reads).toBe(1);
+  });
+
+  it("reads joining a fetch of corrupt bytes fail too, never output", async () => {
+    const { gz, ix } = await layer();
+    const bad = Buffer.from(gz);
+    for (let i = 100; i < bad.length - 100; i += 997) bad[i] ^= 0x20;
+    const src = new Counting(new BufferRangeSource(bad));
+    const l = new IndexedLayer(ix, src);
+    const first = [...files.keys()].filter((n) => {
+      const c = l.lookup(n)?.chunks[0];
+      return c && spanFor(ix, c.offset, c.chunkSize).checkpoint === 0;
+    });
+    const settled = await Promise.allSettled(first.reverse().map((n) => l.read(n)));
+    for (const r of settled) expect(r.status).toBe("rejected");
+    for (const n of first) expect(l.readAtHand(n, 0, 1)).toBeUndefined();
+  });
+
   it("corrupt span bytes are a verification error, never output", async () => {
     const { gz, ix } = await layer();
     const bad = Buffer.from(gz);
