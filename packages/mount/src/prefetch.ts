@@ -1,5 +1,5 @@
 import { type ChunkRef, cleanEntryName, type LayerReader, SeekableError } from "@seekable/format";
-import type { ImageFS, LayerView, OpenedLayer } from "@seekable/reader";
+import { type ImageFS, IndexedLayer, type LayerView, type OpenedLayer } from "@seekable/reader";
 import { mergeSpans, type Span } from "@seekable/registry";
 import { resolved } from "./attr.js";
 import type { ChunkItem, ChunkPool } from "./chunks.js";
@@ -178,6 +178,8 @@ export class ProfilePrefetch {
     );
     const missing: string[] = [];
     const wanted = new Map<LayerReader, { path: string; ref: ChunkRef }[]>();
+    // Indexed gzip layers: their own batched prefetch (spans from their checkpoints).
+    const indexed = new Map<IndexedLayer, { paths: string[]; chunks: number }>();
     let files = 0;
     for (const p of paths) {
       const m = target.fs.lookup(cleanEntryName(p));
@@ -188,6 +190,13 @@ export class ProfilePrefetch {
       const n = resolved(m.node);
       if (n.type !== "reg") continue;
       files++;
+      if (m.layer instanceof IndexedLayer) {
+        const e = indexed.get(m.layer) ?? { paths: [], chunks: 0 };
+        e.paths.push(m.node.path);
+        e.chunks += n.chunks.length;
+        indexed.set(m.layer, e);
+        continue;
+      }
       const reader = readers.get(m.layer);
       if (!reader?.cache) continue; // a layer streamed whole is local already
       const list = wanted.get(reader) ?? [];
@@ -213,6 +222,13 @@ export class ProfilePrefetch {
     const runs = [...wanted].map(([reader, list]) =>
       this.runLayer(reader, this.plan(reader, list), result, signal),
     );
+    for (const [ix, e] of indexed)
+      runs.push(
+        ix.prefetch(e.paths, signal).then(() => {
+          result.chunks += e.chunks;
+          result.reads++;
+        }),
+      );
     return Promise.allSettled(runs).then((settled) => {
       result.ms = Date.now() - t0;
       const failed = settled.find((s) => s.status === "rejected");
