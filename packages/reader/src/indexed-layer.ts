@@ -36,6 +36,16 @@ const BATCH_BYTES = 16 << 20;
 /** Verified chunks kept in memory per layer (reads and guesses served without the disk). */
 const RECENT_BYTES = 32 << 20;
 
+/** Compressed span prefixes kept per layer, so a later read in a span fetches only its tail. */
+const PREFIX_BYTES = 64 << 20;
+
+/** Compressed bytes fetched from a checkpoint's resume point, and what they inflate to. */
+interface Prefix {
+  bytes: Uint8Array;
+  /** The uncompressed offset these bytes reach (the span's `out`). */
+  out: number;
+}
+
 /** An inflation in progress: its checkpoint's text from `from` up to `out`. */
 interface Inflight {
   from: number;
@@ -55,6 +65,12 @@ export class IndexedLayer implements LayerView {
    * and guesses of files in one span are the common case).
    */
   private readonly inflight = new Map<number, Inflight>();
+  /**
+   * Compressed bytes fetched, by checkpoint: a file costs the bytes from its checkpoint, so
+   * the next file of the span fetches only what lies past them (and inflates from the
+   * checkpoint again, CPU instead of a second download of the prefix).
+   */
+  private readonly prefixes = new ByteLru<number, Prefix & { byteLength: number }>(PREFIX_BYTES);
 
   constructor(
     readonly index: GzipIndex,
@@ -227,31 +243,56 @@ export class IndexedLayer implements LayerView {
     out: (Uint8Array | undefined)[],
     signal?: AbortSignal,
   ): Promise<void> {
+    // What each span still needs from the network: past the prefix fetched before, if any.
+    const need = list.map((g) => {
+      const have = this.prefixes.get(g.span.checkpoint);
+      const got = have ? have.bytes.length : 0;
+      return {
+        have,
+        from: g.span.start + got,
+        length: Math.max(0, g.span.end - g.span.start - got),
+      };
+    });
     for (let i = 0; i < list.length; ) {
       let j = i;
       let bytes = 0;
-      while (
-        j < list.length &&
-        (j === i || bytes + list[j].span.end - list[j].span.start <= BATCH_BYTES)
-      ) {
-        bytes += list[j].span.end - list[j].span.start;
+      while (j < list.length && (j === i || bytes + need[j].length <= BATCH_BYTES)) {
+        bytes += need[j].length;
         j++;
       }
       const batch = list.slice(i, j);
-      const bufs = await this.source.read(
-        batch.map((g) => ({ offset: g.span.start, length: g.span.end - g.span.start })),
-        signal,
-      );
+      const wanted = need.slice(i, j).filter((n) => n.length > 0);
+      const bufs =
+        wanted.length > 0
+          ? await this.source.read(
+              wanted.map((n) => ({ offset: n.from, length: n.length })),
+              signal,
+            )
+          : [];
+      let next = 0;
       for (let b = 0; b < batch.length; b++) {
         const g = batch[b];
+        const { have, length } = need[i + b];
+        let prefix: Prefix;
+        let fresh = false;
+        if (length === 0 && have) prefix = have;
+        else {
+          const tail = bufs[next++];
+          prefix = { bytes: have ? Buffer.concat([have.bytes, tail]) : tail, out: g.span.out };
+          fresh = true;
+        }
+        const span = { ...g.span, end: g.span.start + prefix.bytes.length, out: prefix.out };
         // The whole fetched span is inflated, not only up to the chunks asked for: its
         // other chunks are then cached (the next files read are often in the same span).
         const from = this.index.checkpoints[g.span.checkpoint].out;
-        const plain = inflateSpan(this.index, g.span, bufs[b], from, g.span.out - from);
+        const plain = inflateSpan(this.index, span, prefix.bytes, from, span.out - from);
         if (plain.length < g.end - from)
           throw new VerificationError(`layer ${this.index.layer.digest}: a span inflated short`);
         pending[i + b].done(plain);
         for (const k of g.members) out[k] = this.take(items[k], plain, from);
+        // Kept only once the chunks asked for verified: bad bytes are not built upon.
+        if (fresh)
+          this.prefixes.add(g.span.checkpoint, { ...prefix, byteLength: prefix.bytes.length });
         await this.cachePassed(from, plain);
       }
       i = j;

@@ -148,6 +148,27 @@ describe("IndexedLayer", () => {
     expect(src.reads).toBe(1);
   });
 
+  it("a later read in a span fetches only what lies past the bytes fetched before", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    const spanOf = (n: string) => {
+      const c = l.lookup(n)?.chunks[0];
+      if (!c) throw new Error(`no chunk in ${n}`);
+      return spanFor(ix, c.offset, c.chunkSize);
+    };
+    const first = [...files.keys()].filter((n) => spanOf(n).checkpoint === 0);
+    const a = first[0];
+    const b = first[first.length - 1];
+    expect(spanOf(b).end).toBeGreaterThan(spanOf(a).end);
+    expect(sha(await l.read(a))).toBe(sha(files.get(a) as Buffer));
+    expect(src.bytes).toBe(spanOf(a).end - spanOf(a).start);
+    expect(sha(await l.read(b))).toBe(sha(files.get(b) as Buffer));
+    expect(src.reads).toBe(2);
+    // Not the prefix twice: from the checkpoint to b's end, once.
+    expect(src.bytes).toBe(spanOf(b).end - spanOf(b).start);
+  });
+
   it("reads joining a fetch of corrupt bytes fail too, never output", async () => {
     const { gz, ix } = await layer();
     const bad = Buffer.from(gz);
