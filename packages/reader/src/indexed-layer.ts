@@ -15,6 +15,7 @@ import {
   type Node,
   type RangeSource,
   regularNode,
+  resumeStart,
   type Span,
   sha256Digest,
   spanFor,
@@ -291,11 +292,30 @@ export class IndexedLayer implements LayerView {
         pending[i + b].done(plain);
         for (const k of g.members) out[k] = this.take(items[k], plain, from);
         // Kept only once the chunks asked for verified: bad bytes are not built upon.
-        if (fresh)
-          this.prefixes.add(g.span.checkpoint, { ...prefix, byteLength: prefix.bytes.length });
+        if (fresh) this.keepPrefix(g.span.checkpoint, g.span.start, prefix);
         await this.cachePassed(from, plain);
       }
       i = j;
+    }
+  }
+
+  /**
+   * Keeps compressed bytes fetched from checkpoint `k` (from `start`): as its prefix, and as
+   * the prefix of each later checkpoint they pass (a file that crosses a checkpoint fetched
+   * the start of the next span too).
+   */
+  private keepPrefix(k: number, start: number, prefix: Prefix): void {
+    const cps = this.index.checkpoints;
+    const end = start + prefix.bytes.length;
+    for (let m = k; m < cps.length; m++) {
+      const from = m === k ? start : resumeStart(cps[m]);
+      if (from >= end) break;
+      const held = this.prefixes.peek(m);
+      if (held && held.bytes.length >= end - from) continue;
+      const bytes = prefix.bytes.subarray(from - start);
+      // The longer prefix replaces the shorter (the LRU keeps a held key's value).
+      this.prefixes.delete(m);
+      this.prefixes.add(m, { bytes, out: prefix.out, byteLength: bytes.length });
     }
   }
 

@@ -169,6 +169,15 @@ describe("IndexedLayer", () => {
     expect(src.bytes).toBe(spanOf(b).end - spanOf(b).start);
   });
 
+  it("reading every file in turn fetches no compressed byte twice", async () => {
+    const { gz, ix } = await layer();
+    const src = new Counting(new BufferRangeSource(gz));
+    const l = new IndexedLayer(ix, src);
+    for (const [name, body] of files) expect(sha(await l.read(name)), name).toBe(sha(body));
+    // A checkpoint in mid-byte shares that byte with the span before it.
+    expect(src.bytes).toBeLessThanOrEqual(gz.length + ix.checkpoints.length);
+  });
+
   it("reads joining a fetch of corrupt bytes fail too, never output", async () => {
     const { gz, ix } = await layer();
     const bad = Buffer.from(gz);
