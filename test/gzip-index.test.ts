@@ -7,7 +7,7 @@
 // FUSE mount (root) serves every file through the indexes too.
 
 import { existsSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parseGzipIndex, serializeGzipIndex } from "@seekable/format";
@@ -22,11 +22,12 @@ import {
   RegistryClient,
 } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { makeTempDir } from "./helpers/files.js";
 import { startForeground } from "./helpers/foreground.js";
 import { pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
-import { describeRun, jsonOut, seekable, statsOf } from "./helpers/run.js";
+import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
 import { makeTar, pseudoRandom, sha, type TarItem } from "./helpers/tar.js";
 
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -271,5 +272,126 @@ describe("seekable index", () => {
     }
     const s = statsOf(fg.stderr());
     expect(s.layersIndexed).toBe(2);
+  });
+
+  it("a FUSE mount reads each indexed byte once, and prefetches a profile in one batched read", async () => {
+    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
+      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
+    const tmp = await makeTempDir("gzindex-profile");
+    const app = [...files.keys()].filter((n) => n.startsWith("app/"));
+    const profile = join(tmp.path, "profile.txt");
+    await writeFile(profile, `${app.join("\n")}\n`);
+    let mounts = 0;
+    const readAll = async (names: string[], extra: string[] = []) => {
+      const mnt = join(tmp.path, `mnt${mounts++}`);
+      await mkdir(mnt);
+      const fg = await startForeground("mount", [
+        "mount",
+        ref,
+        mnt,
+        "--no-cache",
+        "--stats",
+        "--index-digest",
+        indexed.digest,
+        ...extra,
+      ]);
+      try {
+        if (extra.length > 0) {
+          // The prefetch is done when the mount says so (one line on stderr).
+          for (let i = 0; i < 400 && !fg.stderr().includes("prefetched"); i++)
+            await new Promise((r) => setTimeout(r, 50));
+          expect(fg.stderr()).toMatch(/prefetched 120 files/);
+        }
+        for (const name of names)
+          expect(sha(await readFile(join(mnt, name))), name).toBe(sha(files.get(name) as Buffer));
+      } finally {
+        expect(await fg.stop()).toBe(0);
+      }
+      return statsOf(fg.stderr());
+    };
+    try {
+      // What a mount costs before any read: manifest, config, the indexes, the small layer.
+      const base = await readAll([]);
+      const plain = await readAll(app);
+      const prefetched = await readAll(app, ["--prefetch", profile]);
+      const spans = indexed.indexed[1].checkpoints;
+      // Without a cache, a span's other files stay in memory and a later read in a span
+      // fetches only what lies past the bytes fetched before: no compressed byte of the layer
+      // twice (but the byte a checkpoint in mid-byte shares with the span before it).
+      expect(plain.requests - base.requests).toBeLessThan(app.length);
+      expect(plain.bytesFetched - base.bytesFetched).toBeLessThanOrEqual(layers[1].size + spans);
+      // The profile's files in one batched read (one source.read of the spans, coalesced).
+      expect(
+        prefetched.requests - base.requests,
+        JSON.stringify({ base, prefetched }),
+      ).toBeLessThanOrEqual(2);
+      expect(prefetched.bytesFetched).toBeLessThanOrEqual(plain.bytesFetched);
+    } finally {
+      await tmp.remove();
+    }
+  });
+
+  it("a FUSE mount starts a program from indexed layers, fetching what the loader opens ahead of it", async () => {
+    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
+      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
+    const { base, app, libs } = dynamicProgram();
+    const client = new RegistryClient();
+    let elfRef: string;
+    try {
+      const blobs = [gzipSync(await makeTar(base)), gzipSync(await makeTar(app))];
+      elfRef = `docker://${await pushImage(
+        client,
+        { ...repo, repository: "gz/elf" },
+        "v1",
+        blobs.map((blob) => ({ blob })),
+      )}`;
+    } finally {
+      await client.close();
+    }
+    // Spans small beside the files (150 KB fillers between the libraries): each file a span.
+    const ix = await seekable(
+      "index",
+      elfRef,
+      "--span-size",
+      "65536",
+      "--min-layer-size",
+      "1000",
+      "--json",
+    );
+    expect(ix.code, describeRun(ix)).toBe(0);
+    expect(jsonOut<{ indexed: unknown[] }>(ix).indexed).toHaveLength(2);
+    const tmp = await makeTempDir("gzindex-elf");
+    const mountAt = async (name: string) => {
+      const mnt = join(tmp.path, name);
+      await mkdir(mnt);
+      return {
+        mnt,
+        fg: await startForeground("mount", ["mount", elfRef, mnt, "--no-cache", "--stats"]),
+      };
+    };
+    try {
+      // What opening the image costs, to count the reads alone.
+      const idle = await mountAt("idle");
+      expect(await idle.fg.stop()).toBe(0);
+      const opening = statsOf(idle.fg.stderr()).requests;
+      expect(statsOf(idle.fg.stderr()).layersIndexed).toBe(2);
+
+      const m = await mountAt("run");
+      try {
+        const r = await run("chroot", [m.mnt, "/usr/bin/ls", "/usr/bin"]);
+        expect(r.code, describeRun(r)).toBe(0);
+        expect(r.stdout.toString()).toBe("ls\n");
+      } finally {
+        expect(await m.fg.stop()).toBe(0);
+      }
+      // On demand, each file the loader opens is a round trip of its own: ls, ld.so,
+      // ld.so.cache and every library. Ahead of it, as on eStargz layers: ls, then one
+      // batched read per layer for ld.so, the cache and ls's libraries, then their dependencies.
+      const reads = statsOf(m.fg.stderr()).requests - opening;
+      expect(reads).toBeLessThanOrEqual(4);
+      expect(reads).toBeLessThan(3 + libs.length);
+    } finally {
+      await tmp.remove();
+    }
   });
 });
