@@ -107,6 +107,15 @@ afterAll(async () => {
 
 const common = ["--no-cache", "--stats"];
 
+/** A real FUSE mount of `image` at `tmp/name`, without a cache (needs root and /dev/fuse). */
+async function mountAt(tmp: string, name: string, image: string, extra: string[] = []) {
+  if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
+    throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
+  const mnt = join(tmp, name);
+  await mkdir(mnt);
+  return { mnt, fg: await startForeground("mount", ["mount", image, mnt, ...common, ...extra]) };
+}
+
 describe("seekable index", () => {
   let indexed: {
     digest: string;
@@ -246,21 +255,9 @@ describe("seekable index", () => {
   });
 
   it("a FUSE mount serves every file through the indexes", async () => {
-    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
-      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
     const tmp = await makeTempDir("gzindex-mount");
-    const mnt = join(tmp.path, "mnt");
-    await mkdir(mnt);
-    const fg = await startForeground("mount", [
-      "mount",
-      ref,
-      mnt,
-      "--no-cache",
-      "--stats",
-      // Pinned: the test before pushed a newer, mismatched index artifact.
-      "--index-digest",
-      indexed.digest,
-    ]);
+    // Pinned: the test before pushed a newer, mismatched index artifact.
+    const { mnt, fg } = await mountAt(tmp.path, "mnt", ref, ["--index-digest", indexed.digest]);
     try {
       for (const [name, body] of files) {
         const got = await readFile(join(mnt, name));
@@ -275,22 +272,13 @@ describe("seekable index", () => {
   });
 
   it("a FUSE mount reads each indexed byte once, and prefetches a profile in one batched read", async () => {
-    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
-      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
     const tmp = await makeTempDir("gzindex-profile");
     const app = [...files.keys()].filter((n) => n.startsWith("app/"));
     const profile = join(tmp.path, "profile.txt");
     await writeFile(profile, `${app.join("\n")}\n`);
     let mounts = 0;
     const readAll = async (names: string[], extra: string[] = []) => {
-      const mnt = join(tmp.path, `mnt${mounts++}`);
-      await mkdir(mnt);
-      const fg = await startForeground("mount", [
-        "mount",
-        ref,
-        mnt,
-        "--no-cache",
-        "--stats",
+      const { mnt, fg } = await mountAt(tmp.path, `mnt${mounts++}`, ref, [
         "--index-digest",
         indexed.digest,
         ...extra,
@@ -332,8 +320,6 @@ describe("seekable index", () => {
   });
 
   it("a FUSE mount starts a program from indexed layers, fetching what the loader opens ahead of it", async () => {
-    if (process.getuid?.() !== 0 || !existsSync("/dev/fuse"))
-      throw new Error("cannot test a real FUSE mount: needs root and /dev/fuse");
     const { base, app, libs } = dynamicProgram();
     const client = new RegistryClient();
     let elfRef: string;
@@ -361,22 +347,14 @@ describe("seekable index", () => {
     expect(ix.code, describeRun(ix)).toBe(0);
     expect(jsonOut<{ indexed: unknown[] }>(ix).indexed).toHaveLength(2);
     const tmp = await makeTempDir("gzindex-elf");
-    const mountAt = async (name: string) => {
-      const mnt = join(tmp.path, name);
-      await mkdir(mnt);
-      return {
-        mnt,
-        fg: await startForeground("mount", ["mount", elfRef, mnt, "--no-cache", "--stats"]),
-      };
-    };
     try {
       // What opening the image costs, to count the reads alone.
-      const idle = await mountAt("idle");
+      const idle = await mountAt(tmp.path, "idle", elfRef);
       expect(await idle.fg.stop()).toBe(0);
       const opening = statsOf(idle.fg.stderr()).requests;
       expect(statsOf(idle.fg.stderr()).layersIndexed).toBe(2);
 
-      const m = await mountAt("run");
+      const m = await mountAt(tmp.path, "run", elfRef);
       try {
         const r = await run("chroot", [m.mnt, "/usr/bin/ls", "/usr/bin"]);
         expect(r.code, describeRun(r)).toBe(0);
