@@ -214,6 +214,8 @@ export class IndexedLayer implements LayerView {
       await this.fetchGroups(items, list, pending, out, signal);
     } catch (e) {
       for (const p of pending) p.fail(e);
+      // Joined fetches may fail too: handled here, not left as unhandled rejections.
+      void Promise.allSettled(joins);
       throw e;
     }
     await Promise.all(joins);

@@ -193,6 +193,31 @@ describe("IndexedLayer", () => {
     for (const n of first) expect(l.readAtHand(n, 0, 1)).toBeUndefined();
   });
 
+  it("a read that joins one failing fetch and makes another failing one rejects once, nothing unhandled", async () => {
+    const { gz, ix } = await layer();
+    const bad = Buffer.from(gz);
+    for (let i = 100; i < bad.length - 100; i += 997) bad[i] ^= 0x20;
+    const l = new IndexedLayer(ix, new BufferRangeSource(bad));
+    const inSpan = (k: number) =>
+      [...files.keys()].filter((n) => {
+        const c = l.lookup(n)?.chunks[0];
+        return c && spanFor(ix, c.offset, c.chunkSize).checkpoint === k;
+      });
+    const [a, b] = inSpan(0).reverse();
+    const [c] = inSpan(1);
+    const unhandled: unknown[] = [];
+    const note = (e: unknown) => unhandled.push(e);
+    process.on("unhandledRejection", note);
+    try {
+      const settled = await Promise.allSettled([l.read(a), l.prefetch([b, c])]);
+      expect(settled.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", note);
+    }
+  });
+
   it("corrupt span bytes are a verification error, never output", async () => {
     const { gz, ix } = await layer();
     const bad = Buffer.from(gz);
