@@ -303,7 +303,7 @@ describe("seekable index", () => {
       const plain = await readAll(app);
       const prefetched = await readAll(app, ["--prefetch", profile]);
       const spans = indexed.indexed[1].checkpoints;
-      // Without a cache, a span's other files stay in memory and a later read in a span
+      // A span's other files are kept (in memory and the run's own cache) and a later read in a span
       // fetches only what lies past the bytes fetched before: no compressed byte of the layer
       // twice (but the byte a checkpoint in mid-byte shares with the span before it).
       expect(plain.requests - base.requests).toBeLessThan(app.length);
