@@ -10,7 +10,7 @@ import { RegistryClient, type Repository } from "@seekable/registry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { convertItems } from "./helpers/convert.js";
 import { makeTempDir } from "./helpers/files.js";
-import { startForeground } from "./helpers/foreground.js";
+import { forceUnmount, startForeground } from "./helpers/foreground.js";
 import { rewriteBlob } from "./helpers/hostile.js";
 import {
   elfNeeding,
@@ -88,14 +88,6 @@ let ref: string;
 let blob: Buffer;
 const repo = { registry: "", repository: "seekable/hostile" } satisfies Repository;
 const live = new Set<{ proc: ChildProcess; dir: string }>();
-
-function forceUnmount(mnt: string): void {
-  try {
-    execFileSync("fusermount", ["-u", "-z", mnt], { stdio: "ignore" });
-  } catch {
-    // not mounted
-  }
-}
 
 let count = 0;
 async function serve(what: "mount" | "store", at?: string, ...args: string[]) {

@@ -12,7 +12,7 @@ import { convertItems } from "./helpers/convert.js";
 import { dynamicProgram } from "./helpers/dynamic-program.js";
 import { type FaultProxy, startFaultProxy } from "./helpers/fault-proxy.js";
 import { makeTempDir } from "./helpers/files.js";
-import { startForeground } from "./helpers/foreground.js";
+import { forceUnmount, startForeground } from "./helpers/foreground.js";
 import { pushImage } from "./helpers/push-image.js";
 import { type RunningRegistry, startRegistry } from "./helpers/registry.js";
 import { describeRun, jsonOut, run, seekable, statsOf } from "./helpers/run.js";
@@ -125,14 +125,6 @@ async function mountAt(mnt: string, image: string, ...args: string[]): Promise<M
       return code;
     },
   };
-}
-
-function forceUnmount(mnt: string): void {
-  try {
-    execFileSync("fusermount", ["-u", "-z", mnt], { stdio: "ignore" });
-  } catch {
-    // not mounted
-  }
 }
 
 beforeAll(async () => {

@@ -1,6 +1,6 @@
 // A foreground CLI process (`seekable mount`, `seekable store`) that tests start, wait for,
 // and stop: up when its first stdout line arrives, stopped with SIGTERM.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { seekableCli } from "./paths.js";
 
 export interface Foreground {
@@ -62,4 +62,13 @@ export function startForeground(
       });
     });
   });
+}
+
+/** Detaches a FUSE mount a killed test process left at `mnt` (nothing when none is there). */
+export function forceUnmount(mnt: string): void {
+  try {
+    execFileSync("fusermount", ["-u", "-z", mnt], { stdio: "ignore" });
+  } catch {
+    // not mounted
+  }
 }

@@ -1,4 +1,5 @@
 import { open } from "node:fs/promises";
+import { errorLine } from "@seekable/format";
 import { CliError } from "./errors.js";
 
 /** A profile to prefetch: its paths and what to call it in messages. */
@@ -7,9 +8,7 @@ export interface Profile {
   name: string;
 }
 
-function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
+const describe = errorLine;
 
 /**
  * A local profile file (`--prefetch FILE` of mount and store), refused when larger than the

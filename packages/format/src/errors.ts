@@ -76,3 +76,8 @@ export class LimitError extends FormatError {
     super(message, options, "limit");
   }
 }
+
+/** An error's message on one line: what every command and host prints of it. */
+export function errorLine(e: unknown): string {
+  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
+}

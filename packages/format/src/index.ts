@@ -24,6 +24,7 @@ export {
 } from "./deflate-resume.js";
 export {
   type ErrorKind,
+  errorLine,
   FormatError,
   LimitError,
   NotEStargzError,

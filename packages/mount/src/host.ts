@@ -1,14 +1,12 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { SeekableError } from "@seekable/format";
+import { errorLine, SeekableError } from "@seekable/format";
 import type { FuseOptions, Operations } from "fuse-native";
 import { LayerFuse, layerFuseOptions } from "./fuse-setup.js";
 import { clearStaleMount, detach } from "./stale-mount.js";
 
-/** An error's message on one line. */
-export function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
+/** An error's message on one line (format's errorLine). */
+export const describe = errorLine;
 
 /** A log that says each line once per window (5 s), not once per kernel request. */
 export class LineLog {

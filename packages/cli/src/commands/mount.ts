@@ -1,3 +1,4 @@
+import { errorLine } from "@seekable/format";
 // Loaded when used: @seekable/image only for --prefetch, @seekable/mount (fuse-native) while
 // the image opens. The start of a mount loads no more than it needs.
 
@@ -48,9 +49,7 @@ async function registryProfile(
   };
 }
 
-function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
+const describe = errorLine;
 
 function megabytes(n: number): string {
   return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;

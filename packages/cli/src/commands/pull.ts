@@ -1,3 +1,4 @@
+import { errorLine } from "@seekable/format";
 import { type Platform, parsePlatform, parseReference } from "@seekable/registry";
 // Not the package root: that loads the server side (FUSE, SQLite) a pull does not need.
 import { pullImage } from "@seekable/snapshotter/pull";
@@ -16,8 +17,7 @@ export interface PullFlags {
 
 /** gRPC's message for a socket nobody answers on, in words. */
 function describe(e: unknown): string {
-  const msg = ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-  return msg.replace(/^\d+ [A-Z_]+: /, "");
+  return errorLine(e).replace(/^\d+ [A-Z_]+: /, "");
 }
 
 /** `seekable pull --containerd SOCK docker://IMAGE`: a lazy pull into containerd. */

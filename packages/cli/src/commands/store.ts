@@ -1,3 +1,4 @@
+import { errorLine } from "@seekable/format";
 import { mountStore } from "@seekable/mount";
 import { ReadStats, type TieredChunkCache } from "@seekable/reader";
 import {
@@ -25,9 +26,7 @@ export interface StoreFlags
   index?: string;
 }
 
-function describe(e: unknown): string {
-  return ((e as Error)?.message ?? String(e)).replace(/\s*\n\s*/g, " ");
-}
+const describe = errorLine;
 
 /**
  * The store's profile look-up for --prefetch: FILE, read once, for every image; auto, the
